@@ -1,0 +1,190 @@
+// /v1/server: one binary's connection from claim to release (relay-behaviour.md 3.3, 3.4, 4.2).
+
+import type WebSocket from 'ws';
+import { binaryConnId } from './conn-id.js';
+import type { RelayContext } from './context.js';
+import { decodeBinaryEnvelope } from './envelope.js';
+import { Heartbeat, HEARTBEAT_TIMEOUT_CODE, HEARTBEAT_TIMEOUT_REASON } from './heartbeat.js';
+import { CLOSE_INTERNAL_ERROR, CLOSE_NORMAL, Peer, type PeerEvents } from './peer.js';
+import type { PhoneSession } from './phone-session.js';
+
+export const CONFLICT_CODE = 4409;
+export const CONFLICT_REASON = 'server-id already claimed';
+export const RECLAIM_EVICT_CODE = 4404;
+export const RECLAIM_EVICT_REASON = 'binary reclaimed server-id';
+
+/** Pause phones feeding this binary while this much is queued towards it... */
+export const BINARY_SEND_HIGH_WATER_BYTES = 512 * 1024;
+/** ...and let them go again once it drained below this. */
+export const BINARY_SEND_LOW_WATER_BYTES = 128 * 1024;
+
+type State = 'probing' | 'claimed' | 'rejected' | 'ended';
+
+export interface BinaryHandshake {
+  serverId: string;
+  binaryVersion: string;
+  remote: string;
+}
+
+export class BinarySession implements PeerEvents {
+  readonly peer: Peer;
+  readonly connId: string;
+  readonly serverId: string;
+  private state: State = 'probing';
+  private readonly heartbeat: Heartbeat;
+  /** Phones paused because this binary's socket is backed up. */
+  private readonly pausedPhones = new Set<PhoneSession>();
+
+  constructor(
+    private readonly ctx: RelayContext,
+    ws: WebSocket,
+    private readonly handshake: BinaryHandshake,
+    private readonly onEnded: () => void,
+  ) {
+    this.serverId = handshake.serverId;
+    this.connId = binaryConnId(handshake.serverId);
+    this.peer = new Peer(ws, this, ctx.timings.messageReadTimeoutMs);
+    this.heartbeat = new Heartbeat(this.peer, ctx.timings.heartbeatIntervalMs, () =>
+      this.peer.close(HEARTBEAT_TIMEOUT_CODE, HEARTBEAT_TIMEOUT_REASON),
+    );
+  }
+
+  /** True while the conflict probe runs (shutdown closes such a connection with 1000). */
+  get isProbing(): boolean {
+    return this.state === 'probing';
+  }
+
+  /** Runs the claim; called once, right after the upgrade. */
+  start(): void {
+    // Nothing is read until the claim succeeds (the reference starts its read pump only then).
+    this.peer.pause();
+    const decision = this.ctx.registry.claim(this.serverId, this);
+    if (decision.kind === 'claimed') {
+      this.claimed(decision.evicted);
+      return;
+    }
+    void this.probe(decision.incumbent);
+  }
+
+  private async probe(incumbent: BinarySession): Promise<void> {
+    const alive = await incumbent.peer.probe(this.ctx.timings.probeTimeoutMs);
+    if (this.state !== 'probing') return; // closed meanwhile (shutdown or the challenger left)
+    if (this.ctx.draining || this.peer.isClosed) {
+      this.state = 'rejected';
+      this.peer.close(CLOSE_NORMAL);
+      return;
+    }
+    if (!alive) {
+      const decision = this.ctx.registry.takeover(this.serverId, this, incumbent);
+      if (decision.kind === 'claimed') {
+        this.ctx.log.info('server_id_takeover', { server_id: this.serverId, remote: this.handshake.remote });
+        // Same code and reason the heartbeat would have sent the dead incumbent.
+        decision.displaced?.peer.close(HEARTBEAT_TIMEOUT_CODE, HEARTBEAT_TIMEOUT_REASON);
+        this.claimed(decision.evicted);
+        return;
+      }
+    }
+    this.state = 'rejected';
+    this.peer.close(CONFLICT_CODE, CONFLICT_REASON);
+    this.ctx.metrics.serverInUse();
+    this.ctx.log.info('server_id_conflict', { server_id: this.serverId, remote: this.handshake.remote });
+  }
+
+  private claimed(evicted: PhoneSession[]): void {
+    this.state = 'claimed';
+    this.ctx.metrics.serverAccepted();
+    this.ctx.log.info('server_claimed', {
+      server_id: this.serverId,
+      binary_version: this.handshake.binaryVersion,
+      remote: this.handshake.remote,
+    });
+    for (const phone of evicted) phone.closeWith(RECLAIM_EVICT_CODE, RECLAIM_EVICT_REASON);
+    this.heartbeat.start();
+    this.peer.resume();
+  }
+
+  // ---- Phone -> binary (called by phone sessions) ----
+
+  /** Sends one envelope for `phone`; its callback reports success or failure. */
+  forward(phone: PhoneSession, envelope: Buffer): void {
+    this.peer.send(envelope, phone.onForwarded);
+    if (this.peer.bufferedAmount > BINARY_SEND_HIGH_WATER_BYTES && !this.peer.isClosed) {
+      this.pausedPhones.add(phone);
+      phone.peer.pause();
+    }
+  }
+
+  /** After each completed send: let paused phones go once the socket drained. */
+  drained(): void {
+    if (this.pausedPhones.size === 0) return;
+    if (this.peer.bufferedAmount > BINARY_SEND_LOW_WATER_BYTES && !this.peer.isClosed) return;
+    this.resumePhones();
+  }
+
+  /** Sends a close notice (not counted as a forwarded frame). */
+  notify(notice: Buffer, done: (err: Error | undefined) => void): void {
+    this.peer.send(notice, done);
+  }
+
+  private resumePhones(): void {
+    const phones = [...this.pausedPhones];
+    this.pausedPhones.clear();
+    for (const phone of phones) phone.peer.resume();
+  }
+
+  // ---- Binary -> phone ----
+
+  onMessage(data: Buffer, isBinary: boolean): void {
+    // A displaced or closing binary must not reach the phones of its successor.
+    if (this.state !== 'claimed' || this.peer.isClosed) return;
+    const envelope = decodeBinaryEnvelope(data, isBinary);
+    switch (envelope.kind) {
+      case 'malformed':
+        this.ctx.log.warn('binary_forwarder_unmarshal_err', {
+          server_id: this.serverId,
+          binary_conn_id: this.connId,
+          err: envelope.err,
+        });
+        return;
+      case 'wake':
+        // Push wakes are not built into this relay yet: every wake is refused as "push off".
+        this.ctx.log.warn('binary_forwarder_push_wake_dropped', {
+          server_id: this.serverId,
+          binary_conn_id: this.connId,
+          err: 'push off',
+        });
+        return;
+      case 'route': {
+        const phone = this.ctx.registry.phoneFor(this.serverId, envelope.connId);
+        if (phone === undefined) {
+          this.ctx.log.warn('binary_forwarder_unknown_conn_id', { server_id: this.serverId, conn_id: envelope.connId });
+          return;
+        }
+        phone.deliver(envelope.frame, envelope.closeCode);
+        return;
+      }
+    }
+  }
+
+  onSendTimeout(): void {
+    // The binary stopped reading: it is treated as dead, like the reference's failed write.
+    this.peer.close(CLOSE_INTERNAL_ERROR, 'write timeout');
+  }
+
+  onClose(): void {
+    const wasClaimed = this.state === 'claimed';
+    this.state = 'ended';
+    this.heartbeat.stop();
+    if (wasClaimed && this.ctx.registry.release(this.serverId, this)) {
+      this.ctx.log.info('server_released', { server_id: this.serverId });
+    }
+    // Paused phones resume; their next sends fail fast and they disconnect.
+    this.resumePhones();
+    this.onEnded();
+  }
+
+  /** Relay-initiated close (shutdown). */
+  closeWith(code: number, reason: string): void {
+    this.peer.close(code, reason);
+  }
+}

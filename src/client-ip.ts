@@ -1,0 +1,23 @@
+// Which address a request counts against (relay-behaviour.md 6.2).
+
+import type { IncomingMessage } from 'node:http';
+
+/** The connection's remote host, as the socket reports it (no canonicalisation). '' if unknown. */
+export function remoteHost(req: IncomingMessage): string {
+  return req.socket.remoteAddress ?? '';
+}
+
+/** The rate-limit key: the remote host, or with `trustXForwardedFor` the left-most
+ * X-Forwarded-For entry (all-or-nothing trust; absent or empty entry falls back to the socket).
+ * '' means unattributable, which the limiter always denies. */
+export function clientIp(req: IncomingMessage, trustXForwardedFor: boolean): string {
+  if (trustXForwardedFor) {
+    const xff = req.headersDistinct['x-forwarded-for']?.[0];
+    if (xff !== undefined) {
+      const comma = xff.indexOf(',');
+      const first = (comma < 0 ? xff : xff.slice(0, comma)).trim();
+      if (first !== '') return first;
+    }
+  }
+  return remoteHost(req);
+}

@@ -1,0 +1,22 @@
+// What every connection handler shares: the registry, the counters, the log and the timings.
+
+import type { BinarySession } from './binary-session.js';
+import type { Logger } from './log.js';
+import type { RelayMetrics } from './metrics.js';
+import type { PhoneSession } from './phone-session.js';
+import type { Registry } from './registry.js';
+
+export interface RelayTimings {
+  heartbeatIntervalMs: number;
+  probeTimeoutMs: number;
+  messageReadTimeoutMs: number;
+}
+
+export interface RelayContext {
+  readonly registry: Registry<BinarySession, PhoneSession>;
+  readonly metrics: RelayMetrics;
+  readonly log: Logger;
+  readonly timings: RelayTimings;
+  /** True once a drain started: probes abort, nothing new is admitted. */
+  readonly draining: boolean;
+}

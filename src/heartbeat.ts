@@ -1,0 +1,47 @@
+// Heartbeat (relay-behaviour.md 5.1): every interval, ping; if the previous ping got no pong by
+// the next tick, the peer is dead. Worst-case detection is two intervals. The heartbeat never
+// closes anything on normal teardown: stop() just cancels the timer.
+
+import type { Peer } from './peer.js';
+
+export const HEARTBEAT_INTERVAL_MS = 30_000;
+export const HEARTBEAT_TIMEOUT_CODE = 1011;
+export const HEARTBEAT_TIMEOUT_REASON = 'heartbeat timeout';
+
+export class Heartbeat {
+  private timer: ReturnType<typeof setInterval> | undefined;
+  private pingSentAt = -1;
+
+  constructor(
+    private readonly peer: Peer,
+    private readonly intervalMs: number,
+    private readonly onTimeout: () => void,
+  ) {}
+
+  start(): void {
+    if (this.timer !== undefined) return;
+    this.timer = setInterval(this.tick, this.intervalMs);
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+    this.timer = undefined;
+  }
+
+  private readonly tick = (): void => {
+    if (this.peer.isClosed) {
+      this.stop();
+      return;
+    }
+    if (this.pingSentAt >= 0 && this.peer.lastPong < this.pingSentAt) {
+      this.stop();
+      this.onTimeout();
+      return;
+    }
+    this.pingSentAt = performance.now();
+    if (!this.peer.ping()) {
+      this.stop();
+      this.onTimeout();
+    }
+  };
+}

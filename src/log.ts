@@ -1,0 +1,121 @@
+// Structured logging: one line per event on stderr, the event name as the message.
+//
+// Keys come from a closed allowlist (LOG_KEYS). The type of `LogFields` makes an unknown key a
+// compile error, and the logger drops any key outside the list at run time as a second guard, so
+// a token, header value or payload cannot reach a log line through a new, unreviewed key.
+
+/** Keys the relay core may log (relay-behaviour.md section 11). */
+export const CORE_LOG_KEYS = [
+  'server_id',
+  'conn_id',
+  'binary_conn_id',
+  'device_name',
+  'remote',
+  'binary_version',
+  'err',
+  'path',
+  'from',
+  'to',
+  'close_code',
+  'token_fp',
+  'fcm_message_id',
+  'duration',
+] as const;
+
+/** Keys only boot, shutdown and telemetry lines use. */
+export const BOOT_LOG_KEYS = [
+  'version',
+  'mode',
+  'listen',
+  'domain',
+  'cert_cache',
+  'https_proxy_protocol',
+  'env_var',
+  'reason',
+  'fix',
+  'value',
+  'effective_uid',
+  'bypass_env_var',
+  'unexpected_ports',
+  'expected_ports',
+  'addr',
+  'flag',
+  'exporter',
+  'suppressed',
+] as const;
+
+export type LogKey = (typeof CORE_LOG_KEYS)[number] | (typeof BOOT_LOG_KEYS)[number];
+export const LOG_KEYS: ReadonlySet<string> = new Set<string>([...CORE_LOG_KEYS, ...BOOT_LOG_KEYS]);
+
+export type LogValue = string | number | boolean | undefined;
+
+/** Longer values are cut: a peer-supplied id must not turn one event into a megabyte of log. */
+export const MAX_LOG_VALUE_CHARS = 256;
+
+function clip(value: string): string {
+  return value.length > MAX_LOG_VALUE_CHARS ? value.slice(0, MAX_LOG_VALUE_CHARS) + '...(truncated)' : value;
+}
+export type LogFields = Partial<Record<LogKey, LogValue>>;
+export type LogLevel = 'DEBUG' | 'INFO' | 'WARN' | 'ERROR';
+export type LogFormat = 'text' | 'json';
+
+export interface Logger {
+  info(event: string, fields?: LogFields): void;
+  warn(event: string, fields?: LogFields): void;
+  error(event: string, fields?: LogFields): void;
+}
+
+/** Where log lines go; process.stderr by default. Tests pass a collector. */
+export interface LogSink {
+  write(line: string): unknown;
+}
+
+export function createLogger(format: LogFormat = 'text', sink: LogSink = process.stderr): Logger {
+  const emit = (level: LogLevel, event: string, fields?: LogFields): void => {
+    const time = new Date().toISOString();
+    sink.write(format === 'json' ? jsonLine(time, level, event, fields) : textLine(time, level, event, fields));
+  };
+  return {
+    info: (event, fields) => emit('INFO', event, fields),
+    warn: (event, fields) => emit('WARN', event, fields),
+    error: (event, fields) => emit('ERROR', event, fields),
+  };
+}
+
+/** A logger that drops everything (benchmarks, library use without logs). */
+export const silentLogger: Logger = { info() {}, warn() {}, error() {} };
+
+function textLine(time: string, level: LogLevel, event: string, fields?: LogFields): string {
+  let line = `time=${time} level=${level} msg=${textValue(event)}`;
+  if (fields) {
+    for (const key of Object.keys(fields)) {
+      const value = fields[key as LogKey];
+      if (value === undefined || !LOG_KEYS.has(key)) continue;
+      line += ` ${key}=${textValue(clip(String(value)))}`;
+    }
+  }
+  return line + '\n';
+}
+
+function jsonLine(time: string, level: LogLevel, event: string, fields?: LogFields): string {
+  const record: Record<string, LogValue> = { time, level, msg: event };
+  if (fields) {
+    for (const key of Object.keys(fields)) {
+      const value = fields[key as LogKey];
+      if (value === undefined || !LOG_KEYS.has(key)) continue;
+      record[key] = typeof value === 'string' ? clip(value) : value;
+    }
+  }
+  return JSON.stringify(record) + '\n';
+}
+
+// Quote like Go's slog text handler: empty values, spaces, '=', '"', and anything that is not a
+// printable character are quoted, with control characters escaped (so a hostile device name cannot
+// forge a second log line or a fake key).
+// eslint-disable-next-line no-control-regex
+const NEEDS_QUOTING = /[\s="\\\u0000-\u001f\u007f-\u009f\u2028\u2029\ufffd]/;
+
+function textValue(value: string): string {
+  if (value.length === 0 || NEEDS_QUOTING.test(value)) return JSON.stringify(value);
+  return value;
+}

@@ -1,0 +1,196 @@
+#!/usr/bin/env node
+// The daemon's composition root: flags -> checks -> telemetry -> relay -> listeners -> signals.
+// Exit codes: 0 after a signal-triggered drain (or --version/--help), 1 when a listener fails,
+// 2 when the configuration is refused.
+
+import { readFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import type { Server } from 'node:http';
+import { createSecureContext } from 'node:tls';
+import { buildTelemetry, parseOtelEnv, type MetricsServer, type Telemetry } from '../telemetry/index.js';
+import { formatListenAddress, parseConfig, type RelayConfig } from './config.js';
+import { closeServer, createPlainServer, createTlsServer, listen } from './listeners.js';
+import { createLogger, type Logger } from './log.js';
+import { preflight, readProcessFacts } from './preflight.js';
+import { Relay } from './relay.js';
+import { VERSION } from './version.js';
+
+const EXIT_OK = 0;
+const EXIT_LISTENER_FAILED = 1;
+const EXIT_REFUSED = 2;
+/** Upper bound for the final OTLP flush after the drain. */
+const TELEMETRY_FLUSH_TIMEOUT_MS = 5_000;
+
+async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
+  const outcome = parseConfig(argv, env, safeHomedir());
+  switch (outcome.kind) {
+    case 'version':
+      process.stdout.write(`${VERSION}\n`);
+      return EXIT_OK;
+    case 'help':
+      process.stdout.write(outcome.text);
+      return EXIT_OK;
+    case 'refuse':
+      createLogger(outcome.logFormat).error(outcome.event, outcome.fields);
+      return EXIT_REFUSED;
+  }
+  const config = outcome.config;
+  const log = createLogger(config.logFormat);
+
+  const refusal = preflight(config, readProcessFacts());
+  if (refusal !== null) {
+    log.error(refusal.event, refusal.fields);
+    return EXIT_REFUSED;
+  }
+  const otel = parseOtelEnv(env);
+  if (!otel.ok) {
+    log.error('refusing to start: invalid env-var config', { env_var: otel.env_var, reason: otel.reason });
+    return EXIT_REFUSED;
+  }
+  let tls: { cert: Buffer; key: Buffer } | null = null;
+  if (config.mode === 'tls') {
+    tls = loadTls(config, log);
+    if (tls === null) return EXIT_REFUSED;
+  }
+  if (config.fcmCredentials === null) {
+    log.info('push off: PYRYCODE_RELAY_FCM_CREDENTIALS unset');
+  } else {
+    log.warn('push off: push wakes are not available in this build; PYRYCODE_RELAY_FCM_CREDENTIALS is ignored');
+  }
+
+  const telemetry = buildTelemetry({
+    serviceVersion: VERSION,
+    env,
+    prometheus: config.metricsListen !== null,
+    otlp: otel.otlp,
+    targetInfo: otel.targetInfo,
+    log,
+  });
+  const relay = new Relay(
+    {
+      gracePeriodMs: config.gracePeriodMs,
+      heartbeatIntervalMs: config.heartbeatIntervalMs,
+      probeTimeoutMs: config.probeTimeoutMs,
+      maxPhonesPerServer: config.maxPhonesPerServer,
+      maxConnections: config.maxConnections,
+      rateLimitBurst: config.rateLimitBurst,
+      rateLimitIntervalMs: config.rateLimitIntervalMs,
+      trustXForwardedFor: config.trustXForwardedFor,
+    },
+    telemetry.meter,
+    log,
+  );
+  const server = tls === null ? createPlainServer() : createTlsServer(tls.cert, tls.key);
+  relay.attach(server);
+
+  const listenText = formatListenAddress(config.listen);
+  log.info('starting', { version: VERSION, mode: config.mode, listen: listenText });
+  let metricsServer: MetricsServer | null = null;
+  try {
+    await listen(server, config.listen.host, config.listen.port);
+  } catch (err) {
+    log.error('listener failed', { addr: listenText, err: errText(err) });
+    return shutdown(relay, server, null, telemetry, config, log, 'listener');
+  }
+  if (config.metricsListen !== null) {
+    const metricsText = formatListenAddress(config.metricsListen);
+    log.info('starting metrics listener', { listen: metricsText });
+    try {
+      metricsServer = await telemetry.startMetricsServer(config.metricsListen.host, config.metricsListen.port);
+    } catch (err) {
+      log.error('listener failed', { addr: metricsText, err: errText(err) });
+      return shutdown(relay, server, null, telemetry, config, log, 'listener');
+    }
+  }
+
+  const trigger = await new Promise<'signal' | 'listener'>((resolve) => {
+    const onSignal = (): void => resolve('signal');
+    // First signal only; later ones are ignored (handlers stay installed so they do not kill us).
+    process.once('SIGTERM', onSignal);
+    process.once('SIGINT', onSignal);
+    process.on('SIGTERM', () => {});
+    process.on('SIGINT', () => {});
+    server.on('error', (err) => {
+      log.error('listener failed', { addr: listenText, err: errText(err) });
+      resolve('listener');
+    });
+  });
+  return shutdown(relay, server, metricsServer, telemetry, config, log, trigger);
+}
+
+async function shutdown(
+  relay: Relay,
+  server: Server,
+  metricsServer: MetricsServer | null,
+  telemetry: Telemetry,
+  config: RelayConfig,
+  log: Logger,
+  trigger: 'signal' | 'listener',
+): Promise<number> {
+  if (trigger === 'signal') log.info('shutdown signal received; draining');
+  else log.error('listener error; draining');
+  const listenersClosed = closeServer(server);
+  const complete = await relay.drain(config.shutdownTimeoutMs);
+  if (complete) {
+    log.info('shutdown complete');
+  } else {
+    server.closeAllConnections();
+    log.warn('shutdown deadline exceeded; force-closed listeners');
+    log.warn('drain incomplete');
+  }
+  await listenersClosed;
+  if (metricsServer !== null) await metricsServer.close();
+  await telemetry.shutdown(Math.min(TELEMETRY_FLUSH_TIMEOUT_MS, config.shutdownTimeoutMs));
+  return trigger === 'signal' ? EXIT_OK : EXIT_LISTENER_FAILED;
+}
+
+function loadTls(config: RelayConfig, log: Logger): { cert: Buffer; key: Buffer } | null {
+  const read = (flag: string, file: string): Buffer | null => {
+    try {
+      return readFileSync(file);
+    } catch (err) {
+      log.error('refusing to start: cannot read TLS file', { flag, value: file, err: errCode(err) });
+      return null;
+    }
+  };
+  const cert = read('--tls-cert', config.tlsCertFile ?? '');
+  if (cert === null) return null;
+  const key = read('--tls-key', config.tlsKeyFile ?? '');
+  if (key === null) return null;
+  try {
+    createSecureContext({ cert, key, minVersion: 'TLSv1.2' });
+  } catch {
+    // The library's message can quote key material; say only what is wrong.
+    log.error('refusing to start: invalid TLS certificate or key', {
+      reason: 'the files are not a matching PEM certificate and private key',
+      fix: 'pass a PEM certificate chain with --tls-cert and its PEM private key with --tls-key',
+    });
+    return null;
+  }
+  return { cert, key };
+}
+
+function errText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+function errCode(err: unknown): string {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' ? code : 'unreadable';
+}
+
+function safeHomedir(): string | undefined {
+  try {
+    return homedir() || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+main(process.argv.slice(2), process.env).then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    process.stderr.write(`pyrycode-relay: fatal: ${errText(err)}\n`);
+    process.exit(EXIT_LISTENER_FAILED);
+  },
+);

@@ -1,0 +1,285 @@
+// One WebSocket peer (a binary or a phone) with the socket rules of relay-behaviour.md 2.4 and 5:
+// text-frame sends with a per-send deadline, exactly one close frame (guarded against codes `ws`
+// refuses), a per-message read deadline, and the ping/pong primitive behind the heartbeat and the
+// conflict probe.
+
+import type { Socket } from 'node:net';
+import WebSocket from 'ws';
+
+/** Every outbound send must complete within this long (relay-behaviour.md 5.2). */
+export const SEND_TIMEOUT_MS = 10_000;
+/** Once a message's first frame header arrived, the whole message must arrive within this long. */
+export const MESSAGE_READ_TIMEOUT_MS = 30_000;
+/** How long we wait for the peer's reciprocal close frame before dropping TCP. */
+export const CLOSE_HANDSHAKE_TIMEOUT_MS = 5_000;
+/** Close reasons are limited to 123 bytes by RFC 6455. */
+const MAX_CLOSE_REASON_BYTES = 123;
+
+export const CLOSE_NORMAL = 1000;
+export const CLOSE_GOING_AWAY = 1001;
+export const CLOSE_POLICY_VIOLATION = 1008;
+export const CLOSE_INTERNAL_ERROR = 1011;
+
+const SEND_OPTIONS = { binary: false } as const;
+
+export type SendCallback = (err: Error | undefined, tag: number) => void;
+
+/** Error given to send callbacks when the peer is already closed. */
+export const PEER_CLOSED = new Error('connection closed');
+/** Error given to send callbacks when a send exceeded SEND_TIMEOUT_MS. */
+export const SEND_TIMED_OUT = new Error('send timed out');
+
+/** A code `ws` may put on the wire (it throws for anything else). */
+export function isSendableCloseCode(code: number): boolean {
+  return (
+    (code >= 1000 && code <= 1014 && code !== 1004 && code !== 1005 && code !== 1006) ||
+    (code >= 3000 && code <= 4999)
+  );
+}
+
+export interface PeerEvents {
+  /** A message arrived (text or binary opcode). */
+  onMessage(data: Buffer, isBinary: boolean): void;
+  /** The socket is gone. `code` is what the relay sent if the relay closed first, else the peer's
+   * close status (1005 for a close frame without one), else 1006 (no close frame). */
+  onClose(code: number, closedByRelay: boolean): void;
+  /** A send did not complete within SEND_TIMEOUT_MS; the caller decides how to close. */
+  onSendTimeout(): void;
+}
+
+interface WsReceiverState {
+  _state: number;
+  _bufferedBytes: number;
+  _fragmented: number;
+}
+
+export class Peer {
+  /** Code of the close frame the relay sent, or 0 while the relay has not closed. */
+  relayCloseCode = 0;
+  private closed = false;
+  private readonly socket: Socket;
+  private readonly receiver: WsReceiverState | undefined;
+
+  // Outstanding sends, oldest first: callbacks complete in send order (one socket, FIFO writes).
+  private readonly pendingCallbacks: (SendCallback | undefined)[] = [];
+  private readonly pendingTags: number[] = [];
+  private readonly pendingStarts: number[] = [];
+  private pendingHead = 0;
+  private sendTimer: ReturnType<typeof setTimeout> | undefined;
+
+  private messageTimer: ReturnType<typeof setTimeout> | undefined;
+  private paused = false;
+
+  private pongWaiters: ((alive: boolean) => void)[] = [];
+  private lastPongAt = 0;
+
+  constructor(
+    readonly ws: WebSocket,
+    private readonly events: PeerEvents,
+    private readonly messageReadTimeoutMs: number = MESSAGE_READ_TIMEOUT_MS,
+  ) {
+    // ws keeps these private; the relay pins the ws major version and a test covers the read
+    // deadline, so a rename would fail loudly rather than silently disable the deadline.
+    const internals = ws as unknown as { _socket: Socket; _receiver: WsReceiverState };
+    this.socket = internals._socket;
+    this.receiver = internals._receiver;
+
+    ws.on('message', (data: Buffer, isBinary: boolean) => this.events.onMessage(data, isBinary));
+    ws.on('pong', () => this.handlePong());
+    ws.on('error', () => {
+      // ws emits 'error' for protocol violations (1002/1007/1009 already sent) and socket errors;
+      // 'close' always follows, which is where teardown happens.
+    });
+    ws.once('close', (code: number) => this.handleClose(code));
+    // Registered after ws's own 'data' listener, so the receiver has already consumed the chunk.
+    this.socket.on('data', () => this.checkMessageDeadline());
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  /** Bytes queued in ws and the socket but not yet handed to the kernel. */
+  get bufferedAmount(): number {
+    return this.ws.bufferedAmount;
+  }
+
+  /** Number of sends whose completion callback has not run yet. */
+  get pendingSends(): number {
+    return this.pendingCallbacks.length - this.pendingHead;
+  }
+
+  /** Sends one text frame. `done(err, tag)` runs once the socket accepted the bytes or the send
+   * failed; callbacks run in send order. */
+  send(data: Buffer, done: SendCallback | undefined, tag = 0): void {
+    if (this.closed || this.ws.readyState !== WebSocket.OPEN) {
+      if (done !== undefined) process.nextTick(done, PEER_CLOSED, tag);
+      return;
+    }
+    const now = performance.now();
+    if (this.pendingSends === 0 && this.sendTimer === undefined) {
+      this.sendTimer = setTimeout(this.checkSendDeadline, SEND_TIMEOUT_MS);
+    }
+    this.pendingCallbacks.push(done);
+    this.pendingTags.push(tag);
+    this.pendingStarts.push(now);
+    this.ws.send(data, SEND_OPTIONS, this.onWritten);
+  }
+
+  private readonly onWritten = (err?: Error): void => {
+    const head = this.pendingHead;
+    if (head >= this.pendingCallbacks.length) return;
+    const done = this.pendingCallbacks[head];
+    const tag = this.pendingTags[head]!;
+    this.pendingCallbacks[head] = undefined;
+    this.pendingHead = head + 1;
+    if (this.pendingHead === this.pendingCallbacks.length) {
+      this.pendingCallbacks.length = 0;
+      this.pendingTags.length = 0;
+      this.pendingStarts.length = 0;
+      this.pendingHead = 0;
+    } else if (this.pendingHead >= 1024) {
+      this.pendingCallbacks.splice(0, this.pendingHead);
+      this.pendingTags.splice(0, this.pendingHead);
+      this.pendingStarts.splice(0, this.pendingHead);
+      this.pendingHead = 0;
+    }
+    if (done !== undefined) done(err ?? undefined, tag);
+  };
+
+  private readonly checkSendDeadline = (): void => {
+    this.sendTimer = undefined;
+    if (this.closed || this.pendingSends === 0) return;
+    const age = performance.now() - this.pendingStarts[this.pendingHead]!;
+    if (age >= SEND_TIMEOUT_MS) {
+      this.events.onSendTimeout();
+      return;
+    }
+    this.sendTimer = setTimeout(this.checkSendDeadline, SEND_TIMEOUT_MS - age);
+  };
+
+  /** Sends the one close frame of this connection (later calls are no-ops). A code `ws` refuses
+   * becomes 1011 with an empty reason, as the reference's library does. */
+  close(code: number, reason = ''): void {
+    if (this.closed) return;
+    this.closed = true;
+    if (!isSendableCloseCode(code)) {
+      code = CLOSE_INTERNAL_ERROR;
+      reason = '';
+    }
+    this.relayCloseCode = code;
+    this.stopTimers();
+    if (Buffer.byteLength(reason) > MAX_CLOSE_REASON_BYTES) reason = '';
+    const state = this.ws.readyState;
+    if (state === WebSocket.OPEN) {
+      this.ws.close(code, reason);
+    } else if (state !== WebSocket.CLOSED) {
+      this.ws.terminate();
+    }
+  }
+
+  /** Drops the TCP connection without a close handshake. */
+  terminate(): void {
+    this.closed = true;
+    this.stopTimers();
+    this.ws.terminate();
+  }
+
+  /** Stops delivering messages (back-pressure towards this peer). */
+  pause(): void {
+    if (this.paused || this.closed) return;
+    this.paused = true;
+    this.ws.pause();
+    // Bytes we are not reading cannot count against the peer's message deadline.
+    this.clearMessageTimer();
+  }
+
+  resume(): void {
+    if (!this.paused) return;
+    this.paused = false;
+    if (this.closed) return;
+    this.ws.resume();
+    this.checkMessageDeadline();
+  }
+
+  /** Sends a ping; false if it could not be sent (socket closed). */
+  ping(): boolean {
+    if (this.closed || this.ws.readyState !== WebSocket.OPEN) return false;
+    try {
+      this.ws.ping();
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** Time of the last pong (performance.now() clock), 0 if none yet. */
+  get lastPong(): number {
+    return this.lastPongAt;
+  }
+
+  /** Liveness probe: ping and wait up to `timeoutMs` for a pong. Resolves false if the peer could
+   * not be pinged, did not answer in time, or closed meanwhile. */
+  probe(timeoutMs: number): Promise<boolean> {
+    if (!this.ping()) return Promise.resolve(false);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => finish(false), timeoutMs);
+      const finish = (alive: boolean): void => {
+        clearTimeout(timer);
+        const index = this.pongWaiters.indexOf(finish);
+        if (index >= 0) this.pongWaiters.splice(index, 1);
+        resolve(alive);
+      };
+      this.pongWaiters.push(finish);
+    });
+  }
+
+  private handlePong(): void {
+    this.lastPongAt = performance.now();
+    if (this.pongWaiters.length === 0) return;
+    const waiters = this.pongWaiters;
+    this.pongWaiters = [];
+    for (const waiter of waiters) waiter(true);
+  }
+
+  private handleClose(peerCode: number): void {
+    const closedByRelay = this.relayCloseCode !== 0;
+    this.closed = true;
+    this.stopTimers();
+    const waiters = this.pongWaiters;
+    this.pongWaiters = [];
+    for (const waiter of waiters) waiter(false);
+    this.events.onClose(closedByRelay ? this.relayCloseCode : peerCode, closedByRelay);
+  }
+
+  private checkMessageDeadline(): void {
+    const receiver = this.receiver;
+    if (receiver === undefined || this.closed || this.paused) return;
+    const midMessage = receiver._state !== 0 || receiver._bufferedBytes > 0 || receiver._fragmented !== 0;
+    if (!midMessage) {
+      this.clearMessageTimer();
+    } else if (this.messageTimer === undefined) {
+      this.messageTimer = setTimeout(this.onMessageDeadline, this.messageReadTimeoutMs);
+    }
+  }
+
+  private readonly onMessageDeadline = (): void => {
+    this.messageTimer = undefined;
+    this.close(CLOSE_POLICY_VIOLATION, 'message read timeout');
+  };
+
+  private clearMessageTimer(): void {
+    if (this.messageTimer !== undefined) {
+      clearTimeout(this.messageTimer);
+      this.messageTimer = undefined;
+    }
+  }
+
+  private stopTimers(): void {
+    this.clearMessageTimer();
+    if (this.sendTimer !== undefined) {
+      clearTimeout(this.sendTimer);
+      this.sendTimer = undefined;
+    }
+  }
+}

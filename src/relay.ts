@@ -1,0 +1,201 @@
+// The relay: registry, counters, limiter, cap and the connection handlers, attached to any number
+// of HTTP(S) servers. It receives a Meter and a Logger; it never builds telemetry itself.
+
+import type { Server as HttpServer } from 'node:http';
+import type { Meter } from '@opentelemetry/api';
+import { WebSocketServer } from 'ws';
+import { BinarySession } from './binary-session.js';
+import { ConnCap } from './conn-cap.js';
+import type { RelayContext, RelayTimings } from './context.js';
+import { healthBody } from './health.js';
+import { HEARTBEAT_INTERVAL_MS } from './heartbeat.js';
+import type { Logger } from './log.js';
+import { RelayMetrics } from './metrics.js';
+import { CLOSE_GOING_AWAY, CLOSE_HANDSHAKE_TIMEOUT_MS, CLOSE_NORMAL, MESSAGE_READ_TIMEOUT_MS } from './peer.js';
+import { PhoneSession } from './phone-session.js';
+import { RateLimiter } from './rate-limiter.js';
+import { Registry } from './registry.js';
+import { createPipeline } from './upgrade.js';
+import { VERSION } from './version.js';
+
+/** Largest inbound message; bigger ones are closed with 1009 by ws. */
+export const MAX_MESSAGE_BYTES = 256 * 1024;
+export const SHUTDOWN_CODE = CLOSE_GOING_AWAY;
+export const SHUTDOWN_REASON = 'shutting down';
+
+export interface RelayOptions {
+  gracePeriodMs: number;
+  heartbeatIntervalMs: number;
+  probeTimeoutMs: number;
+  maxPhonesPerServer: number;
+  maxConnections: number;
+  rateLimitBurst: number;
+  rateLimitIntervalMs: number;
+  trustXForwardedFor: boolean;
+  /** Per-message read deadline; only tests shorten it. */
+  messageReadTimeoutMs?: number;
+  version?: string;
+}
+
+/** The reference relay's defaults (relay-behaviour.md 5.2, 6.1, 3.8). */
+export const DEFAULT_RELAY_OPTIONS: RelayOptions = {
+  gracePeriodMs: 30_000,
+  heartbeatIntervalMs: HEARTBEAT_INTERVAL_MS,
+  probeTimeoutMs: 10_000,
+  maxPhonesPerServer: 16,
+  maxConnections: 20,
+  rateLimitBurst: 20,
+  rateLimitIntervalMs: 6_000,
+  trustXForwardedFor: false,
+};
+
+type Session = BinarySession | PhoneSession;
+
+export class Relay implements RelayContext {
+  readonly registry: Registry<BinarySession, PhoneSession>;
+  readonly metrics: RelayMetrics;
+  readonly timings: RelayTimings;
+  readonly limiter: RateLimiter;
+  readonly cap: ConnCap;
+  readonly version: string;
+  readonly startedAtMs = Date.now();
+  private readonly wss: WebSocketServer;
+  private readonly sessions = new Set<Session>();
+  private readonly sessionEnded = new Set<() => void>();
+  private drainingFlag = false;
+  private readonly pipeline: ReturnType<typeof createPipeline>;
+
+  constructor(
+    options: RelayOptions,
+    meter: Meter,
+    readonly log: Logger,
+  ) {
+    this.version = options.version ?? VERSION;
+    this.timings = {
+      heartbeatIntervalMs: options.heartbeatIntervalMs,
+      probeTimeoutMs: options.probeTimeoutMs,
+      messageReadTimeoutMs: options.messageReadTimeoutMs ?? MESSAGE_READ_TIMEOUT_MS,
+    };
+    this.registry = new Registry<BinarySession, PhoneSession>({
+      gracePeriodMs: options.gracePeriodMs,
+      maxPhonesPerServer: options.maxPhonesPerServer,
+      onGraceExpired: (_serverId, phones) => {
+        // Plain 1000 with an empty reason (the reference's deliberate choice), then the count.
+        for (const phone of phones) phone.closeWith(CLOSE_NORMAL, '');
+        this.metrics.graceExpired();
+      },
+    });
+    this.metrics = new RelayMetrics(meter, this.registry);
+    this.limiter = new RateLimiter({ burst: options.rateLimitBurst, refillIntervalMs: options.rateLimitIntervalMs });
+    this.limiter.startSweeper();
+    this.cap = new ConnCap(options.maxConnections);
+    this.wss = new WebSocketServer({
+      // closeTimeout (ws >= 8.19) is missing from @types/ws.
+      ...({ closeTimeout: CLOSE_HANDSHAKE_TIMEOUT_MS } as object),
+      noServer: true,
+      clientTracking: false,
+      maxPayload: MAX_MESSAGE_BYTES,
+      perMessageDeflate: false,
+      handleProtocols: () => false, // never echo a subprotocol
+      autoPong: true,
+    });
+    this.pipeline = createPipeline({
+      limiter: this.limiter,
+      cap: this.cap,
+      metrics: this.metrics,
+      log: this.log,
+      wss: this.wss,
+      trustXForwardedFor: options.trustXForwardedFor,
+      isDraining: () => this.drainingFlag,
+      health: () => healthBody(this),
+      onConnection: (ws, admitted, release) => {
+        const ended = (): void => {
+          this.sessions.delete(session);
+          release();
+          this.notifyEnded();
+        };
+        const session: Session =
+          admitted.endpoint === 'server'
+            ? new BinarySession(
+                this,
+                ws,
+                { serverId: admitted.serverId, binaryVersion: admitted.label, remote: admitted.remote },
+                ended,
+              )
+            : new PhoneSession(
+                this,
+                ws,
+                { serverId: admitted.serverId, deviceName: admitted.label, remote: admitted.remote },
+                ended,
+              );
+        this.sessions.add(session);
+        session.start();
+      },
+    });
+  }
+
+  get draining(): boolean {
+    return this.drainingFlag;
+  }
+
+  /** Live counts (relay-behaviour.md 3.7), for /healthz and the gauges. */
+  counts(): { binaries: number; phones: number } {
+    return this.registry.counts();
+  }
+
+  /** Number of WebSocket connections whose handler has not ended. */
+  get liveConnections(): number {
+    return this.sessions.size;
+  }
+
+  /** Serve the relay's routes on this server. */
+  attach(server: HttpServer): void {
+    server.on('request', this.pipeline.onRequest);
+    server.on('upgrade', this.pipeline.onUpgrade);
+  }
+
+  /** Starts a drain: nothing new is admitted, every connection is closed (phones first, so their
+   * close notices reach a binary before its own close frame) with 1001 "shutting down"; a binary
+   * still in its conflict probe gets 1000. Resolves true when every handler ended, false if
+   * `timeoutMs` passed first (remaining sockets are then terminated). */
+  async drain(timeoutMs: number): Promise<boolean> {
+    this.drainingFlag = true;
+    this.limiter.stopSweeper();
+    const phones: PhoneSession[] = [];
+    const binaries: BinarySession[] = [];
+    for (const session of this.sessions) {
+      if (session instanceof PhoneSession) phones.push(session);
+      else binaries.push(session);
+    }
+    for (const phone of phones) phone.closeWith(SHUTDOWN_CODE, SHUTDOWN_REASON);
+    for (const binary of binaries) {
+      if (binary.isProbing) binary.closeWith(CLOSE_NORMAL, '');
+      else binary.closeWith(SHUTDOWN_CODE, SHUTDOWN_REASON);
+    }
+    const complete = await this.waitForSessions(timeoutMs);
+    if (!complete) for (const session of this.sessions) session.peer.terminate();
+    this.registry.dispose();
+    return complete;
+  }
+
+  private waitForSessions(timeoutMs: number): Promise<boolean> {
+    if (this.sessions.size === 0) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.sessionEnded.delete(check);
+        resolve(false);
+      }, timeoutMs);
+      const check = (): void => {
+        if (this.sessions.size > 0) return;
+        clearTimeout(timer);
+        this.sessionEnded.delete(check);
+        resolve(true);
+      };
+      this.sessionEnded.add(check);
+    });
+  }
+
+  private notifyEnded(): void {
+    for (const listener of [...this.sessionEnded]) listener();
+  }
+}

@@ -1,0 +1,173 @@
+// The public listener's request handling (relay-behaviour.md 2.1-2.5): exact-path routes, then
+// for /v1/server and /v1/client the pipeline rate limit -> connection cap -> header gate ->
+// WebSocket handshake -> endpoint handler. Plain requests and upgrade requests go through the
+// same steps, so /v1/* without `Upgrade` still gets 429/503/400 before its 426.
+
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { WebSocket, WebSocketServer } from 'ws';
+import { clientIp, remoteHost } from './client-ip.js';
+import type { ConnCap } from './conn-cap.js';
+import type { Logger } from './log.js';
+import type { Endpoint, RelayMetrics } from './metrics.js';
+import type { RateLimiter } from './rate-limiter.js';
+import { NOT_FOUND_BODY, sendError, writeRaw, writeRawError } from './http-responses.js';
+
+export const SERVER_PATH = '/v1/server';
+export const CLIENT_PATH = '/v1/client';
+export const HEALTH_PATH = '/healthz';
+
+/** Headers that must be present and non-empty, per endpoint (relay-behaviour.md 2.3). */
+const REQUIRED_HEADERS: Record<Endpoint, readonly string[]> = {
+  server: ['x-pyrycode-server', 'x-pyrycode-version', 'user-agent'],
+  client: ['x-pyrycode-server', 'x-pyrycode-token', 'user-agent'],
+};
+
+/** What passed the header gate. Only these values leave the pipeline; the token never does. */
+export interface AdmittedRequest {
+  endpoint: Endpoint;
+  serverId: string;
+  /** X-Pyrycode-Version (server) or X-Pyrycode-Device-Name (client, may be ''). */
+  label: string;
+  remote: string;
+}
+
+export interface PipelineDeps {
+  limiter: RateLimiter;
+  cap: ConnCap;
+  metrics: RelayMetrics;
+  log: Logger;
+  wss: WebSocketServer;
+  trustXForwardedFor: boolean;
+  isDraining(): boolean;
+  health(): string;
+  /** A WebSocket passed every gate. Call `release` when its handler ends. */
+  onConnection(ws: WebSocket, admitted: AdmittedRequest, release: () => void): void;
+}
+
+const HEALTH_RAW_HEADERS = 'Content-Type: application/json; charset=utf-8\r\nCache-Control: no-store\r\n';
+
+export function createPipeline(deps: PipelineDeps): {
+  onRequest(req: IncomingMessage, res: ServerResponse): void;
+  onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void;
+} {
+  /** Steps 1-3. Returns the admitted request, or writes the rejection and returns null. */
+  const admit = (
+    req: IncomingMessage,
+    endpoint: Endpoint,
+    path: string,
+    reject: (status: number) => void,
+  ): AdmittedRequest | null => {
+    if (deps.isDraining()) {
+      reject(503);
+      return null;
+    }
+    const ip = clientIp(req, deps.trustXForwardedFor);
+    if (ip === '' || !deps.limiter.allow(ip)) {
+      reject(429);
+      deps.metrics.rateLimited(endpoint);
+      // Quoted: with --trust-x-forwarded-for the key comes from a client-supplied header.
+      deps.log.warn('rate_limited', { remote: JSON.stringify(ip) });
+      return null;
+    }
+    const remote = remoteHost(req);
+    if (!deps.cap.tryAcquire()) {
+      reject(503);
+      deps.log.warn('conn_cap_reached', { path, remote });
+      return null;
+    }
+    const headers = req.headersDistinct;
+    for (const name of REQUIRED_HEADERS[endpoint]) {
+      const value = headers[name]?.[0];
+      if (value === undefined || value.trim() === '') {
+        deps.cap.release();
+        reject(400);
+        deps.metrics.headersRejected(endpoint); // deliberately not logged (no log amplification)
+        return null;
+      }
+    }
+    const labelHeader = endpoint === 'server' ? 'x-pyrycode-version' : 'x-pyrycode-device-name';
+    return {
+      endpoint,
+      serverId: headerText(headers['x-pyrycode-server']![0]!),
+      label: headerText(headers[labelHeader]?.[0] ?? ''),
+      remote,
+    };
+  };
+
+  return {
+    onRequest(req, res) {
+      const path = pathOf(req.url);
+      if (path === HEALTH_PATH) {
+        res.writeHead(200, { 'Content-Type': 'application/json; charset=utf-8', 'Cache-Control': 'no-store' });
+        res.end(deps.health());
+        return;
+      }
+      const endpoint = endpointOf(path);
+      if (endpoint === null) {
+        sendError(res, 404, NOT_FOUND_BODY);
+        return;
+      }
+      const admitted = admit(req, endpoint, path, (status) => sendError(res, status));
+      if (admitted === null) return;
+      // Passed every gate but is not a WebSocket handshake: the handshake layer's answer.
+      deps.cap.release();
+      if (req.method !== 'GET') {
+        res.setHeader('Allow', 'GET');
+        sendError(res, 405, 'method not allowed\n');
+      } else {
+        res.setHeader('Upgrade', 'websocket');
+        res.setHeader('Connection', 'Upgrade');
+        sendError(res, 426, 'websocket upgrade required\n');
+      }
+    },
+
+    onUpgrade(req, socket, head) {
+      socket.on('error', () => {
+        // Resets and the like: 'close' follows and does the accounting.
+      });
+      const path = pathOf(req.url);
+      if (path === HEALTH_PATH) {
+        writeRaw(socket, 200, HEALTH_RAW_HEADERS, deps.health());
+        return;
+      }
+      const endpoint = endpointOf(path);
+      if (endpoint === null) {
+        writeRawError(socket, 404, NOT_FOUND_BODY);
+        return;
+      }
+      const admitted = admit(req, endpoint, path, (status) => writeRawError(socket, status));
+      if (admitted === null) return;
+      // The slot covers the socket's whole life: a failed handshake (ws answers 400/405 and
+      // destroys the socket) and a finished WebSocket both end with 'close'.
+      let released = false;
+      const release = (): void => {
+        if (released) return;
+        released = true;
+        deps.cap.release();
+      };
+      socket.once('close', release);
+      deps.wss.handleUpgrade(req, socket, head, (ws) => deps.onConnection(ws, admitted, release));
+    },
+  };
+}
+
+function pathOf(url: string | undefined): string {
+  if (url === undefined) return '';
+  const q = url.indexOf('?');
+  return q < 0 ? url : url.slice(0, q);
+}
+
+function endpointOf(path: string): Endpoint | null {
+  if (path === SERVER_PATH) return 'server';
+  if (path === CLIENT_PATH) return 'client';
+  return null;
+}
+
+/** Node decodes header bytes as latin1; the protocol's ids and labels are UTF-8. Bytes that are
+ * not valid UTF-8 become U+FFFD. */
+function headerText(value: string): string {
+  // eslint-disable-next-line no-control-regex
+  if (!/[^\u0000-\u007f]/.test(value)) return value;
+  return Buffer.from(value, 'latin1').toString('utf8');
+}
