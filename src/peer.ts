@@ -169,6 +169,11 @@ export class Peer {
     }
     this.relayCloseCode = code;
     this.stopTimers();
+    // A paused socket would never read the peer's reciprocal close frame.
+    if (this.paused) {
+      this.paused = false;
+      this.ws.resume();
+    }
     if (Buffer.byteLength(reason) > MAX_CLOSE_REASON_BYTES) reason = '';
     const state = this.ws.readyState;
     if (state === WebSocket.OPEN) {

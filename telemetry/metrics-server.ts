@@ -62,7 +62,7 @@ export async function startMetricsServer(
     throw new Error(`metrics listener port out of range: ${port}`);
   }
 
-  let closing = false;
+  const state = { closing: false };
   const server = http.createServer({
     headersTimeout: METRICS_SERVER_LIMITS.headersTimeout,
     requestTimeout: METRICS_SERVER_LIMITS.requestTimeout,
@@ -72,11 +72,10 @@ export async function startMetricsServer(
   server.keepAliveTimeout = METRICS_SERVER_LIMITS.keepAliveTimeout;
 
   server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
-    if (closing) res.setHeader('Connection', 'close');
-    handle(req, res, scrape).catch(() => {
+    handle(req, res, scrape, state).catch(() => {
       // handle() answers every error itself; this only guards against a throw while writing.
       if (!res.headersSent) {
-        sendText(res, 500, 'metrics collection failed\n');
+        sendText(res, 500, 'metrics collection failed\n', state);
       } else {
         res.destroy();
       }
@@ -103,7 +102,7 @@ export async function startMetricsServer(
     },
     close() {
       closed ??= new Promise<void>((resolve) => {
-        closing = true;
+        state.closing = true;
         server.close(() => resolve());
         // Keep-alive sockets with no request in flight would otherwise hold close() open for up to
         // keepAliveTimeout; sockets mid-request finish their response (sent with Connection: close).
@@ -118,17 +117,18 @@ async function handle(
   req: http.IncomingMessage,
   res: http.ServerResponse,
   scrape: () => Promise<string>,
+  state: ServerState,
 ): Promise<void> {
   res.setHeader('Cache-Control', 'no-store');
   if (requestPath(req.url) !== METRICS_PATH) {
-    sendText(res, 404, '404 page not found\n');
+    sendText(res, 404, '404 page not found\n', state);
     return;
   }
   res.setHeader('Vary', 'Accept-Encoding');
   const method = req.method ?? '';
   if (method !== 'GET' && method !== 'HEAD') {
     res.setHeader('Allow', 'GET, HEAD');
-    sendText(res, 405, 'method not allowed\n');
+    sendText(res, 405, 'method not allowed\n', state);
     return;
   }
 
@@ -136,7 +136,7 @@ async function handle(
   try {
     body = await scrape();
   } catch {
-    sendText(res, 500, 'metrics collection failed\n');
+    sendText(res, 500, 'metrics collection failed\n', state);
     return;
   }
   if (!body.endsWith('\n')) body += '\n'; // "# no registered metrics" comes without one
@@ -149,16 +149,23 @@ async function handle(
   res.statusCode = 200;
   res.setHeader('Content-Type', METRICS_CONTENT_TYPE);
   res.setHeader('Content-Length', payload.length);
+  if (state.closing) res.setHeader('Connection', 'close');
   if (method === 'HEAD') res.end();
   else res.end(payload);
 }
 
-function sendText(res: http.ServerResponse, status: number, text: string): void {
+interface ServerState {
+  /** close() was called: responses still being produced are sent with Connection: close. */
+  closing: boolean;
+}
+
+function sendText(res: http.ServerResponse, status: number, text: string, state: ServerState): void {
   const payload = Buffer.from(text, 'utf8');
   res.statusCode = status;
   res.setHeader('Content-Type', TEXT_CONTENT_TYPE);
   res.setHeader('X-Content-Type-Options', 'nosniff');
   res.setHeader('Content-Length', payload.length);
+  if (state.closing) res.setHeader('Connection', 'close');
   res.end(payload);
 }
 
