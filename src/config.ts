@@ -306,10 +306,12 @@ function splitHostPort(s: string): Check<SplitAddress> {
     if (end < 0) return { ok: false, reason: "missing ']' in address" };
     host = s.slice(1, end);
     const after = s.slice(end + 1);
+    if (host.includes('[') || after.includes('[') || after.includes(']')) {
+      return { ok: false, reason: 'unexpected bracket in address' };
+    }
     if (after === '') return { ok: false, reason: 'missing port in address' };
     if (after[0] !== ':') return { ok: false, reason: "unexpected characters after ']' in address" };
     portStr = after.slice(1);
-    if (host.includes('[') || host.includes(']')) return { ok: false, reason: 'unexpected bracket in address' };
     bracketed = true;
   } else {
     const last = s.lastIndexOf(':');
@@ -689,6 +691,12 @@ export function usage(): string {
     return { left, right: f.help + suffix };
   });
   const width = Math.max(...rows.map((r) => r.left.length)) + 2;
+  const envRows = [
+    { left: `  ${ENV_PRODUCTION}=1`, right: 'production mode: refuses --insecure-listen, root, extra Linux capabilities' },
+    { left: `  ${ENV_SINGLE_INSTANCE}=1`, right: 'acknowledges a single-instance deploy where FLY_APP_NAME is set' },
+    { left: `  ${ENV_FCM_CREDENTIALS}`, right: 'Google service-account JSON key (the content); enables push wakes' },
+  ];
+  const envWidth = Math.max(...envRows.map((r) => r.left.length)) + 2;
   const lines = [
     'Usage: pyrycode-relay [flags]',
     '',
@@ -702,11 +710,10 @@ export function usage(): string {
     '  -h, --help'.padEnd(width) + 'print this help and exit',
     '',
     'Environment:',
-    `  ${ENV_PRODUCTION}=1`.padEnd(width) + 'production mode: refuses --insecure-listen, root, extra Linux capabilities',
-    `  ${ENV_SINGLE_INSTANCE}=1`.padEnd(width) + 'acknowledge a single-instance deploy on a multi-instance platform (FLY_APP_NAME set)',
-    `  ${ENV_FCM_CREDENTIALS}`.padEnd(width) + 'Google service-account JSON key; enables push wakes (unset: push off)',
+    ...envRows.map((r) => r.left.padEnd(envWidth) + r.right),
     '',
-    'Exit status: 0 after a signal-triggered shutdown, 1 on a listener error, 2 on a refused configuration.',
+    'Exit status: 0 after --help, --version or a signal-triggered shutdown; 1 on a listener error;',
+    '2 on a refused configuration.',
     '',
   ];
   return lines.join('\n');

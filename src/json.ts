@@ -383,7 +383,7 @@ export function decodeString(buf: Buffer, start: number, end: number): string {
       if (cu >= 0xd800 && cu < 0xe000) {
         // Go: only a high surrogate immediately followed by an escaped low surrogate forms a pair;
         // otherwise this escape alone becomes U+FFFD and the next escape is decoded on its own.
-        if (cu < 0xdd00 && i + 6 <= e && buf[i] === 0x5c && buf[i + 1] === 0x75) {
+        if (cu < 0xdc00 && i + 6 <= e && buf[i] === 0x5c && buf[i + 1] === 0x75) {
           const lo = hex4(buf, i + 2);
           if (lo >= 0xdc00 && lo < 0xe000) {
             out += String.fromCharCode(cu, lo);

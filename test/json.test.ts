@@ -217,6 +217,7 @@ describe('decodeString (Go unquote)', () => {
     expect(dec('"\\ud83d"')).toBe('\ufffd');
     expect(dec('"\\ude00"')).toBe('\ufffd');
     expect(dec('"\\ude00\\ud83d"')).toBe('\ufffd\ufffd');
+    expect(dec('"\\udc00\\udc00"')).toBe('\ufffd\ufffd'); // low+low is not a pair
     expect(dec('"\\ud83dx"')).toBe('\ufffdx');
     expect(dec('"\\ud83d\\u0041"')).toBe('\ufffdA');
     expect(dec('"\\ud83d\\ud83d\\ude00"')).toBe('\ufffd😀');
