@@ -114,7 +114,7 @@ export function buildTelemetry(opts: TelemetryOptions): Telemetry {
     scrape,
     async startMetricsServer(host: string, port: number): Promise<MetricsServer> {
       if (!prometheus) throw new Error('prometheus exporter is not enabled (--metrics-listen is off)');
-      return startLoopbackMetricsServer(host, port, scrape);
+      return startLoopbackMetricsServer(host, port, scrape, opts.log);
     },
     shutdown,
   };

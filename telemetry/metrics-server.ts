@@ -15,12 +15,19 @@ import http from 'node:http';
 import net from 'node:net';
 import zlib from 'node:zlib';
 import { promisify } from 'node:util';
+import type { Logger } from '../src/log.js';
 
 const gzip = promisify(zlib.gzip);
 
 export interface MetricsServer {
   address(): { host: string; port: number };
   close(): Promise<void>;
+  /**
+   * Errors of the listening socket after start (e.g. accept failing with EMFILE). Without a
+   * registered listener they are logged as warn `metrics_listener_error` (addr, err) and the listener
+   * stays up; the daemon may register one to treat them as a listener failure (shutdown).
+   */
+  onError(listener: (err: Error) => void): void;
 }
 
 export const METRICS_PATH = '/metrics';
@@ -52,6 +59,7 @@ export async function startMetricsServer(
   host: string,
   port: number,
   scrape: () => Promise<string>,
+  log?: Logger,
 ): Promise<MetricsServer> {
   const bare = host.startsWith('[') && host.endsWith(']') ? host.slice(1, -1) : host;
   // The caller validates --metrics-listen; this is defence in depth.
@@ -93,6 +101,20 @@ export async function startMetricsServer(
     });
   });
 
+  const errorListeners: Array<(err: Error) => void> = [];
+  server.on('error', (err: Error) => {
+    if (errorListeners.length === 0) {
+      const bound = server.address();
+      let addr = bare;
+      if (bound !== null && typeof bound !== 'string') {
+        addr = net.isIPv6(bound.address) ? `[${bound.address}]:${bound.port}` : `${bound.address}:${bound.port}`;
+      }
+      log?.warn('metrics_listener_error', { addr, err: err.message.slice(0, 200) });
+      return;
+    }
+    for (const listener of errorListeners) listener(err);
+  });
+
   let closed: Promise<void> | undefined;
   return {
     address() {
@@ -109,6 +131,9 @@ export async function startMetricsServer(
         server.closeIdleConnections();
       });
       return closed;
+    },
+    onError(listener: (err: Error) => void) {
+      errorListeners.push(listener);
     },
   };
 }

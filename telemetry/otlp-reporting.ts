@@ -13,7 +13,14 @@
 // header value configured through OTEL_EXPORTER_OTLP_[METRICS_]HEADERS is redacted from the text
 // before it is truncated and logged.
 
-import type { PushMetricExporter, ResourceMetrics, InstrumentType } from '@opentelemetry/sdk-metrics';
+import {
+  AggregationTemporality,
+  AggregationType,
+  type AggregationOption,
+  type InstrumentType,
+  type PushMetricExporter,
+  type ResourceMetrics,
+} from '@opentelemetry/sdk-metrics';
 import type { Logger } from '../src/log.js';
 
 type ExportResult = Parameters<Parameters<PushMetricExporter['export']>[1]>[0];
@@ -80,13 +87,14 @@ export class ReportingMetricExporter implements PushMetricExporter {
   }
 
   // The reader binds these at construction; they must reach the real exporter so that
-  // OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE keeps working.
-  selectAggregationTemporality(instrumentType: InstrumentType): ReturnType<NonNullable<PushMetricExporter['selectAggregationTemporality']>> {
-    return this.inner.selectAggregationTemporality!(instrumentType);
+  // OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE keeps working. The fallbacks are the reader's own
+  // defaults for an exporter that does not choose.
+  selectAggregationTemporality(instrumentType: InstrumentType): AggregationTemporality {
+    return this.inner.selectAggregationTemporality?.(instrumentType) ?? AggregationTemporality.CUMULATIVE;
   }
 
-  selectAggregation(instrumentType: InstrumentType): ReturnType<NonNullable<PushMetricExporter['selectAggregation']>> {
-    return this.inner.selectAggregation!(instrumentType);
+  selectAggregation(instrumentType: InstrumentType): AggregationOption {
+    return this.inner.selectAggregation?.(instrumentType) ?? { type: AggregationType.DEFAULT };
   }
 
   private record(result: ExportResult): void {

@@ -5,19 +5,10 @@ import { OTLPMetricExporter } from '@opentelemetry/exporter-metrics-otlp-http';
 import { createLogger, type Logger } from '../src/log.js';
 import { buildTelemetry, parseOtelEnv, type Telemetry } from '../telemetry/index.js';
 import { ReportingMetricExporter } from '../telemetry/otlp-reporting.js';
+import { sleep, waitFor } from './helpers/wait.js';
 import { startOtlpReceiver, unusedPort, type OtlpReceiver, type ReceivedRequest } from './helpers/otlp-receiver.js';
 
 type Env = Record<string, string | undefined>;
-
-async function waitFor(predicate: () => boolean, timeoutMs: number, what: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!predicate()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
-
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 interface Captured {
   log: Logger;
@@ -89,7 +80,7 @@ interface JsonPayload {
     resource: { attributes: JsonAttr[] };
     scopeMetrics: Array<{
       scope: { name: string; version?: string };
-      metrics: Array<{ name: string; description?: string; sum?: { isMonotonic?: boolean; dataPoints: Array<{ attributes?: JsonAttr[]; asDouble?: number; asInt?: string | number }> } }>;
+      metrics: Array<{ name: string; description?: string; sum?: { isMonotonic?: boolean; aggregationTemporality?: number; dataPoints: Array<{ attributes?: JsonAttr[]; asDouble?: number; asInt?: string | number }> } }>;
     }>;
   }>;
 }
@@ -155,6 +146,7 @@ describe('OTLP export over http/json', () => {
     expect(found!.scope).toMatchObject({ name: 'pyrycode-relay', version: '3.1.4-test' });
     expect(found!.metric.description).toBe('OTLP JSON test.');
     expect(found!.metric.sum?.isMonotonic).toBe(true);
+    expect(found!.metric.sum?.aggregationTemporality, 'cumulative by default').toBe(2);
     const points = found!.metric.sum!.dataPoints.map((p) => ({ direction: attrs(p.attributes ?? [])['direction'], value: p.asDouble }));
     expect(points).toEqual([
       { direction: 'a', value: 0 },
@@ -196,6 +188,31 @@ describe('OTLP export over http/json', () => {
     expect(zlib.gunzipSync(request.raw).equals(request.body)).toBe(true);
     expect(findMetric(jsonPayloads([request])[0]!, 'pyrycode_relay_otlp_hdr_total')).toBeDefined();
     expect(lines.join('')).not.toContain('secret123');
+  });
+});
+
+describe('OTLP temporality', () => {
+  it('OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE=delta reaches the exporter through the logging wrapper', async () => {
+    const r = await receiver();
+    const { log } = captureLogger();
+    const telemetry = track(
+      buildWithProcessEnv(
+        {
+          OTEL_METRICS_EXPORTER: 'otlp',
+          OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json',
+          OTEL_EXPORTER_OTLP_ENDPOINT: r.url,
+          OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE: 'delta',
+          OTEL_METRIC_EXPORT_INTERVAL: '200',
+        },
+        { log, prometheus: true },
+      ),
+    );
+    telemetry.meter.createCounter('pyrycode_relay_otlp_delta_total', { description: 'd' }).add(6);
+    await waitFor(() => r.requests.length > 0, 5_000, 'a delta export');
+    const found = findMetric(jsonPayloads(r.requests)[0]!, 'pyrycode_relay_otlp_delta_total');
+    expect(found?.metric.sum?.aggregationTemporality, 'AGGREGATION_TEMPORALITY_DELTA').toBe(1);
+    // The Prometheus reader keeps its own cumulative storage.
+    expect(await telemetry.scrape()).toContain('pyrycode_relay_otlp_delta_total 6\n');
   });
 });
 

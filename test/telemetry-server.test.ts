@@ -1,9 +1,11 @@
 import http from 'node:http';
 import net from 'node:net';
+import os from 'node:os';
 import zlib from 'node:zlib';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createLogger, type Logger } from '../src/log.js';
 import { buildTelemetry, type Telemetry, type TelemetryOptions } from '../telemetry/index.js';
+import { sleep, waitFor } from './helpers/wait.js';
 import { acceptsGzip, isLoopbackIpLiteral, type MetricsServer } from '../telemetry/metrics-server.js';
 
 interface Reply {
@@ -291,6 +293,20 @@ describe('listener and lifecycle', () => {
     }
   });
 
+  const hasIpv6Loopback = Object.values(os.networkInterfaces()).some((list) => list?.some((i) => i.address === '::1'));
+  it.runIf(hasIpv6Loopback)('serves on the IPv6 loopback, bracketed or not', async () => {
+    const telemetry = build();
+    instrument(telemetry);
+    for (const host of ['::1', '[::1]']) {
+      const server = await telemetry.startMetricsServer(host, 0);
+      cleanups.push(() => server.close());
+      expect(server.address().host).toBe('::1');
+      const reply = await request(server.address().port, '/metrics', { host: '::1' });
+      expect(reply.status).toBe(200);
+      expect(reply.body.toString()).toBe(expectedBody(7));
+    }
+  });
+
   it('reports its bound address', async () => {
     const telemetry = build();
     const { server, port } = await serve(telemetry);
@@ -331,7 +347,9 @@ describe('listener and lifecycle', () => {
     let release: () => void = () => {};
     const gate = new Promise<void>((resolve) => (release = resolve));
     const slow = telemetry.meter.createObservableGauge('pyrycode_relay_test_slow', { description: 'slow' });
+    let entered = false;
     slow.addCallback(async (result) => {
+      entered = true;
       await gate;
       result.observe(1);
     });
@@ -339,10 +357,10 @@ describe('listener and lifecycle', () => {
     const agent = new http.Agent({ keepAlive: true });
     try {
       const pending = request(server.address().port, '/metrics', { agent });
-      await new Promise((resolve) => setTimeout(resolve, 50)); // the request is now inside collect()
+      await waitFor(() => entered, 2_000, 'the scrape to reach the slow gauge callback');
       let closed = false;
       const closing = server.close().then(() => (closed = true));
-      await new Promise((resolve) => setTimeout(resolve, 50));
+      await sleep(50);
       expect(closed).toBe(false);
       release();
       const reply = await pending;

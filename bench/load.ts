@@ -1,0 +1,359 @@
+// Load generator, in its own process, driven over IPC by bench/run.ts. It plays binaries and
+// phones against either the relay (routing envelopes) or the bare forwarder (raw frames) on
+// 127.0.0.1 only, and every run is bounded in connections and time.
+
+import WebSocket from 'ws';
+
+type Target = 'relay' | 'bare';
+
+export interface Topology {
+  target: Target;
+  port: number;
+  ids: number;
+  phonesPerId: number;
+}
+
+export type Command =
+  | { cmd: 'setup'; topology: Topology }
+  | { cmd: 'throughput'; direction: 'p2b' | 'b2p' | 'echo'; frameBytes: number; warmupMs: number; measureMs: number }
+  | { cmd: 'latency'; ratePerSec: number; frameBytes: number; warmupMs: number; measureMs: number }
+  | { cmd: 'connect'; topology: Topology; concurrency: number }
+  | { cmd: 'teardown' };
+
+/** The bench client masks with zeros so its own CPU goes to moving frames (never do this in a real client). */
+const CLIENT_OPTIONS: WebSocket.ClientOptions = {
+  perMessageDeflate: false,
+  skipUTF8Validation: true,
+  generateMask: (mask: Buffer) => {
+    mask.fill(0);
+  },
+};
+const SEND = { binary: false } as const;
+/** Keep at most this much queued per sending socket. */
+const SEND_WINDOW_BYTES = 256 * 1024;
+/** No single run may take longer than this (a hung relay must not hang the bench). */
+const RUN_LIMIT_MS = 60_000;
+
+interface Group {
+  binary: WebSocket;
+  phones: WebSocket[];
+  /** Envelope prefixes `{"conn_id":"…","frame":` per phone (relay target). */
+  prefixes: Buffer[];
+  next: number;
+}
+
+let topology: Topology | undefined;
+let groups: Group[] = [];
+let received = 0;
+let onPhoneMessage: ((group: Group, index: number, data: Buffer) => void) | undefined;
+let onBinaryMessage: ((group: Group, data: Buffer) => void) | undefined;
+
+function open(url: string, headers: Record<string, string>): Promise<WebSocket> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(url, { ...CLIENT_OPTIONS, headers });
+    const timer = setTimeout(() => {
+      ws.terminate();
+      reject(new Error(`connect timeout ${url}`));
+    }, 10_000);
+    ws.once('open', () => {
+      clearTimeout(timer);
+      resolve(ws);
+    });
+    ws.once('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+    ws.once('unexpected-response', (_req, res) => {
+      clearTimeout(timer);
+      reject(new Error(`HTTP ${res.statusCode} from ${url}`));
+    });
+  });
+}
+
+async function pool<T>(count: number, concurrency: number, task: (i: number) => Promise<T>): Promise<T[]> {
+  const results: T[] = new Array(count);
+  let next = 0;
+  const workers = Array.from({ length: Math.min(concurrency, count) }, async () => {
+    while (next < count) {
+      const i = next++;
+      results[i] = await task(i);
+    }
+  });
+  await Promise.all(workers);
+  return results;
+}
+
+async function setup(t: Topology, concurrency = 64): Promise<{ connectMs: number }> {
+  await teardown();
+  topology = t;
+  const base = `ws://127.0.0.1:${t.port}`;
+  const started = performance.now();
+  const runId = Math.random().toString(16).slice(2, 8);
+  groups = await pool(t.ids, Math.max(1, Math.floor(concurrency / (t.phonesPerId + 1))), async (i) => {
+    const id = `bench-${runId}-${i}`;
+    const binary = await open(`${base}/v1/server`, {
+      'X-Pyrycode-Server': id,
+      'X-Pyrycode-Version': 'bench',
+      'User-Agent': 'bench',
+    });
+    const group: Group = { binary, phones: [], prefixes: [], next: 0 };
+    group.phones = await pool(t.phonesPerId, t.phonesPerId, () =>
+      open(`${base}/v1/client`, { 'X-Pyrycode-Server': id, 'X-Pyrycode-Token': 'bench', 'User-Agent': 'bench' }),
+    );
+    return group;
+  });
+  const connectMs = performance.now() - started;
+  for (const group of groups) {
+    group.binary.on('message', (data: Buffer) => onBinaryMessage?.(group, data));
+    group.phones.forEach((phone, index) => phone.on('message', (data: Buffer) => onPhoneMessage?.(group, index, data)));
+  }
+  if (t.target === 'relay') await learnConnIds();
+  return { connectMs };
+}
+
+/** Each phone says hello once; its envelope tells the binary the phone's conn_id. */
+async function learnConnIds(): Promise<void> {
+  let pending = 0;
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('conn_id discovery timed out')), 20_000);
+    onBinaryMessage = (group, data) => {
+      const text = data.toString('utf8');
+      const envelope = JSON.parse(text) as { conn_id: string; frame: { hello: number } };
+      group.prefixes[envelope.frame.hello] = Buffer.from(`{"conn_id":${JSON.stringify(envelope.conn_id)},"frame":`);
+      if (--pending === 0) {
+        clearTimeout(timer);
+        resolve();
+      }
+    };
+    for (const group of groups) {
+      group.phones.forEach((phone, index) => {
+        pending++;
+        phone.send(`{"hello":${index}}`, SEND);
+      });
+    }
+    if (pending === 0) resolve();
+  });
+  onBinaryMessage = undefined;
+}
+
+/** A JSON frame of exactly `bytes` bytes: {"p":"xxxx…"}. */
+function payload(bytes: number, seq = 0): Buffer {
+  const head = `{"s":${seq},"p":"`;
+  const fill = Math.max(0, bytes - head.length - 2);
+  return Buffer.from(head + 'x'.repeat(fill) + '"}');
+}
+
+function envelope(group: Group, index: number, frame: Buffer): Buffer {
+  if (topology!.target === 'bare') return frame;
+  const prefix = group.prefixes[index]!;
+  return Buffer.concat([prefix, frame, CLOSE_BRACE]);
+}
+const CLOSE_BRACE = Buffer.from('}');
+
+/** Frames one group (a binary and its phones) may have in flight, so a fast sender measures the
+ * path instead of filling queues until a backlog limit closes the receiver. */
+function windowFrames(frameBytes: number): number {
+  return Math.max(16, Math.min(512, Math.floor((2 * 1024 * 1024) / frameBytes)));
+}
+
+interface Flow {
+  /** Sockets that send, taken in turn. */
+  senders: WebSocket[];
+  next: (senderIndex: number) => Buffer;
+  sent: number;
+  received: number;
+  turn: number;
+}
+
+async function throughput(
+  direction: 'p2b' | 'b2p' | 'echo',
+  frameBytes: number,
+  warmupMs: number,
+  measureMs: number,
+): Promise<{ framesPerSec: number; frames: number; seconds: number }> {
+  const frame = payload(frameBytes);
+  const window = windowFrames(frameBytes);
+  const flows: Flow[] = [];
+  const flowOf = new Map<Group, Flow>();
+  for (const group of groups) {
+    let flow: Flow;
+    if (direction === 'b2p') {
+      const envelopes = group.phones.map((_, i) => envelope(group, i, frame));
+      flow = { senders: [group.binary], next: () => envelopes[group.next++ % envelopes.length]!, sent: 0, received: 0, turn: 0 };
+    } else {
+      flow = { senders: group.phones, next: () => frame, sent: 0, received: 0, turn: 0 };
+    }
+    flows.push(flow);
+    flowOf.set(group, flow);
+  }
+  received = 0;
+  if (direction === 'p2b') {
+    onBinaryMessage = (group) => {
+      flowOf.get(group)!.received++;
+      received++;
+    };
+  } else if (direction === 'b2p') {
+    onPhoneMessage = (group) => {
+      flowOf.get(group)!.received++;
+      received++;
+    };
+  } else {
+    // Round trips: the binary echoes each phone frame back to the phone that sent it.
+    const prefixLength = topology!.target === 'relay' ? groups[0]!.prefixes[0]!.length : 0;
+    onBinaryMessage = (group, data) => {
+      if (topology!.target === 'bare') {
+        group.binary.send(data, SEND);
+        return;
+      }
+      const index = group.prefixes.findIndex((p) => data.compare(p, 0, p.length, 0, p.length) === 0);
+      group.binary.send(Buffer.concat([group.prefixes[index]!, data.subarray(prefixLength, data.length - 1), CLOSE_BRACE]), SEND);
+    };
+    onPhoneMessage = (group) => {
+      flowOf.get(group)!.received++;
+      received++;
+    };
+  }
+  let running = true;
+  const pump = (): void => {
+    if (!running) return;
+    for (const flow of flows) {
+      while (flow.sent - flow.received < window) {
+        const ws = flow.senders[flow.turn++ % flow.senders.length]!;
+        if (ws.bufferedAmount >= SEND_WINDOW_BYTES || ws.readyState !== WebSocket.OPEN) break;
+        ws.send(flow.next(flow.turn), SEND);
+        flow.sent++;
+      }
+    }
+    setImmediate(pump);
+  };
+  pump();
+  await sleep(warmupMs);
+  const startCount = received;
+  const start = performance.now();
+  await sleep(measureMs);
+  const frames = received - startCount;
+  const seconds = (performance.now() - start) / 1000;
+  running = false;
+  // Drain: wait until everything sent has arrived (bounded), so runs do not bleed into each other.
+  const drainUntil = performance.now() + 5_000;
+  while (flows.some((f) => f.received < f.sent) && performance.now() < drainUntil) await sleep(10);
+  onBinaryMessage = undefined;
+  onPhoneMessage = undefined;
+  return { framesPerSec: frames / seconds, frames, seconds };
+}
+
+async function latency(
+  ratePerSec: number,
+  frameBytes: number,
+  warmupMs: number,
+  measureMs: number,
+): Promise<{ p50Ms: number; p99Ms: number; p999Ms: number; samples: number; ratePerSec: number }> {
+  const group = groups[0]!;
+  const phone = group.phones[0]!;
+  const sentAt = new Map<number, number>();
+  const samples: number[] = [];
+  let recording = false;
+  // The binary echoes every phone frame back to that phone.
+  const prefixLength = topology!.target === 'relay' ? group.prefixes[0]!.length : 0;
+  onBinaryMessage = (g, data) => {
+    if (topology!.target === 'bare') {
+      g.binary.send(data, SEND);
+      return;
+    }
+    // Envelope in = prefix + frame + '}' (the relay forwards compact frames unchanged).
+    const frame = data.subarray(prefixLength, data.length - 1);
+    g.binary.send(Buffer.concat([g.prefixes[0]!, frame, CLOSE_BRACE]), SEND);
+  };
+  onPhoneMessage = (_g, _i, data) => {
+    const seq = Number(/^\{"s":(\d+)/.exec(data.toString('latin1', 0, 24))?.[1]);
+    const t0 = sentAt.get(seq);
+    if (t0 === undefined) return;
+    sentAt.delete(seq);
+    if (recording) samples.push(performance.now() - t0);
+  };
+  let seq = 0;
+  const intervalMs = 1;
+  const perTick = ratePerSec / 1000;
+  let credit = 0;
+  let last = performance.now();
+  const timer = setInterval(() => {
+    const now = performance.now();
+    credit += (now - last) * perTick;
+    last = now;
+    while (credit >= 1) {
+      credit--;
+      const s = seq++;
+      sentAt.set(s, performance.now());
+      phone.send(payload(frameBytes, s), SEND);
+    }
+  }, intervalMs);
+  await sleep(warmupMs);
+  recording = true;
+  await sleep(measureMs);
+  recording = false;
+  clearInterval(timer);
+  await sleep(200);
+  onBinaryMessage = undefined;
+  onPhoneMessage = undefined;
+  samples.sort((a, b) => a - b);
+  const q = (p: number): number => samples[Math.min(samples.length - 1, Math.floor(p * samples.length))] ?? NaN;
+  return { p50Ms: q(0.5), p99Ms: q(0.99), p999Ms: q(0.999), samples: samples.length, ratePerSec };
+}
+
+async function teardown(): Promise<void> {
+  const all: WebSocket[] = [];
+  for (const group of groups) all.push(group.binary, ...group.phones);
+  groups = [];
+  await Promise.all(
+    all.map(
+      (ws) =>
+        new Promise<void>((resolve) => {
+          if (ws.readyState === WebSocket.CLOSED) return resolve();
+          ws.once('close', () => resolve());
+          ws.terminate();
+        }),
+    ),
+  );
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+async function handle(command: Command): Promise<unknown> {
+  switch (command.cmd) {
+    case 'setup':
+      return setup(command.topology);
+    case 'connect': {
+      const { connectMs } = await setup(command.topology, command.concurrency);
+      const connections = command.topology.ids * (command.topology.phonesPerId + 1);
+      return { connectMs, connections, perSec: connections / (connectMs / 1000) };
+    }
+    case 'throughput':
+      return throughput(command.direction, command.frameBytes, command.warmupMs, command.measureMs);
+    case 'latency':
+      return latency(command.ratePerSec, command.frameBytes, command.warmupMs, command.measureMs);
+    case 'teardown':
+      await teardown();
+      return {};
+  }
+}
+
+process.on('message', (message: unknown) => {
+  const command = message as Command;
+  const limit = setTimeout(() => {
+    process.send?.({ error: `run limit of ${RUN_LIMIT_MS} ms exceeded for ${command.cmd}` });
+    process.exit(1);
+  }, RUN_LIMIT_MS);
+  handle(command).then(
+    (result) => {
+      clearTimeout(limit);
+      process.send?.({ result });
+    },
+    (err: unknown) => {
+      clearTimeout(limit);
+      process.send?.({ error: err instanceof Error ? err.message : String(err) });
+    },
+  );
+});
+process.on('disconnect', () => process.exit(0));

@@ -1,0 +1,289 @@
+// `npm run bench [-- --quick]`: measures the relay against a bare ws forwarder and against itself
+// with metrics off, all in one run so the ratios hold on a noisy machine. Every process talks over
+// 127.0.0.1 only; every run is bounded in connections and time. Prints a table and writes
+// bench/results/latest.json.
+
+import { fork, type ChildProcess } from 'node:child_process';
+import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
+import { cpus, totalmem, platform, release } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Command, Topology } from './load.js';
+
+const quick = process.argv.includes('--quick');
+const here = dirname(fileURLToPath(import.meta.url)); // dist/bench
+const repoRoot = join(here, '..', '..');
+
+const PLAN = quick
+  ? { warmupMs: 100, measureMs: 300, repeats: 1, idle: [1_000, 2_000], upgrades: 500, latencyMs: 1_500, scrapes: 30 }
+  : { warmupMs: 500, measureMs: 2_000, repeats: 3, idle: [1_000, 5_000], upgrades: 2_000, latencyMs: 5_000, scrapes: 100 };
+
+type TargetName = 'bare' | 'relay_off' | 'relay_on';
+const TARGETS: TargetName[] = ['bare', 'relay_off', 'relay_on'];
+const TOPOLOGIES = [
+  { name: '1 phone', ids: 1, phonesPerId: 1 },
+  { name: '16 phones/1 id', ids: 1, phonesPerId: 16 },
+  { name: '200 ids x 4 phones', ids: 200, phonesPerId: 4 },
+] as const;
+const FRAME_SIZES = [128, 16 * 1024] as const;
+const DIRECTIONS = ['p2b', 'b2p'] as const;
+
+interface Server {
+  child: ChildProcess;
+  port: number;
+  metricsPort: number;
+}
+
+function startServer(target: TargetName): Promise<Server> {
+  const script = target === 'bare' ? join(here, 'bare-forwarder.js') : join(here, 'relay-process.js');
+  const args = target === 'bare' ? ['0'] : ['0', target === 'relay_on' ? '0' : 'off'];
+  const child = fork(script, args, { execArgv: ['--expose-gc'], stdio: ['ignore', 'pipe', 'inherit', 'ipc'] });
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${target} did not start`)), 15_000);
+    child.stdout!.on('data', (chunk: Buffer) => {
+      const m = /ready (\d+)(?: (\d+))?/.exec(chunk.toString());
+      if (m) {
+        clearTimeout(timer);
+        resolve({ child, port: Number(m[1]), metricsPort: Number(m[2] ?? 0) });
+      }
+    });
+    child.once('exit', (code) => reject(new Error(`${target} exited with ${code}`)));
+  });
+}
+
+function stop(child: ChildProcess): Promise<void> {
+  return new Promise((resolve) => {
+    if (child.exitCode !== null) return resolve();
+    const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
+    child.once('exit', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    child.kill('SIGTERM');
+  });
+}
+
+function request<T>(child: ChildProcess, message: unknown, timeoutMs = 90_000): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
+    child.once('message', (reply: unknown) => {
+      clearTimeout(timer);
+      const r = reply as { result?: T; error?: string };
+      if (r.error !== undefined) reject(new Error(r.error));
+      else resolve((r.result ?? reply) as T);
+    });
+    child.send(message as object);
+  });
+}
+
+const load = (command: Command): Promise<Record<string, number>> => request(loadgen, command);
+
+/** CPU seconds (user + system) a process has used, from /proc. */
+function cpuSeconds(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
+}
+
+function rssBytes(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return Number(m?.[1] ?? 0) * 1024;
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)]!;
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+// ---------------------------------------------------------------------------------------------
+const began = performance.now();
+const loadgen = fork(join(here, 'load.js'), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+const results: Record<string, unknown> = {};
+const table: string[][] = [];
+
+// 1. Throughput: every scenario on all three targets, interleaved, median of the repeats.
+const servers = new Map<TargetName, Server>();
+for (const target of TARGETS) servers.set(target, await startServer(target));
+const throughput: Record<string, Record<TargetName, number>> = {};
+for (const topo of TOPOLOGIES) {
+  const samples = new Map<string, Record<TargetName, number[]>>();
+  for (let repeat = 0; repeat < PLAN.repeats; repeat++) {
+    for (const target of TARGETS) {
+      const topology: Topology = {
+        target: target === 'bare' ? 'bare' : 'relay',
+        port: servers.get(target)!.port,
+        ids: topo.ids,
+        phonesPerId: topo.phonesPerId,
+      };
+      await load({ cmd: 'setup', topology });
+      for (const size of FRAME_SIZES) {
+        for (const direction of DIRECTIONS) {
+          const key = `${direction} ${size} B, ${topo.name}`;
+          const run = await load({ cmd: 'throughput', direction, frameBytes: size, warmupMs: PLAN.warmupMs, measureMs: PLAN.measureMs });
+          const entry = samples.get(key) ?? { bare: [], relay_off: [], relay_on: [] };
+          entry[target].push(run.framesPerSec!);
+          samples.set(key, entry);
+        }
+      }
+      await load({ cmd: 'teardown' });
+    }
+  }
+  for (const [key, entry] of samples) {
+    throughput[key] = { bare: median(entry.bare), relay_off: median(entry.relay_off), relay_on: median(entry.relay_on) };
+  }
+}
+results.throughput_frames_per_sec = throughput;
+
+// 2. Round-trip latency (phone -> binary -> echo -> phone, 128 B) at half of the measured
+// round-trip peak; both targets run at the same rate: half of the lower of the two peaks.
+const echoPeak: Record<string, number> = {};
+for (const target of ['bare', 'relay_on'] as const) {
+  await load({
+    cmd: 'setup',
+    topology: { target: target === 'bare' ? 'bare' : 'relay', port: servers.get(target)!.port, ids: 1, phonesPerId: 1 },
+  });
+  const run = await load({ cmd: 'throughput', direction: 'echo', frameBytes: 128, warmupMs: PLAN.warmupMs, measureMs: PLAN.measureMs });
+  echoPeak[target] = run.framesPerSec!;
+  await load({ cmd: 'teardown' });
+}
+const rate = Math.max(100, Math.floor(Math.min(echoPeak.bare!, echoPeak.relay_on!) / 2));
+const latency: Record<string, Record<string, number>> = {};
+for (const target of ['bare', 'relay_on'] as const) {
+  await load({
+    cmd: 'setup',
+    topology: { target: target === 'bare' ? 'bare' : 'relay', port: servers.get(target)!.port, ids: 1, phonesPerId: 1 },
+  });
+  latency[target] = await load({ cmd: 'latency', ratePerSec: rate, frameBytes: 128, warmupMs: 500, measureMs: PLAN.latencyMs });
+  await load({ cmd: 'teardown' });
+}
+results.round_trip_peak_per_sec = echoPeak;
+results.latency_ms = latency;
+for (const server of servers.values()) await stop(server.child);
+
+// 3. Memory per idle connection, scrape cost and upgrade rate on a fresh relay with metrics on.
+const memServer = await startServer('relay_on');
+const memory: Record<string, number> = {};
+const scrapeOnce = async (): Promise<{ ms: number; bytes: number }> => {
+  const t0 = performance.now();
+  const res = await fetch(`http://127.0.0.1:${memServer.metricsPort}/metrics`);
+  const body = await res.arrayBuffer();
+  return { ms: performance.now() - t0, bytes: body.byteLength };
+};
+const scrapeSeries = async (): Promise<{ medianMs: number; bytes: number; cpuMsPerScrape: number }> => {
+  for (let i = 0; i < 5; i++) await scrapeOnce(); // warm-up
+  const cpu0 = cpuSeconds(memServer.child.pid!);
+  const times: number[] = [];
+  let bytes = 0;
+  for (let i = 0; i < PLAN.scrapes; i++) {
+    const s = await scrapeOnce();
+    times.push(s.ms);
+    bytes = s.bytes;
+  }
+  const cpuMs = ((cpuSeconds(memServer.child.pid!) - cpu0) * 1000) / PLAN.scrapes;
+  return { medianMs: median(times), bytes, cpuMsPerScrape: cpuMs };
+};
+const memStats = (): Promise<{ rss: number; heapUsed: number; live: number }> => request(memServer.child, 'mem');
+
+const scrapeAt0 = await scrapeSeries();
+await sleep(200);
+const base = await memStats();
+let scrapeAtMax = scrapeAt0;
+let lastCount = 0;
+for (const phones of PLAN.idle) {
+  const ids = Math.ceil(phones / 16);
+  await load({ cmd: 'teardown' });
+  await load({ cmd: 'setup', topology: { target: 'relay', port: memServer.port, ids, phonesPerId: 16 } });
+  await sleep(500);
+  const after = await memStats();
+  const connections = after.live;
+  memory[`rss_bytes_per_connection_at_${phones}`] = (after.rss - base.rss) / connections;
+  memory[`heap_bytes_per_connection_at_${phones}`] = (after.heapUsed - base.heapUsed) / connections;
+  memory[`connections_at_${phones}`] = connections;
+  lastCount = phones;
+  scrapeAtMax = await scrapeSeries();
+}
+memory.rss_bytes_per_idle_phone = memory[`rss_bytes_per_connection_at_${lastCount}`]!;
+memory.heap_bytes_per_idle_phone = memory[`heap_bytes_per_connection_at_${lastCount}`]!;
+memory.idle_phones_measured = lastCount;
+memory.process_rss_bytes = rssBytes(memServer.child.pid!);
+results.memory = memory;
+results.scrape = {
+  ms_at_0: scrapeAt0.medianMs,
+  [`ms_at_${lastCount}`]: scrapeAtMax.medianMs,
+  ms_at_5000: scrapeAtMax.medianMs,
+  connections_held: lastCount,
+  bytes: scrapeAtMax.bytes,
+  cpu_ms_per_scrape: scrapeAtMax.cpuMsPerScrape,
+};
+await load({ cmd: 'teardown' });
+
+// Upgrade rate: phones (and their binaries) opened as fast as the relay accepts them.
+const upgradeIds = Math.ceil(PLAN.upgrades / 16);
+const upgrades = await load({
+  cmd: 'connect',
+  topology: { target: 'relay', port: memServer.port, ids: upgradeIds, phonesPerId: 16 },
+  concurrency: 64,
+});
+results.upgrades = { accepted_per_sec: upgrades.perSec, connections: upgrades.connections };
+await load({ cmd: 'teardown' });
+await stop(memServer.child);
+loadgen.kill('SIGTERM');
+
+// ---------------------------------------------------------------------------------------------
+const onVsOff = Object.values(throughput).map((t) => t.relay_on / t.relay_off);
+const relayVsBare = throughput['p2b 128 B, 1 phone']!.relay_on / throughput['p2b 128 B, 1 phone']!.bare;
+const relayVsBareAll = Object.entries(throughput)
+  .filter(([k]) => k.includes('128 B'))
+  .map(([, t]) => t.relay_on / t.bare);
+results.ratios = {
+  metrics_on_vs_off: Math.min(...onVsOff),
+  metrics_on_vs_off_median: median(onVsOff),
+  relay_vs_bare: Math.min(...relayVsBareAll),
+  relay_vs_bare_1_phone_p2b: relayVsBare,
+  p99_relay_vs_bare: latency.relay_on!.p99Ms! / latency.bare!.p99Ms!,
+};
+const pkg = JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { version: string };
+results.meta = {
+  mode: quick ? 'quick' : 'full',
+  relay_version: pkg.version,
+  node: process.version,
+  platform: `${platform()} ${release()}`,
+  cpus: cpus().length,
+  cpu_model: cpus()[0]?.model ?? 'unknown',
+  total_memory_bytes: totalmem(),
+  plan: PLAN,
+  seconds: (performance.now() - began) / 1000,
+  date: new Date().toISOString(),
+};
+
+const fmt = (n: number): string => (n >= 100 ? Math.round(n).toLocaleString('en-US') : n.toFixed(2));
+table.push(['scenario', 'bare', 'relay (metrics off)', 'relay (metrics on)', 'on/off', 'on/bare']);
+for (const [key, t] of Object.entries(throughput)) {
+  table.push([key, fmt(t.bare), fmt(t.relay_off), fmt(t.relay_on), (t.relay_on / t.relay_off).toFixed(3), (t.relay_on / t.bare).toFixed(3)]);
+}
+const widths = table[0]!.map((_, c) => Math.max(...table.map((row) => row[c]!.length)));
+const line = (row: string[]): string => row.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]!) : cell.padStart(widths[c]!))).join('  ');
+const out: string[] = [];
+out.push(`pyrycode-relay bench (${quick ? 'quick' : 'full'}), ${process.version}, ${cpus().length} cpus`);
+out.push('', 'Throughput (frames/s received):', line(table[0]!), ...table.slice(1).map(line));
+out.push(
+  '',
+  `Round trip at ${rate}/s (128 B): bare p50 ${fmt(latency.bare!.p50Ms!)} ms p99 ${fmt(latency.bare!.p99Ms!)} ms p99.9 ${fmt(latency.bare!.p999Ms!)} ms; ` +
+    `relay p50 ${fmt(latency.relay_on!.p50Ms!)} ms p99 ${fmt(latency.relay_on!.p99Ms!)} ms p99.9 ${fmt(latency.relay_on!.p999Ms!)} ms`,
+  `Memory per idle connection at ${lastCount} phones: RSS ${fmt(memory.rss_bytes_per_idle_phone)} B, heap ${fmt(memory.heap_bytes_per_idle_phone)} B`,
+  `Scrape: ${fmt(scrapeAt0.medianMs)} ms at 0 connections, ${fmt(scrapeAtMax.medianMs)} ms at ${lastCount} phones, ${scrapeAtMax.bytes} bytes, ${fmt(scrapeAtMax.cpuMsPerScrape)} ms CPU each`,
+  `Upgrades: ${fmt(upgrades.perSec!)} connections/s accepted`,
+  '',
+  'Ratios (targets): metrics on/off ' +
+    `${(results.ratios as Record<string, number>).metrics_on_vs_off.toFixed(3)} (>= 0.97), relay/bare 128 B ` +
+    `${(results.ratios as Record<string, number>).relay_vs_bare.toFixed(3)} (>= 0.80), p99 relay/bare ` +
+    `${(results.ratios as Record<string, number>).p99_relay_vs_bare.toFixed(3)} (<= 1.5), RSS/idle phone ` +
+    `${fmt(memory.rss_bytes_per_idle_phone)} B (<= 16384), scrape ${fmt(scrapeAtMax.medianMs)} ms (< 5)`,
+  `Took ${((performance.now() - began) / 1000).toFixed(1)} s.`,
+);
+process.stdout.write(out.join('\n') + '\n');
+const resultsDir = join(repoRoot, 'bench', 'results');
+mkdirSync(resultsDir, { recursive: true });
+writeFileSync(join(resultsDir, 'latest.json'), JSON.stringify(results, null, 2) + '\n');
+process.exit(0);
