@@ -48,3 +48,4 @@ server.listen(port, '127.0.0.1', () => {
   const address = server.address();
   process.stdout.write(`ready ${typeof address === 'object' && address ? address.port : port}\n`);
 });
+process.on('SIGTERM', () => process.exit(0));

@@ -112,14 +112,9 @@ export function createPipeline(deps: PipelineDeps): {
       if (admitted === null) return;
       // Passed every gate but is not a WebSocket handshake: the handshake layer's answer.
       deps.cap.release();
-      if (req.method !== 'GET') {
-        res.setHeader('Allow', 'GET');
-        sendError(res, 405, 'method not allowed\n');
-      } else {
-        res.setHeader('Upgrade', 'websocket');
-        res.setHeader('Connection', 'Upgrade');
-        sendError(res, 426, 'websocket upgrade required\n');
-      }
+      const failure = handshakeFailure(req) ?? UPGRADE_REQUIRED;
+      for (const [name, value] of Object.entries(failure.headers)) res.setHeader(name, value);
+      sendError(res, failure.status, failure.body);
     },
 
     onUpgrade(req, socket, head) {
@@ -138,6 +133,15 @@ export function createPipeline(deps: PipelineDeps): {
       }
       const admitted = admit(req, endpoint, path, (status) => writeRawError(socket, status));
       if (admitted === null) return;
+      const failure = handshakeFailure(req);
+      if (failure !== null) {
+        deps.cap.release();
+        const extra = Object.entries(failure.headers)
+          .map(([name, value]) => `${name}: ${value}\r\n`)
+          .join('');
+        writeRawError(socket, failure.status, failure.body, extra);
+        return;
+      }
       // The slot covers the socket's whole life: a failed handshake (ws answers 400/405 and
       // destroys the socket) and a finished WebSocket both end with 'close'.
       let released = false;
@@ -150,6 +154,46 @@ export function createPipeline(deps: PipelineDeps): {
       deps.wss.handleUpgrade(req, socket, head, (ws) => deps.onConnection(ws, admitted, release));
     },
   };
+}
+
+interface HandshakeFailure {
+  status: number;
+  body: string;
+  headers: Record<string, string>;
+}
+
+const UPGRADE_REQUIRED: HandshakeFailure = {
+  status: 426,
+  body: 'websocket upgrade required: Connection must contain Upgrade and Upgrade must contain websocket\n',
+  headers: { Connection: 'Upgrade', Upgrade: 'websocket' },
+};
+
+/** RFC 6455 checks in the reference library's order (relay-behaviour.md 2.4): Connection/Upgrade
+ * tokens (426), method (405), version exactly "13" (400), key (400). `ws` accepts version 8 and
+ * answers 400 for a non-websocket Upgrade, so the relay checks first. */
+function handshakeFailure(req: IncomingMessage): HandshakeFailure | null {
+  if (!hasToken(req.headers.connection, 'upgrade') || !hasToken(req.headers.upgrade, 'websocket')) {
+    return UPGRADE_REQUIRED;
+  }
+  if (req.method !== 'GET') return { status: 405, body: 'method not allowed: use GET\n', headers: { Allow: 'GET' } };
+  if (req.headers['sec-websocket-version'] !== '13') {
+    return {
+      status: 400,
+      body: 'unsupported Sec-WebSocket-Version: use 13\n',
+      headers: { 'Sec-WebSocket-Version': '13' },
+    };
+  }
+  const key = req.headers['sec-websocket-key'];
+  if (key === undefined || !/^[+/0-9A-Za-z]{22}==$/.test(key.trim())) {
+    return { status: 400, body: 'missing or invalid Sec-WebSocket-Key\n', headers: {} };
+  }
+  return null;
+}
+
+function hasToken(header: string | undefined, token: string): boolean {
+  if (header === undefined) return false;
+  for (const part of header.split(',')) if (part.trim().toLowerCase() === token) return true;
+  return false;
 }
 
 function pathOf(url: string | undefined): string {
