@@ -83,6 +83,16 @@ async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
   const server = tls === null ? createPlainServer() : createTlsServer(tls.cert, tls.key);
   relay.attach(server);
 
+  // What ends the run: the first SIGTERM/SIGINT, or the first listener error.
+  let stopWith: (trigger: 'signal' | 'listener') => void = () => {};
+  const stopped = new Promise<'signal' | 'listener'>((resolve) => (stopWith = resolve));
+  const onSignal = (): void => stopWith('signal');
+  process.once('SIGTERM', onSignal);
+  process.once('SIGINT', onSignal);
+  // Later signals are ignored rather than killing the drain.
+  process.on('SIGTERM', () => {});
+  process.on('SIGINT', () => {});
+
   const listenText = formatListenAddress(config.listen);
   log.info('starting', { version: VERSION, mode: config.mode, listen: listenText });
   let metricsServer: MetricsServer | null = null;
@@ -92,6 +102,10 @@ async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
     log.error('listener failed', { addr: listenText, err: errText(err) });
     return shutdown(relay, server, null, telemetry, config, log, 'listener');
   }
+  server.on('error', (err) => {
+    log.error('listener failed', { addr: listenText, err: errText(err) });
+    stopWith('listener');
+  });
   if (config.metricsListen !== null) {
     const metricsText = formatListenAddress(config.metricsListen);
     log.info('starting metrics listener', { listen: metricsText });
@@ -101,20 +115,13 @@ async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
       log.error('listener failed', { addr: metricsText, err: errText(err) });
       return shutdown(relay, server, null, telemetry, config, log, 'listener');
     }
+    metricsServer.onError((err) => {
+      log.error('listener failed', { addr: metricsText, err: errText(err) });
+      stopWith('listener');
+    });
   }
 
-  const trigger = await new Promise<'signal' | 'listener'>((resolve) => {
-    const onSignal = (): void => resolve('signal');
-    // First signal only; later ones are ignored (handlers stay installed so they do not kill us).
-    process.once('SIGTERM', onSignal);
-    process.once('SIGINT', onSignal);
-    process.on('SIGTERM', () => {});
-    process.on('SIGINT', () => {});
-    server.on('error', (err) => {
-      log.error('listener failed', { addr: listenText, err: errText(err) });
-      resolve('listener');
-    });
-  });
+  const trigger = await stopped;
   return shutdown(relay, server, metricsServer, telemetry, config, log, trigger);
 }
 

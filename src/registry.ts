@@ -150,10 +150,14 @@ export class Registry<B, P extends RegisteredPhone> {
     return { binaries: [...this.binaries.values()], phones };
   }
 
-  /** Cancels every grace timer (shutdown); the process forgets its slots when it exits. */
+  /** Shutdown: cancels every grace timer and forgets every slot (nothing is persisted), so the
+   * counts the final export reports are those of an empty relay. */
   dispose(): void {
     for (const entry of this.graces.values()) clearTimeout(entry.handle);
     this.graces.clear();
+    this.binaries.clear();
+    this.phones.clear();
+    this.phoneCount = 0;
   }
 
   private install(serverId: string, binary: B): P[] {
