@@ -115,7 +115,13 @@ function jsonLine(time: string, level: LogLevel, event: string, fields?: LogFiel
 // eslint-disable-next-line no-control-regex
 const NEEDS_QUOTING = /[\s="\\\u0000-\u001f\u007f-\u009f\u2028\u2029\ufffd]/;
 
+// JSON.stringify escapes only U+0000-U+001F; these also break lines or drive terminals.
+// eslint-disable-next-line no-control-regex
+const EXTRA_ESCAPES = /[\u007f-\u009f\u2028\u2029]/g;
+
 function textValue(value: string): string {
-  if (value.length === 0 || NEEDS_QUOTING.test(value)) return JSON.stringify(value);
+  if (value.length === 0 || NEEDS_QUOTING.test(value)) {
+    return JSON.stringify(value).replace(EXTRA_ESCAPES, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  }
   return value;
 }
