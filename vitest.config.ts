@@ -7,5 +7,7 @@ export default defineConfig({
     hookTimeout: 30_000,
     // Each file boots its own relays on ephemeral loopback ports; files run in parallel workers.
     pool: 'forks',
+    // In CI a JSON report lets .ci/run print a plain "N passed, N failed" closing line.
+    reporters: process.env.CI ? ['default', ['json', { outputFile: 'test-results.json' }]] : ['default'],
   },
 });

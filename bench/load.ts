@@ -170,7 +170,7 @@ async function throughput(
   frameBytes: number,
   warmupMs: number,
   measureMs: number,
-): Promise<{ framesPerSec: number; frames: number; seconds: number }> {
+): Promise<{ framesPerSec: number; frames: number; seconds: number; totalFrames: number }> {
   const frame = payload(frameBytes);
   const window = windowFrames(frameBytes);
   const flows: Flow[] = [];
@@ -239,7 +239,7 @@ async function throughput(
   while (flows.some((f) => f.received < f.sent) && performance.now() < drainUntil) await sleep(10);
   onBinaryMessage = undefined;
   onPhoneMessage = undefined;
-  return { framesPerSec: frames / seconds, frames, seconds };
+  return { framesPerSec: frames / seconds, frames, seconds, totalFrames: received };
 }
 
 async function latency(

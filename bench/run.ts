@@ -106,8 +106,11 @@ const table: string[][] = [];
 const servers = new Map<TargetName, Server>();
 for (const target of TARGETS) servers.set(target, await startServer(target));
 const throughput: Record<string, Record<TargetName, number>> = {};
+/** Server CPU microseconds per forwarded frame: independent of how fast the load generator is. */
+const cpuPerFrame: Record<string, Record<TargetName, number>> = {};
 for (const topo of TOPOLOGIES) {
   const samples = new Map<string, Record<TargetName, number[]>>();
+  const cpuSamples = new Map<string, Record<TargetName, number[]>>();
   for (let repeat = 0; repeat < PLAN.repeats; repeat++) {
     for (const target of TARGETS) {
       const topology: Topology = {
@@ -120,10 +123,16 @@ for (const topo of TOPOLOGIES) {
       for (const size of FRAME_SIZES) {
         for (const direction of DIRECTIONS) {
           const key = `${direction} ${size} B, ${topo.name}`;
+          const pid = servers.get(target)!.child.pid!;
+          const cpu0 = cpuSeconds(pid);
           const run = await load({ cmd: 'throughput', direction, frameBytes: size, warmupMs: PLAN.warmupMs, measureMs: PLAN.measureMs });
+          const cpuUs = ((cpuSeconds(pid) - cpu0) * 1e6) / Math.max(1, run.totalFrames!);
           const entry = samples.get(key) ?? { bare: [], relay_off: [], relay_on: [] };
           entry[target].push(run.framesPerSec!);
           samples.set(key, entry);
+          const cpuEntry = cpuSamples.get(key) ?? { bare: [], relay_off: [], relay_on: [] };
+          cpuEntry[target].push(cpuUs);
+          cpuSamples.set(key, cpuEntry);
         }
       }
       await load({ cmd: 'teardown' });
@@ -131,9 +140,12 @@ for (const topo of TOPOLOGIES) {
   }
   for (const [key, entry] of samples) {
     throughput[key] = { bare: median(entry.bare), relay_off: median(entry.relay_off), relay_on: median(entry.relay_on) };
+    const c = cpuSamples.get(key)!;
+    cpuPerFrame[key] = { bare: median(c.bare), relay_off: median(c.relay_off), relay_on: median(c.relay_on) };
   }
 }
 results.throughput_frames_per_sec = throughput;
+results.server_cpu_us_per_frame = cpuPerFrame;
 
 // 2. Round-trip latency (phone -> binary -> echo -> phone, 128 B) at half of the measured
 // round-trip peak; both targets run at the same rate: half of the lower of the two peaks.
@@ -258,9 +270,18 @@ results.meta = {
 };
 
 const fmt = (n: number): string => (n >= 100 ? Math.round(n).toLocaleString('en-US') : n.toFixed(2));
-table.push(['scenario', 'bare', 'relay (metrics off)', 'relay (metrics on)', 'on/off', 'on/bare']);
+table.push(['scenario', 'bare', 'relay (metrics off)', 'relay (metrics on)', 'on/off', 'on/bare', 'CPU us/frame bare/off/on']);
 for (const [key, t] of Object.entries(throughput)) {
-  table.push([key, fmt(t.bare), fmt(t.relay_off), fmt(t.relay_on), (t.relay_on / t.relay_off).toFixed(3), (t.relay_on / t.bare).toFixed(3)]);
+  const c = cpuPerFrame[key]!;
+  table.push([
+    key,
+    fmt(t.bare),
+    fmt(t.relay_off),
+    fmt(t.relay_on),
+    (t.relay_on / t.relay_off).toFixed(3),
+    (t.relay_on / t.bare).toFixed(3),
+    `${c.bare.toFixed(2)} / ${c.relay_off.toFixed(2)} / ${c.relay_on.toFixed(2)}`,
+  ]);
 }
 const widths = table[0]!.map((_, c) => Math.max(...table.map((row) => row[c]!.length)));
 const line = (row: string[]): string => row.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]!) : cell.padStart(widths[c]!))).join('  ');
