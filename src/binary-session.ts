@@ -5,6 +5,7 @@ import { binaryConnId } from './conn-id.js';
 import type { RelayContext } from './context.js';
 import { decodeBinaryEnvelope } from './envelope.js';
 import { Heartbeat, HEARTBEAT_TIMEOUT_CODE, HEARTBEAT_TIMEOUT_REASON } from './heartbeat.js';
+import { closeReasonFor, type CloseReason } from './metrics.js';
 import { CLOSE_INTERNAL_ERROR, CLOSE_NORMAL, Peer, type PeerEvents } from './peer.js';
 import type { PhoneSession } from './phone-session.js';
 
@@ -34,6 +35,8 @@ export class BinarySession implements PeerEvents {
   private readonly heartbeat: Heartbeat;
   /** Phones paused because this binary's socket is backed up. */
   private readonly pausedPhones = new Set<PhoneSession>();
+  /** Why the relay closed this binary (first decision wins); undefined if the peer closed first. */
+  private closeReason: CloseReason | undefined;
 
   constructor(
     private readonly ctx: RelayContext,
@@ -45,7 +48,7 @@ export class BinarySession implements PeerEvents {
     this.connId = binaryConnId(handshake.serverId);
     this.peer = new Peer(ws, this, ctx.timings.messageReadTimeoutMs);
     this.heartbeat = new Heartbeat(this.peer, ctx.timings.heartbeatIntervalMs, () =>
-      this.peer.close(HEARTBEAT_TIMEOUT_CODE, HEARTBEAT_TIMEOUT_REASON),
+      this.closeWith(HEARTBEAT_TIMEOUT_CODE, HEARTBEAT_TIMEOUT_REASON, 'heartbeat_timeout'),
     );
   }
 
@@ -60,7 +63,7 @@ export class BinarySession implements PeerEvents {
     this.peer.pause();
     const decision = this.ctx.registry.claim(this.serverId, this);
     if (decision.kind === 'claimed') {
-      this.claimed(decision.evicted);
+      this.claimed(decision.evicted, decision.graceStartedAtMs);
       return;
     }
     void this.probe(decision.incumbent);
@@ -71,7 +74,7 @@ export class BinarySession implements PeerEvents {
     if (this.state !== 'probing') return; // closed meanwhile (shutdown or the challenger left)
     if (this.ctx.draining || this.peer.isClosed) {
       this.state = 'rejected';
-      this.peer.close(CLOSE_NORMAL);
+      this.closeWith(CLOSE_NORMAL, '', 'probe_aborted');
       return;
     }
     if (!alive) {
@@ -79,26 +82,27 @@ export class BinarySession implements PeerEvents {
       if (decision.kind === 'claimed') {
         this.ctx.log.info('server_id_takeover', { server_id: this.serverId, remote: this.handshake.remote });
         // Same code and reason the heartbeat would have sent the dead incumbent.
-        decision.displaced?.peer.close(HEARTBEAT_TIMEOUT_CODE, HEARTBEAT_TIMEOUT_REASON);
-        this.claimed(decision.evicted);
+        decision.displaced?.closeWith(HEARTBEAT_TIMEOUT_CODE, HEARTBEAT_TIMEOUT_REASON, 'taken_over');
+        this.claimed(decision.evicted, decision.graceStartedAtMs);
         return;
       }
     }
     this.state = 'rejected';
-    this.peer.close(CONFLICT_CODE, CONFLICT_REASON);
+    this.closeWith(CONFLICT_CODE, CONFLICT_REASON, 'conflict_4409');
     this.ctx.metrics.serverInUse();
     this.ctx.log.info('server_id_conflict', { server_id: this.serverId, remote: this.handshake.remote });
   }
 
-  private claimed(evicted: PhoneSession[]): void {
+  private claimed(evicted: PhoneSession[], graceStartedAtMs: number | undefined): void {
     this.state = 'claimed';
     this.ctx.metrics.serverAccepted();
+    if (graceStartedAtMs !== undefined) this.ctx.metrics.graceReclaimed(Date.now() - graceStartedAtMs);
     this.ctx.log.info('server_claimed', {
       server_id: this.serverId,
       binary_version: this.handshake.binaryVersion,
       remote: this.handshake.remote,
     });
-    for (const phone of evicted) phone.closeWith(RECLAIM_EVICT_CODE, RECLAIM_EVICT_REASON);
+    for (const phone of evicted) phone.closeWith(RECLAIM_EVICT_CODE, RECLAIM_EVICT_REASON, 'evicted_4404');
     this.heartbeat.start();
     this.peer.resume();
   }
@@ -107,7 +111,7 @@ export class BinarySession implements PeerEvents {
 
   /** Sends one envelope for `phone`; its callback reports success or failure. */
   forward(phone: PhoneSession, envelope: Buffer): void {
-    this.peer.send(envelope, phone.onForwarded);
+    this.peer.send(envelope, phone.onForwarded, envelope.length);
     if (this.peer.bufferedAmount > BINARY_SEND_HIGH_WATER_BYTES && !this.peer.isClosed) {
       this.pausedPhones.add(phone);
       phone.peer.pause();
@@ -135,11 +139,20 @@ export class BinarySession implements PeerEvents {
   // ---- Binary -> phone ----
 
   onMessage(data: Buffer, isBinary: boolean): void {
+    const metrics = this.ctx.metrics;
     // A displaced or closing binary must not reach the phones of its successor.
-    if (this.state !== 'claimed' || this.peer.isClosed) return;
+    if (this.state !== 'claimed' || this.peer.isClosed) {
+      metrics.framesReceivedBinaryToPhone++;
+      metrics.bytesReceivedBinaryToPhone += data.length;
+      metrics.droppedBinaryToPhone.closing++;
+      return;
+    }
     const envelope = decodeBinaryEnvelope(data, isBinary);
     switch (envelope.kind) {
       case 'malformed':
+        metrics.framesReceivedBinaryToPhone++;
+        metrics.bytesReceivedBinaryToPhone += data.length;
+        metrics.droppedBinaryToPhone.malformed_envelope++;
         this.ctx.log.warn('binary_forwarder_unmarshal_err', {
           server_id: this.serverId,
           binary_conn_id: this.connId,
@@ -155,8 +168,14 @@ export class BinarySession implements PeerEvents {
         });
         return;
       case 'route': {
+        // A close directive without a frame is control, not a frame.
+        if (envelope.frame !== null) {
+          metrics.framesReceivedBinaryToPhone++;
+          metrics.bytesReceivedBinaryToPhone += data.length;
+        }
         const phone = this.ctx.registry.phoneFor(this.serverId, envelope.connId);
         if (phone === undefined) {
+          if (envelope.frame !== null) metrics.droppedBinaryToPhone.unknown_conn_id++;
           this.ctx.log.warn('binary_forwarder_unknown_conn_id', { server_id: this.serverId, conn_id: envelope.connId });
           return;
         }
@@ -168,10 +187,11 @@ export class BinarySession implements PeerEvents {
 
   onSendTimeout(): void {
     // The binary stopped reading: it is treated as dead, like the reference's failed write.
-    this.peer.close(CLOSE_INTERNAL_ERROR, 'write timeout');
+    this.closeWith(CLOSE_INTERNAL_ERROR, 'write timeout', 'write_failed');
   }
 
-  onClose(): void {
+  onClose(code: number, closedByRelay: boolean): void {
+    this.ctx.metrics.connectionClosed('server', this.closeReason ?? closeReasonFor(code, closedByRelay));
     const wasClaimed = this.state === 'claimed';
     this.state = 'ended';
     this.heartbeat.stop();
@@ -183,8 +203,9 @@ export class BinarySession implements PeerEvents {
     this.onEnded();
   }
 
-  /** Relay-initiated close (shutdown). */
-  closeWith(code: number, reason: string): void {
+  /** Relay-initiated close; `why` is what the close counts as. */
+  closeWith(code: number, reason: string, why: CloseReason): void {
+    if (!this.peer.isClosed) this.closeReason ??= why;
     this.peer.close(code, reason);
   }
 }

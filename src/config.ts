@@ -52,6 +52,10 @@ export interface RelayConfig {
   rateLimitBurst: number;
   rateLimitIntervalMs: number;
   shutdownTimeoutMs: number;
+  /** Time between failing /readyz and closing peers on a drain (0 = none). */
+  drainDelayMs: number;
+  /** --metrics-runtime: export Node runtime series. */
+  metricsRuntime: boolean;
   logFormat: LogFormat;
   /** PYRYCODE_RELAY_PRODUCTION=1 */
   production: boolean;
@@ -121,6 +125,8 @@ type FlagName =
   | 'rate-limit-burst'
   | 'rate-limit-interval'
   | 'shutdown-timeout'
+  | 'drain-delay'
+  | 'metrics-runtime'
   | 'log-format'
   | 'version';
 
@@ -135,6 +141,8 @@ interface FlagSpec {
   def: string;
   /** Default as shown in the help text, when it differs from `def`. */
   defShown?: string;
+  /** Durations only: 0 is a valid value (it turns the feature off). */
+  allowZero?: boolean;
   help: string;
 }
 
@@ -157,6 +165,8 @@ const FLAG_SPECS: readonly FlagSpec[] = [
   { name: 'rate-limit-burst', kind: 'int', arg: 'N', def: '20', help: 'per-IP upgrade token bucket size (> 0)' },
   { name: 'rate-limit-interval', kind: 'duration', arg: 'DUR', def: '6s', help: 'per-IP token refill interval' },
   { name: 'shutdown-timeout', kind: 'duration', arg: 'DUR', def: '10s', help: 'drain deadline after SIGTERM/SIGINT' },
+  { name: 'drain-delay', kind: 'duration', arg: 'DUR', def: '0s', allowZero: true, help: 'on SIGTERM/SIGINT, fail /readyz this long before closing peers (0 = close at once)' },
+  { name: 'metrics-runtime', kind: 'bool', arg: '', def: 'false', help: 'also export Node runtime series (event-loop delay, heap, RSS, open handles)' },
   { name: 'log-format', kind: 'string', arg: 'text|json', def: 'text', help: 'log line format on stderr' },
   { name: 'version', kind: 'bool', arg: '', def: 'false', help: 'print the version and exit' },
 ];
@@ -579,7 +589,7 @@ function buildConfig(
       if (!c.ok) invalidValue(spec.name, value, c.reason, `pass a positive decimal integer, e.g. --${spec.name}=${spec.def}`);
       else ints.set(spec.name, c.value);
     } else if (spec.kind === 'duration') {
-      const c = checkDuration(value);
+      const c = spec.allowZero === true && parseDuration(value) === 0 ? { ok: true as const, value: 0 } : checkDuration(value);
       if (!c.ok) {
         invalidValue(spec.name, value, c.reason, `pass a Go duration from 1ms to 24h, e.g. --${spec.name}=${spec.def}`);
       } else durations.set(spec.name, c.value);
@@ -667,6 +677,8 @@ function buildConfig(
     rateLimitBurst: ints.get('rate-limit-burst')!,
     rateLimitIntervalMs: durations.get('rate-limit-interval')!,
     shutdownTimeoutMs: durations.get('shutdown-timeout')!,
+    drainDelayMs: durations.get('drain-delay')!,
+    metricsRuntime: get('metrics-runtime') === 'true',
     logFormat: logFormatCheck.ok ? logFormatCheck.value : 'text',
     production,
     singleInstanceBypass,

@@ -9,10 +9,12 @@ import type { Server } from 'node:http';
 import { createSecureContext } from 'node:tls';
 import { buildTelemetry, parseOtelEnv, type MetricsServer, type Telemetry } from '../telemetry/index.js';
 import { formatListenAddress, parseConfig, type RelayConfig } from './config.js';
+import { formatDuration } from './duration.js';
 import { closeServer, createPlainServer, createTlsServer, listen } from './listeners.js';
 import { createLogger, type Logger } from './log.js';
 import { preflight, readProcessFacts } from './preflight.js';
 import { Relay } from './relay.js';
+import { registerRuntimeMetrics } from './runtime-metrics.js';
 import { VERSION } from './version.js';
 
 const EXIT_OK = 0;
@@ -80,6 +82,7 @@ async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
     telemetry.meter,
     log,
   );
+  if (config.metricsRuntime) registerRuntimeMetrics(telemetry.meter);
   const server = tls === null ? createPlainServer() : createTlsServer(tls.cert, tls.key);
   relay.attach(server);
 
@@ -136,6 +139,12 @@ async function shutdown(
 ): Promise<number> {
   if (trigger === 'signal') log.info('shutdown signal received; draining');
   else log.error('listener error; draining');
+  if (trigger === 'signal' && config.drainDelayMs > 0) {
+    // /readyz fails now; peers are still served while load balancers stop routing here.
+    relay.markNotReady();
+    log.info('readiness failed; waiting before closing peers', { duration: formatDuration(config.drainDelayMs) });
+    await new Promise((resolve) => setTimeout(resolve, config.drainDelayMs));
+  }
   const listenersClosed = closeServer(server);
   const complete = await relay.drain(config.shutdownTimeoutMs);
   if (complete) {

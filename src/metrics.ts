@@ -13,7 +13,7 @@
 // Instruments are created in sorted name order and cells pre-bound at 0 in sorted label order, so
 // the scrape has the same stable shape as the reference relay from the first second.
 
-import type { Attributes, Counter, Meter, ObservableResult } from '@opentelemetry/api';
+import type { Attributes, Counter, Histogram, Meter, ObservableResult } from '@opentelemetry/api';
 
 /** Exact HELP texts of relay-behaviour.md section 8.2 (part of the operator contract). */
 export const HELP = {
@@ -48,10 +48,180 @@ const FAILURE_KINDS: readonly FailureKind[] = ['no_server', 'phones_at_cap', 'ra
 const DIRECTION_P2B: Attributes = Object.freeze({ direction: 'phone_to_binary' });
 const DIRECTION_B2P: Attributes = Object.freeze({ direction: 'binary_to_phone' });
 
-/** Live counts the registry computes on demand (relay-behaviour.md 3.7). */
+/** Live state the gauges read at collection time. */
 export interface CountsSource {
+  /** Live counts the registry computes on demand (relay-behaviour.md 3.7). */
   counts(): { binaries: number; phones: number };
+  /** Phones registered under a server-id whose binary is in its grace window. */
+  parkedPhones(): number;
+  /** False from the moment a drain starts. */
+  readonly ready: boolean;
 }
+
+export interface RelayMetricsOptions {
+  /** Sizes the reclaim-latency buckets so they cover the grace window. */
+  gracePeriodMs: number;
+  version: string;
+}
+
+// ---- Operator signals beyond the reference (docs/metrics.md "Operator signals") ----
+
+/** Why a phone frame (phone -> binary) was not forwarded. */
+export type PhoneFrameDrop = 'closing' | 'malformed_frame' | 'no_binary' | 'write_failed';
+/** Why a binary frame (binary -> phone) was not forwarded. */
+export type BinaryFrameDrop =
+  | 'backlog_full'
+  | 'closing'
+  | 'malformed_envelope'
+  | 'phone_gone'
+  | 'shutdown'
+  | 'unknown_conn_id'
+  | 'write_failed';
+const PHONE_FRAME_DROPS: readonly PhoneFrameDrop[] = ['closing', 'malformed_frame', 'no_binary', 'write_failed'];
+const BINARY_FRAME_DROPS: readonly BinaryFrameDrop[] = [
+  'backlog_full',
+  'closing',
+  'malformed_envelope',
+  'phone_gone',
+  'shutdown',
+  'unknown_conn_id',
+  'write_failed',
+];
+
+/** Why a WebSocket connection ended (one per connection). Peer-initiated reasons carry the code
+ * the peer sent; the others name the relay's decision. */
+export type CloseReason =
+  // The peer closed first, or vanished.
+  | 'normal_1000'
+  | 'going_away_1001'
+  | 'no_status_1005'
+  | 'other_code'
+  | 'abrupt'
+  // ws closed the connection for a protocol violation by the peer.
+  | 'protocol_error_1002'
+  | 'invalid_payload_1007'
+  | 'too_big_1009'
+  // The relay closed it.
+  | 'read_timeout_1008'
+  | 'heartbeat_timeout'
+  | 'write_failed'
+  | 'shutdown'
+  // Binaries only.
+  | 'conflict_4409'
+  | 'taken_over'
+  | 'probe_aborted'
+  // Phones only.
+  | 'no_server_4404'
+  | 'at_cap_4429'
+  | 'evicted_4404'
+  | 'grace_expired'
+  | 'backlog_full'
+  | 'malformed_frame'
+  | 'no_binary'
+  | 'forward_failed'
+  | 'directive';
+const COMMON_CLOSE_REASONS: readonly CloseReason[] = [
+  'abrupt',
+  'going_away_1001',
+  'heartbeat_timeout',
+  'invalid_payload_1007',
+  'no_status_1005',
+  'normal_1000',
+  'other_code',
+  'protocol_error_1002',
+  'read_timeout_1008',
+  'shutdown',
+  'too_big_1009',
+  'write_failed',
+];
+const CLOSE_REASONS: Record<Endpoint, readonly CloseReason[]> = {
+  client: ([
+    ...COMMON_CLOSE_REASONS,
+    'at_cap_4429',
+    'backlog_full',
+    'directive',
+    'evicted_4404',
+    'forward_failed',
+    'grace_expired',
+    'malformed_frame',
+    'no_binary',
+    'no_server_4404',
+  ] as CloseReason[]).sort(),
+  server: ([...COMMON_CLOSE_REASONS, 'conflict_4409', 'probe_aborted', 'taken_over'] as CloseReason[]).sort(),
+};
+
+/** The reason for a connection the relay did not close with a reason of its own. */
+export function closeReasonFor(code: number, closedByRelay: boolean): CloseReason {
+  if (closedByRelay) return code === 1008 ? 'read_timeout_1008' : 'other_code';
+  switch (code) {
+    case 1000:
+      return 'normal_1000';
+    case 1001:
+      return 'going_away_1001';
+    case 1002:
+      return 'protocol_error_1002';
+    case 1005:
+      return 'no_status_1005';
+    case 1006:
+      return 'abrupt';
+    case 1007:
+      return 'invalid_payload_1007';
+    case 1009:
+      return 'too_big_1009';
+    default:
+      return 'other_code';
+  }
+}
+
+/** Upgrade requests refused before a WebSocket existed, which the reference counts nowhere. */
+export type UpgradeRejection =
+  | 'bad_key_400'
+  | 'bad_method_405'
+  | 'bad_version_400'
+  | 'conn_cap_503'
+  | 'draining_503'
+  | 'not_websocket_426';
+const UPGRADE_REJECTIONS: readonly UpgradeRejection[] = [
+  'bad_key_400',
+  'bad_method_405',
+  'bad_version_400',
+  'conn_cap_503',
+  'draining_503',
+  'not_websocket_426',
+];
+
+/** HTTP-level failures on the public listener, before any route runs (or no route matched). */
+export type HttpError = 'bad_request_400' | 'header_timeout_408' | 'header_too_large_431' | 'not_found_404';
+const HTTP_ERRORS: readonly HttpError[] = ['bad_request_400', 'header_timeout_408', 'header_too_large_431', 'not_found_404'];
+
+/** Reclaim-latency buckets as fractions of the grace window. */
+const RECLAIM_BUCKET_FRACTIONS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1];
+
+export const SIGNAL_HELP = {
+  buildInfo: 'Build information: always 1, labelled with the relay version and the Node.js version running it.',
+  bytesForwarded:
+    'Bytes the relay wrote to the receiving socket, by direction: routing envelopes towards the binary (phone_to_binary), inner frames towards phones (binary_to_phone). Moves when a frame counts in pyrycode_relay_frames_forwarded_total.',
+  bytesReceived:
+    'Bytes of the messages counted in pyrycode_relay_frames_received_total (whole routing envelopes for binary_to_phone), by direction. Moves when the message is read.',
+  connectionsClosed:
+    'WebSocket connections that ended, by endpoint and reason: the code the peer closed with (normal_1000, going_away_1001, no_status_1005, other_code), abrupt when the socket ended without a close frame, or the relay\'s own reason. One increment per connection, when its socket is gone.',
+  framesDropped:
+    'Frames the relay read but did not forward, by direction and reason. Moves when the frame is given up; received = forwarded + dropped for each direction once traffic is idle.',
+  framesReceived:
+    'Frames the relay read, by direction: every message from a phone, and every message from a binary except push-wake requests and close directives without a frame. Moves when the message is read.',
+  graceReclaimSeconds:
+    'Seconds between a binary disconnecting and its successor reclaiming the server-id within the grace window. One observation per reclaim; the family appears with the first reclaim.',
+  graceReclaims:
+    'Binaries that claimed a server-id while it was in its grace window (the previous binary came back, or its successor took over its phones). Moves with the claim.',
+  httpErrors:
+    'Requests on the public listener answered with an HTTP error before any endpoint ran: malformed requests (400), header timeout (408), headers over 64 KiB (431), unknown paths (404). One increment per answered request.',
+  phonesParked:
+    'Phones registered under a server-id whose binary is in its grace window (connected, waiting for the binary to come back). Computed at collection.',
+  ready:
+    'Whether /readyz answers 200: 1 while serving, 0 from the moment a drain starts, so load balancers stop sending new connections before peers are closed.',
+  upgradeRejections:
+    'Requests on /v1/server and /v1/client refused without a WebSocket for a reason pyrycode_relay_ws_upgrade_attempts_total does not count, by endpoint and reason: connection cap or drain (503), or a broken WebSocket handshake (400/405/426). One increment per refused request.',
+} as const;
 
 export class RelayMetrics {
   // ---- Plain tallies (read by observable instruments and /healthz) ----
@@ -67,14 +237,50 @@ export class RelayMetrics {
   /** Phone registrations accepted since boot. Moves with accept{client}. */
   phonesSinceBoot = 0;
 
+  /** Messages read from phones (each one is a frame for the binary). */
+  framesReceivedPhoneToBinary = 0;
+  /** Messages read from binaries that carry a frame for a phone, or cannot be classified. */
+  framesReceivedBinaryToPhone = 0;
+  bytesReceivedPhoneToBinary = 0;
+  bytesReceivedBinaryToPhone = 0;
+  /** Envelope bytes the binary's socket accepted (moves with framesPhoneToBinary). */
+  bytesForwardedPhoneToBinary = 0;
+  /** Inner-frame bytes a phone's socket accepted (moves with framesBinaryToPhone). */
+  bytesForwardedBinaryToPhone = 0;
+  /** Phone frames given up, by reason. */
+  readonly droppedPhoneToBinary: Record<PhoneFrameDrop, number> = {
+    closing: 0,
+    malformed_frame: 0,
+    no_binary: 0,
+    write_failed: 0,
+  };
+  /** Binary frames given up, by reason. */
+  readonly droppedBinaryToPhone: Record<BinaryFrameDrop, number> = {
+    backlog_full: 0,
+    closing: 0,
+    malformed_envelope: 0,
+    phone_gone: 0,
+    shutdown: 0,
+    unknown_conn_id: 0,
+    write_failed: 0,
+  };
+
   // ---- Synchronous OTel counters (control plane) ----
   private readonly upgradeAttempts: Counter;
   private readonly registerFailures: Counter;
   private readonly graceExpiries: Counter;
   private readonly upgradeCells = new Map<string, Attributes>();
   private readonly failureCells = new Map<FailureKind, Attributes>();
+  private readonly connectionsClosed: Counter;
+  private readonly closeCells = new Map<string, Attributes>();
+  private readonly upgradeRejections: Counter;
+  private readonly rejectionCells = new Map<string, Attributes>();
+  private readonly httpErrors: Counter;
+  private readonly httpErrorCells = new Map<HttpError, Attributes>();
+  private readonly graceReclaims: Counter;
+  private readonly graceReclaimSeconds: Histogram;
 
-  constructor(meter: Meter, counts: CountsSource) {
+  constructor(meter: Meter, counts: CountsSource, options: RelayMetricsOptions) {
     // Sorted by final metric name: connected_binaries, connected_phones, frames_forwarded_total,
     // grace_expiries_total, register_failures_total, ws_upgrade_attempts_total.
     meter
@@ -114,6 +320,111 @@ export class RelayMetrics {
         this.upgradeAttempts.add(0, attrs);
       }
     }
+
+    // ---- Operator signals, after the reference families, in name order ----
+    const buildInfo = Object.freeze({ version: options.version, node_version: process.version });
+    meter
+      .createObservableGauge('pyrycode_relay_build_info', { description: SIGNAL_HELP.buildInfo })
+      .addCallback((result) => result.observe(1, buildInfo));
+    meter
+      .createObservableCounter('pyrycode_relay_bytes_forwarded_total', { description: SIGNAL_HELP.bytesForwarded })
+      .addCallback((result) => {
+        result.observe(this.bytesForwardedBinaryToPhone, DIRECTION_B2P);
+        result.observe(this.bytesForwardedPhoneToBinary, DIRECTION_P2B);
+      });
+    meter
+      .createObservableCounter('pyrycode_relay_bytes_received_total', { description: SIGNAL_HELP.bytesReceived })
+      .addCallback((result) => {
+        result.observe(this.bytesReceivedBinaryToPhone, DIRECTION_B2P);
+        result.observe(this.bytesReceivedPhoneToBinary, DIRECTION_P2B);
+      });
+
+    this.connectionsClosed = meter.createCounter('pyrycode_relay_connections_closed_total', {
+      description: SIGNAL_HELP.connectionsClosed,
+    });
+    for (const endpoint of ENDPOINTS) {
+      for (const reason of CLOSE_REASONS[endpoint]) {
+        const attrs = Object.freeze({ endpoint, reason });
+        this.closeCells.set(`${endpoint}/${reason}`, attrs);
+        this.connectionsClosed.add(0, attrs);
+      }
+    }
+
+    const dropCells = (direction: string, reasons: readonly string[]): [string, Attributes][] =>
+      reasons.map((reason) => [reason, Object.freeze({ direction, reason })]);
+    const b2pDrops = dropCells('binary_to_phone', BINARY_FRAME_DROPS);
+    const p2bDrops = dropCells('phone_to_binary', PHONE_FRAME_DROPS);
+    meter
+      .createObservableCounter('pyrycode_relay_frames_dropped_total', { description: SIGNAL_HELP.framesDropped })
+      .addCallback((result) => {
+        for (const [reason, attrs] of b2pDrops) result.observe(this.droppedBinaryToPhone[reason as BinaryFrameDrop], attrs);
+        for (const [reason, attrs] of p2bDrops) result.observe(this.droppedPhoneToBinary[reason as PhoneFrameDrop], attrs);
+      });
+    meter
+      .createObservableCounter('pyrycode_relay_frames_received_total', { description: SIGNAL_HELP.framesReceived })
+      .addCallback((result) => {
+        result.observe(this.framesReceivedBinaryToPhone, DIRECTION_B2P);
+        result.observe(this.framesReceivedPhoneToBinary, DIRECTION_P2B);
+      });
+
+    const graceSeconds = options.gracePeriodMs / 1000;
+    this.graceReclaimSeconds = meter.createHistogram('pyrycode_relay_grace_reclaim_seconds', {
+      description: SIGNAL_HELP.graceReclaimSeconds,
+      advice: { explicitBucketBoundaries: RECLAIM_BUCKET_FRACTIONS.map((f) => roundSeconds(f * graceSeconds)) },
+    });
+    this.graceReclaims = meter.createCounter('pyrycode_relay_grace_reclaims_total', {
+      description: SIGNAL_HELP.graceReclaims,
+    });
+    this.graceReclaims.add(0);
+
+    this.httpErrors = meter.createCounter('pyrycode_relay_http_errors_total', { description: SIGNAL_HELP.httpErrors });
+    for (const reason of HTTP_ERRORS) {
+      const attrs = Object.freeze({ reason });
+      this.httpErrorCells.set(reason, attrs);
+      this.httpErrors.add(0, attrs);
+    }
+
+    meter
+      .createObservableGauge('pyrycode_relay_phones_parked', { description: SIGNAL_HELP.phonesParked })
+      .addCallback((result) => result.observe(counts.parkedPhones()));
+    meter
+      .createObservableGauge('pyrycode_relay_ready', { description: SIGNAL_HELP.ready })
+      .addCallback((result) => result.observe(counts.ready ? 1 : 0));
+
+    this.upgradeRejections = meter.createCounter('pyrycode_relay_upgrade_rejections_total', {
+      description: SIGNAL_HELP.upgradeRejections,
+    });
+    for (const endpoint of ENDPOINTS) {
+      for (const reason of UPGRADE_REJECTIONS) {
+        const attrs = Object.freeze({ endpoint, reason });
+        this.rejectionCells.set(`${endpoint}/${reason}`, attrs);
+        this.upgradeRejections.add(0, attrs);
+      }
+    }
+  }
+
+  // ---- Operator signal events ----
+
+  /** A WebSocket connection's socket is gone (once per connection). */
+  connectionClosed(endpoint: Endpoint, reason: CloseReason): void {
+    this.connectionsClosed.add(1, this.closeCells.get(`${endpoint}/${reason}`));
+  }
+
+  /** An upgrade request was refused before a WebSocket existed (not by the rate limiter or the
+   * header gate, which the reference families count). */
+  upgradeRejected(endpoint: Endpoint, reason: UpgradeRejection): void {
+    this.upgradeRejections.add(1, this.rejectionCells.get(`${endpoint}/${reason}`));
+  }
+
+  /** The public listener answered a request with an HTTP error before any endpoint ran. */
+  httpError(reason: HttpError): void {
+    this.httpErrors.add(1, this.httpErrorCells.get(reason));
+  }
+
+  /** A binary claimed a server-id in grace, `elapsedMs` after its predecessor disconnected. */
+  graceReclaimed(elapsedMs: number): void {
+    this.graceReclaims.add(1);
+    this.graceReclaimSeconds.record(elapsedMs / 1000);
   }
 
   // ---- Composite event methods: one call per terminal decision ----
@@ -171,4 +482,9 @@ export class RelayMetrics {
   private failure(kind: FailureKind): void {
     this.registerFailures.add(1, this.failureCells.get(kind));
   }
+}
+
+/** Bucket bounds in seconds, rounded to 3 significant digits so the `le` labels stay readable. */
+function roundSeconds(seconds: number): number {
+  return Number(seconds.toPrecision(3));
 }

@@ -4,6 +4,7 @@
 // to the socket at once (instead of one at a time) so small frames batch into fewer syscalls;
 // the per-send deadline still measures each write from the moment it reached the socket.
 
+import type { BinaryFrameDrop } from './metrics.js';
 import type { Peer } from './peer.js';
 
 /** Bytes one phone may have queued or in flight. */
@@ -16,10 +17,12 @@ export const OUTBOX_SOCKET_WINDOW_BYTES = 64 * 1024;
 export type EnqueueResult = 'ok' | 'backlog_full' | 'closed';
 
 export interface OutboxHooks {
-  /** A frame (data or a directive's frame) was written to the phone socket. */
-  onFrameWritten(): void;
+  /** A frame (data or a directive's frame) of `bytes` bytes was written to the phone socket. */
+  onFrameWritten(bytes: number): void;
+  /** `count` frames were given up for `reason` (never written). */
+  onFramesDropped(count: number, reason: BinaryFrameDrop): void;
   /** The outbox gave up: close the phone with this code and reason, once. */
-  onFailure(code: number, reason: string): void;
+  onFailure(code: number, reason: string, why: 'backlog_full' | 'write_failed'): void;
   /** A close directive reached the head of the queue: its frame (if any) is on its way; close
    * the phone with `code` now. `frameError` arrives later through onDirectiveFrameFailed. */
   onDirective(code: number): void;
@@ -37,6 +40,8 @@ export class Outbox {
   private head = 0;
   private chargedBytes = 0;
   private stopped = false;
+  /** Why the outbox stopped; frames still in flight that fail count under it. */
+  private stopReason: BinaryFrameDrop | undefined;
   /** Code of a directive that was queued or sent, 0 if none. */
   private directiveCode = 0;
 
@@ -57,10 +62,14 @@ export class Outbox {
 
   /** Queues a frame and/or a close directive (closeCode != 0). Never blocks. */
   enqueue(frame: Buffer | null, closeCode: number): EnqueueResult {
-    if (this.stopped) return 'closed';
+    if (this.stopped) {
+      if (frame !== null) this.hooks.onFramesDropped(1, this.stopReason === 'shutdown' ? 'shutdown' : 'phone_gone');
+      return 'closed';
+    }
     const charge = (frame === null ? 0 : frame.length) + OUTBOX_ITEM_OVERHEAD_BYTES;
     if (this.chargedBytes + charge > this.budgetBytes) {
-      this.fail(closeCode !== 0 ? closeCode : this.directiveCode, BACKLOG_FULL_REASON);
+      if (frame !== null) this.hooks.onFramesDropped(1, 'backlog_full');
+      this.fail(closeCode !== 0 ? closeCode : this.directiveCode, BACKLOG_FULL_REASON, 'backlog_full');
       return 'backlog_full';
     }
     if (closeCode !== 0) this.directiveCode = closeCode;
@@ -71,14 +80,19 @@ export class Outbox {
     return 'ok';
   }
 
-  /** Drops everything pending; in-flight writes finish or fail on their own. Idempotent. */
-  stop(): void {
+  /** Drops everything pending (counted under `reason`); in-flight writes finish or fail on their
+   * own. Idempotent: the first reason wins. */
+  stop(reason: BinaryFrameDrop): void {
     if (this.stopped) return;
     this.stopped = true;
+    this.stopReason = reason;
+    let dropped = 0;
     for (let i = this.head; i < this.frames.length; i++) {
       const frame = this.frames[i];
+      if (frame !== null && frame !== undefined) dropped++;
       this.chargedBytes -= (frame === null || frame === undefined ? 0 : frame.length) + OUTBOX_ITEM_OVERHEAD_BYTES;
     }
+    if (dropped > 0) this.hooks.onFramesDropped(dropped, reason);
     this.frames.length = 0;
     this.codes.length = 0;
     this.head = 0;
@@ -86,14 +100,14 @@ export class Outbox {
 
   /** The phone's socket missed the send deadline. */
   sendTimedOut(): void {
-    this.fail(this.directiveCode, WRITE_FAILED_REASON);
+    this.fail(this.directiveCode, WRITE_FAILED_REASON, 'write_failed');
   }
 
-  private fail(directiveCode: number, reason: string): void {
+  private fail(directiveCode: number, reason: string, why: 'backlog_full' | 'write_failed'): void {
     if (this.stopped) return;
-    this.stop();
-    if (directiveCode !== 0) this.hooks.onFailure(directiveCode, '');
-    else this.hooks.onFailure(CLOSE_INTERNAL_ERROR, reason);
+    this.stop(why);
+    if (directiveCode !== 0) this.hooks.onFailure(directiveCode, '', why);
+    else this.hooks.onFailure(CLOSE_INTERNAL_ERROR, reason, why);
   }
 
   private pump(): void {
@@ -117,7 +131,8 @@ export class Outbox {
       // socket, after every earlier frame. Nothing queued after a directive is sent.
       if (frame !== null) peer.send(frame, this.onDirectiveWritten, charge);
       else this.chargedBytes -= charge;
-      this.stop();
+      // Anything the binary queued after its directive is for a phone it closed itself.
+      this.stop('phone_gone');
       this.hooks.onDirective(code);
       return;
     }
@@ -126,16 +141,21 @@ export class Outbox {
   private readonly onWritten = (err: Error | undefined, charge: number): void => {
     this.chargedBytes -= charge;
     if (err !== undefined) {
-      this.fail(this.directiveCode, WRITE_FAILED_REASON);
+      this.hooks.onFramesDropped(1, this.stopReason ?? 'write_failed');
+      this.fail(this.directiveCode, WRITE_FAILED_REASON, 'write_failed');
       return;
     }
-    this.hooks.onFrameWritten();
+    this.hooks.onFrameWritten(charge - OUTBOX_ITEM_OVERHEAD_BYTES);
     this.pump();
   };
 
   private readonly onDirectiveWritten = (err: Error | undefined, charge: number): void => {
     this.chargedBytes -= charge;
-    if (err !== undefined) this.hooks.onDirectiveFrameFailed(this.directiveCode, err);
-    else this.hooks.onFrameWritten();
+    if (err !== undefined) {
+      this.hooks.onFramesDropped(1, this.stopReason === 'shutdown' ? 'shutdown' : 'write_failed');
+      this.hooks.onDirectiveFrameFailed(this.directiveCode, err);
+    } else {
+      this.hooks.onFrameWritten(charge - OUTBOX_ITEM_OVERHEAD_BYTES);
+    }
   };
 }

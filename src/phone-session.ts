@@ -7,6 +7,7 @@ import { phoneConnId } from './conn-id.js';
 import type { RelayContext } from './context.js';
 import { closeNotice, connIdPrefix, wrapPhoneFrame } from './envelope.js';
 import { Heartbeat, HEARTBEAT_TIMEOUT_CODE, HEARTBEAT_TIMEOUT_REASON } from './heartbeat.js';
+import { closeReasonFor, type CloseReason } from './metrics.js';
 import { Outbox } from './outbox.js';
 import { CLOSE_GOING_AWAY, CLOSE_NORMAL, Peer, type PeerEvents } from './peer.js';
 import type { RegisteredPhone } from './registry.js';
@@ -38,6 +39,9 @@ export class PhoneSession implements RegisteredPhone, PeerEvents {
   private binaryAtRegistration: BinarySession | undefined;
   /** The binary asked to close this phone: no close notice goes back to it. */
   private closedByBinary = false;
+  /** Why the relay closed this phone (first decision wins); undefined if the peer closed first. */
+  private closeReason: CloseReason | undefined;
+  private forwardTarget: BinarySession | undefined;
 
   constructor(
     private readonly ctx: RelayContext,
@@ -49,13 +53,18 @@ export class PhoneSession implements RegisteredPhone, PeerEvents {
     this.connId = phoneConnId(handshake.serverId);
     this.prefix = connIdPrefix(this.connId);
     this.peer = new Peer(ws, this, ctx.timings.messageReadTimeoutMs);
+    const metrics = ctx.metrics;
     this.outbox = new Outbox(this.peer, {
-      onFrameWritten: () => {
-        ctx.metrics.framesBinaryToPhone++;
+      onFrameWritten: (bytes) => {
+        metrics.framesBinaryToPhone++;
+        metrics.bytesForwardedBinaryToPhone += bytes;
       },
-      onFailure: (code, reason) => this.closeWith(code, reason),
+      onFramesDropped: (count, reason) => {
+        metrics.droppedBinaryToPhone[reason] += count;
+      },
+      onFailure: (code, reason, why) => this.closeWith(code, reason, why),
       onDirective: (code) => {
-        this.closeWith(code, '');
+        this.closeWith(code, '', 'directive');
         ctx.log.info('binary_forwarder_phone_closed', {
           server_id: this.serverId,
           conn_id: this.connId,
@@ -71,7 +80,7 @@ export class PhoneSession implements RegisteredPhone, PeerEvents {
         }),
     });
     this.heartbeat = new Heartbeat(this.peer, ctx.timings.heartbeatIntervalMs, () =>
-      this.closeWith(HEARTBEAT_TIMEOUT_CODE, HEARTBEAT_TIMEOUT_REASON),
+      this.closeWith(HEARTBEAT_TIMEOUT_CODE, HEARTBEAT_TIMEOUT_REASON, 'heartbeat_timeout'),
     );
   }
 
@@ -81,12 +90,14 @@ export class PhoneSession implements RegisteredPhone, PeerEvents {
     const decision = registry.registerPhone(this.serverId, this);
     const fields = { server_id: this.serverId, remote: this.handshake.remote };
     if (decision === 'no_server') {
+      this.closeReason = 'no_server_4404';
       this.peer.close(NO_SERVER_CODE, NO_SERVER_REASON);
       metrics.clientNoServer();
       log.info('phone_register_no_server', fields);
       return;
     }
     if (decision === 'at_cap') {
+      this.closeReason = 'at_cap_4429';
       this.peer.close(AT_CAP_CODE, AT_CAP_REASON);
       metrics.clientAtCap();
       log.info('phone_register_at_cap', fields);
@@ -107,49 +118,60 @@ export class PhoneSession implements RegisteredPhone, PeerEvents {
   // ---- Phone -> binary ----
 
   onMessage(data: Buffer, isBinary: boolean): void {
-    if (!this.registered || this.ended) return;
+    const metrics = this.ctx.metrics;
+    metrics.framesReceivedPhoneToBinary++;
+    metrics.bytesReceivedPhoneToBinary += data.length;
+    if (!this.registered || this.ended) {
+      metrics.droppedPhoneToBinary.closing++;
+      return;
+    }
     const envelope = wrapPhoneFrame(this.prefix, data, isBinary);
     if (envelope === null) {
+      metrics.droppedPhoneToBinary.malformed_frame++;
       // Only the offending sender pays: one warn line, then this phone is dropped.
       this.ctx.log.warn('phone_forwarder_marshal_err', {
         server_id: this.serverId,
         conn_id: this.connId,
         err: 'frame is not a valid JSON value',
       });
-      this.closeWith(CLOSE_NORMAL, '');
+      this.closeWith(CLOSE_NORMAL, '', 'malformed_frame');
       return;
     }
     const binary = this.ctx.registry.binaryFor(this.serverId);
     if (binary === undefined) {
+      metrics.droppedPhoneToBinary.no_binary++;
       this.ctx.log.info('phone_forwarder_no_binary', { server_id: this.serverId, conn_id: this.connId });
-      this.closeWith(CLOSE_NORMAL, '');
+      this.closeWith(CLOSE_NORMAL, '', 'no_binary');
       return;
     }
     this.forwardTarget = binary;
     binary.forward(this, envelope);
   }
 
-  private forwardTarget: BinarySession | undefined;
-
-  /** Completion of one envelope send to the binary (bound once, no per-frame closure). */
-  readonly onForwarded = (err: Error | undefined): void => {
+  /** Completion of one envelope send to the binary (bound once, no per-frame closure); `bytes`
+   * is the envelope's length. */
+  readonly onForwarded = (err: Error | undefined, bytes: number): void => {
+    const metrics = this.ctx.metrics;
     if (err === undefined) {
-      this.ctx.metrics.framesPhoneToBinary++;
+      metrics.framesPhoneToBinary++;
+      metrics.bytesForwardedPhoneToBinary += bytes;
       this.forwardTarget?.drained();
       return;
     }
+    metrics.droppedPhoneToBinary.write_failed++;
     if (this.ended) return;
     this.ctx.log.info('phone_forwarder_send_failed', {
       server_id: this.serverId,
       conn_id: this.connId,
       err: err.message,
     });
-    this.closeWith(CLOSE_NORMAL, '');
+    this.closeWith(CLOSE_NORMAL, '', 'forward_failed');
   };
 
   // ---- Binary -> phone ----
 
-  /** Routes one frame or close directive from the binary into this phone's outbox. */
+  /** Routes one frame or close directive from the binary into this phone's outbox (drops are
+   * counted by the outbox). */
   deliver(frame: Buffer | null, closeCode: number): void {
     // Marked at enqueue time, even if the directive then overflows the budget.
     if (closeCode !== 0) this.closedByBinary = true;
@@ -171,13 +193,15 @@ export class PhoneSession implements RegisteredPhone, PeerEvents {
 
   /** The relay closes this phone (eviction, expiry, shutdown, heartbeat, outbox, directive, or
    * the end of its read pump). Exactly one close frame goes out; teardown runs once. */
-  closeWith(code: number, reason: string): void {
+  closeWith(code: number, reason: string, why: CloseReason): void {
+    if (!this.peer.isClosed) this.closeReason ??= why;
     this.peer.close(code, reason);
     this.teardown(this.peer.relayCloseCode || code);
   }
 
   onClose(code: number, closedByRelay: boolean): void {
     this.teardown(closedByRelay || code !== CLOSE_ABNORMAL ? code : CLOSE_GOING_AWAY);
+    this.ctx.metrics.connectionClosed('client', this.closeReason ?? closeReasonFor(code, closedByRelay));
     this.onEnded();
   }
 
@@ -204,7 +228,7 @@ export class PhoneSession implements RegisteredPhone, PeerEvents {
     // (b) unregister, (c) close the socket, (d) stop the outbox, (e) log.
     registry.unregisterPhone(this.serverId, this);
     this.peer.close(CLOSE_NORMAL);
-    this.outbox.stop();
+    this.outbox.stop(this.closeReason === 'shutdown' ? 'shutdown' : 'phone_gone');
     log.info('phone_unregistered', { server_id: this.serverId, conn_id: this.connId });
   }
 }

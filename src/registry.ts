@@ -13,16 +13,19 @@ export interface RegisteredPhone {
  * takeover or re-arm is a no-op even if clearTimeout raced with its already-queued callback. */
 export interface GraceEntry {
   handle: ReturnType<typeof setTimeout> | undefined;
+  /** When the binary's connection ended (Date.now clock); reclaim latency is measured from here. */
+  startedAtMs: number;
 }
 
 export type ClaimDecision<B, P> =
-  /** The slot is now this binary's. `evicted` are the previous phones (close them 4404). */
-  | { kind: 'claimed'; reclaimed: boolean; evicted: P[] }
+  /** The slot is now this binary's. `evicted` are the previous phones (close them 4404);
+   * `graceStartedAtMs` is set when the slot was in its grace window. */
+  | { kind: 'claimed'; reclaimed: boolean; evicted: P[]; graceStartedAtMs?: number }
   /** A connected binary holds the slot: probe it before deciding. */
   | { kind: 'held'; incumbent: B };
 
 export type TakeoverDecision<B, P> =
-  | { kind: 'claimed'; evicted: P[]; displaced: B | undefined }
+  | { kind: 'claimed'; evicted: P[]; displaced: B | undefined; graceStartedAtMs?: number }
   /** Someone else got the slot while the probe ran. */
   | { kind: 'conflict' };
 
@@ -46,9 +49,7 @@ export class Registry<B, P extends RegisteredPhone> {
   /** First-claim-wins. A slot in grace is reclaimed at once (its phones are evicted: their Noise
    * sessions lived in the old daemon process); a slot held by a connected binary needs a probe. */
   claim(serverId: string, binary: B): ClaimDecision<B, P> {
-    if (this.graces.has(serverId)) {
-      return { kind: 'claimed', reclaimed: true, evicted: this.install(serverId, binary) };
-    }
+    if (this.graces.has(serverId)) return { kind: 'claimed', reclaimed: true, ...this.install(serverId, binary) };
     const incumbent = this.binaries.get(serverId);
     if (incumbent !== undefined) return { kind: 'held', incumbent };
     this.binaries.set(serverId, binary);
@@ -64,7 +65,7 @@ export class Registry<B, P extends RegisteredPhone> {
       return { kind: 'claimed', evicted: [], displaced: undefined };
     }
     if (current !== incumbent) return { kind: 'conflict' };
-    return { kind: 'claimed', evicted: this.install(serverId, binary), displaced: incumbent };
+    return { kind: 'claimed', displaced: incumbent, ...this.install(serverId, binary) };
   }
 
   /** A binary's connection ended. Arms the grace timer only if this connection still holds the
@@ -74,7 +75,7 @@ export class Registry<B, P extends RegisteredPhone> {
     if (this.binaries.get(serverId) !== binary) return false;
     const previous = this.graces.get(serverId);
     if (previous !== undefined) clearTimeout(previous.handle);
-    const entry: GraceEntry = { handle: undefined };
+    const entry: GraceEntry = { handle: undefined, startedAtMs: Date.now() };
     entry.handle = setTimeout(() => this.expire(serverId, entry), this.options.gracePeriodMs);
     this.graces.set(serverId, entry);
     return true;
@@ -143,6 +144,18 @@ export class Registry<B, P extends RegisteredPhone> {
     return { binaries: this.binaries.size - this.graces.size, phones: this.phoneCount };
   }
 
+  /** Phones waiting on a binary in its grace window. O(slots in grace), read at collection. */
+  parkedPhones(): number {
+    let parked = 0;
+    for (const serverId of this.graces.keys()) parked += this.phones.get(serverId)?.length ?? 0;
+    return parked;
+  }
+
+  /** When the grace window of a slot started (ms, Date.now clock), if it is in grace. */
+  graceStartedAt(serverId: string): number | undefined {
+    return this.graces.get(serverId)?.startedAtMs;
+  }
+
   /** Every registered connection, gracing binaries included (shutdown closes them all). */
   snapshot(): { binaries: B[]; phones: P[] } {
     const phones: P[] = [];
@@ -160,14 +173,15 @@ export class Registry<B, P extends RegisteredPhone> {
     this.phoneCount = 0;
   }
 
-  private install(serverId: string, binary: B): P[] {
+  private install(serverId: string, binary: B): { evicted: P[]; graceStartedAtMs?: number } {
     const grace = this.graces.get(serverId);
     if (grace !== undefined) {
       clearTimeout(grace.handle);
       this.graces.delete(serverId);
     }
     this.binaries.set(serverId, binary);
-    return this.takePhones(serverId);
+    const evicted = this.takePhones(serverId);
+    return grace === undefined ? { evicted } : { evicted, graceStartedAtMs: grace.startedAtMs };
   }
 
   private takePhones(serverId: string): P[] {

@@ -1,7 +1,8 @@
 // The relay: registry, counters, limiter, cap and the connection handlers, attached to any number
 // of HTTP(S) servers. It receives a Meter and a Logger; it never builds telemetry itself.
 
-import type { Server as HttpServer } from 'node:http';
+import { STATUS_CODES, type Server as HttpServer } from 'node:http';
+import type { Duplex } from 'node:stream';
 import type { Meter } from '@opentelemetry/api';
 import { WebSocketServer } from 'ws';
 import { BinarySession } from './binary-session.js';
@@ -63,6 +64,7 @@ export class Relay implements RelayContext {
   private readonly sessions = new Set<Session>();
   private readonly sessionEnded = new Set<() => void>();
   private drainingFlag = false;
+  private notReady = false;
   private readonly pipeline: ReturnType<typeof createPipeline>;
 
   constructor(
@@ -81,11 +83,11 @@ export class Relay implements RelayContext {
       maxPhonesPerServer: options.maxPhonesPerServer,
       onGraceExpired: (_serverId, phones) => {
         // Plain 1000 with an empty reason (the reference's deliberate choice), then the count.
-        for (const phone of phones) phone.closeWith(CLOSE_NORMAL, '');
+        for (const phone of phones) phone.closeWith(CLOSE_NORMAL, '', 'grace_expired');
         this.metrics.graceExpired();
       },
     });
-    this.metrics = new RelayMetrics(meter, this.registry);
+    this.metrics = new RelayMetrics(meter, this, { gracePeriodMs: options.gracePeriodMs, version: this.version });
     this.limiter = new RateLimiter({ burst: options.rateLimitBurst, refillIntervalMs: options.rateLimitIntervalMs });
     this.limiter.startSweeper();
     this.cap = new ConnCap(options.maxConnections);
@@ -108,6 +110,8 @@ export class Relay implements RelayContext {
       trustXForwardedFor: options.trustXForwardedFor,
       isDraining: () => this.drainingFlag,
       health: () => healthBody(this),
+      readiness: () =>
+        this.ready ? { status: 200, body: '{"status":"ready"}' } : { status: 503, body: '{"status":"draining"}' },
       onConnection: (ws, admitted, release) => {
         const ended = (): void => {
           this.sessions.delete(session);
@@ -138,9 +142,24 @@ export class Relay implements RelayContext {
     return this.drainingFlag;
   }
 
+  /** False from the moment a drain starts (/readyz answers 503, the ready gauge reads 0). */
+  get ready(): boolean {
+    return !this.notReady && !this.drainingFlag;
+  }
+
   /** Live counts (relay-behaviour.md 3.7), for /healthz and the gauges. */
   counts(): { binaries: number; phones: number } {
     return this.registry.counts();
+  }
+
+  parkedPhones(): number {
+    return this.registry.parkedPhones();
+  }
+
+  /** First step of a drain: fail readiness so load balancers stop routing here, while existing
+   * and new connections are still served (see --drain-delay). */
+  markNotReady(): void {
+    this.notReady = true;
   }
 
   /** Number of WebSocket connections whose handler has not ended. */
@@ -152,13 +171,37 @@ export class Relay implements RelayContext {
   attach(server: HttpServer): void {
     server.on('request', this.pipeline.onRequest);
     server.on('upgrade', this.pipeline.onUpgrade);
+    server.on('clientError', this.onClientError);
   }
+
+  /** Requests Node's HTTP parser refused before any route ran: the same answers Node gives by
+   * default, counted. */
+  private readonly onClientError = (err: Error & { code?: string }, socket: Duplex): void => {
+    if (socket.destroyed || !socket.writable || err.code === 'ECONNRESET') {
+      socket.destroy();
+      return;
+    }
+    let status: number;
+    if (err.code === 'HPE_HEADER_OVERFLOW') {
+      status = 431;
+      this.metrics.httpError('header_too_large_431');
+    } else if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') {
+      status = 408;
+      this.metrics.httpError('header_timeout_408');
+    } else {
+      status = 400;
+      this.metrics.httpError('bad_request_400');
+    }
+    socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nConnection: close\r\n\r\n`);
+    setTimeout(() => socket.destroy(), 1_000).unref();
+  };
 
   /** Starts a drain: nothing new is admitted, every connection is closed (phones first, so their
    * close notices reach a binary before its own close frame) with 1001 "shutting down"; a binary
    * still in its conflict probe gets 1000. Resolves true when every handler ended, false if
    * `timeoutMs` passed first (remaining sockets are then terminated). */
   async drain(timeoutMs: number): Promise<boolean> {
+    this.notReady = true;
     this.drainingFlag = true;
     this.limiter.stopSweeper();
     const phones: PhoneSession[] = [];
@@ -167,10 +210,10 @@ export class Relay implements RelayContext {
       if (session instanceof PhoneSession) phones.push(session);
       else binaries.push(session);
     }
-    for (const phone of phones) phone.closeWith(SHUTDOWN_CODE, SHUTDOWN_REASON);
+    for (const phone of phones) phone.closeWith(SHUTDOWN_CODE, SHUTDOWN_REASON, 'shutdown');
     for (const binary of binaries) {
-      if (binary.isProbing) binary.closeWith(CLOSE_NORMAL, '');
-      else binary.closeWith(SHUTDOWN_CODE, SHUTDOWN_REASON);
+      if (binary.isProbing) binary.closeWith(CLOSE_NORMAL, '', 'probe_aborted');
+      else binary.closeWith(SHUTDOWN_CODE, SHUTDOWN_REASON, 'shutdown');
     }
     const complete = await this.waitForSessions(timeoutMs);
     if (!complete) for (const session of this.sessions) session.peer.terminate();

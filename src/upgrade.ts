@@ -9,13 +9,14 @@ import type { WebSocket, WebSocketServer } from 'ws';
 import { clientIp, remoteHost } from './client-ip.js';
 import type { ConnCap } from './conn-cap.js';
 import type { Logger } from './log.js';
-import type { Endpoint, RelayMetrics } from './metrics.js';
+import type { Endpoint, RelayMetrics, UpgradeRejection } from './metrics.js';
 import type { RateLimiter } from './rate-limiter.js';
 import { NOT_FOUND_BODY, sendError, writeRaw, writeRawError } from './http-responses.js';
 
 export const SERVER_PATH = '/v1/server';
 export const CLIENT_PATH = '/v1/client';
 export const HEALTH_PATH = '/healthz';
+export const READY_PATH = '/readyz';
 
 /** Headers that must be present and non-empty, per endpoint (relay-behaviour.md 2.3). */
 const REQUIRED_HEADERS: Record<Endpoint, readonly string[]> = {
@@ -41,11 +42,14 @@ export interface PipelineDeps {
   trustXForwardedFor: boolean;
   isDraining(): boolean;
   health(): string;
+  /** /readyz: 200 while serving, 503 once a drain started. */
+  readiness(): { status: number; body: string };
   /** A WebSocket passed every gate. Call `release` when its handler ends. */
   onConnection(ws: WebSocket, admitted: AdmittedRequest, release: () => void): void;
 }
 
 const HEALTH_RAW_HEADERS = 'Content-Type: application/json; charset=utf-8\r\nCache-Control: no-store\r\n';
+const JSON_HEADERS = { 'Content-Type': 'application/json; charset=utf-8', 'Cache-Control': 'no-store' } as const;
 
 export function createPipeline(deps: PipelineDeps): {
   onRequest(req: IncomingMessage, res: ServerResponse): void;
@@ -60,6 +64,7 @@ export function createPipeline(deps: PipelineDeps): {
   ): AdmittedRequest | null => {
     if (deps.isDraining()) {
       reject(503);
+      deps.metrics.upgradeRejected(endpoint, 'draining_503');
       return null;
     }
     const ip = clientIp(req, deps.trustXForwardedFor);
@@ -73,6 +78,7 @@ export function createPipeline(deps: PipelineDeps): {
     const remote = remoteHost(req);
     if (!deps.cap.tryAcquire()) {
       reject(503);
+      deps.metrics.upgradeRejected(endpoint, 'conn_cap_503');
       deps.log.warn('conn_cap_reached', { path, remote });
       return null;
     }
@@ -99,12 +105,19 @@ export function createPipeline(deps: PipelineDeps): {
     onRequest(req, res) {
       const path = pathOf(req.url);
       if (path === HEALTH_PATH) {
-        res.writeHead(200, { 'Content-Type': 'application/json; charset=utf-8', 'Cache-Control': 'no-store' });
+        res.writeHead(200, JSON_HEADERS);
         res.end(deps.health());
+        return;
+      }
+      if (path === READY_PATH) {
+        const { status, body } = deps.readiness();
+        res.writeHead(status, JSON_HEADERS);
+        res.end(body);
         return;
       }
       const endpoint = endpointOf(path);
       if (endpoint === null) {
+        deps.metrics.httpError('not_found_404');
         sendError(res, 404, NOT_FOUND_BODY);
         return;
       }
@@ -113,6 +126,7 @@ export function createPipeline(deps: PipelineDeps): {
       // Passed every gate but is not a WebSocket handshake: the handshake layer's answer.
       deps.cap.release();
       const failure = handshakeFailure(req) ?? UPGRADE_REQUIRED;
+      deps.metrics.upgradeRejected(endpoint, failure.reason);
       for (const [name, value] of Object.entries(failure.headers)) res.setHeader(name, value);
       sendError(res, failure.status, failure.body);
     },
@@ -126,8 +140,14 @@ export function createPipeline(deps: PipelineDeps): {
         writeRaw(socket, 200, HEALTH_RAW_HEADERS, deps.health());
         return;
       }
+      if (path === READY_PATH) {
+        const { status, body } = deps.readiness();
+        writeRaw(socket, status, HEALTH_RAW_HEADERS, body);
+        return;
+      }
       const endpoint = endpointOf(path);
       if (endpoint === null) {
+        deps.metrics.httpError('not_found_404');
         writeRawError(socket, 404, NOT_FOUND_BODY);
         return;
       }
@@ -136,6 +156,7 @@ export function createPipeline(deps: PipelineDeps): {
       const failure = handshakeFailure(req);
       if (failure !== null) {
         deps.cap.release();
+        deps.metrics.upgradeRejected(endpoint, failure.reason);
         const extra = Object.entries(failure.headers)
           .map(([name, value]) => `${name}: ${value}\r\n`)
           .join('');
@@ -157,12 +178,14 @@ export function createPipeline(deps: PipelineDeps): {
 }
 
 interface HandshakeFailure {
+  reason: UpgradeRejection;
   status: number;
   body: string;
   headers: Record<string, string>;
 }
 
 const UPGRADE_REQUIRED: HandshakeFailure = {
+  reason: 'not_websocket_426',
   status: 426,
   body: 'websocket upgrade required: Connection must contain Upgrade and Upgrade must contain websocket\n',
   headers: { Connection: 'Upgrade', Upgrade: 'websocket' },
@@ -175,9 +198,10 @@ function handshakeFailure(req: IncomingMessage): HandshakeFailure | null {
   if (!hasToken(req.headers.connection, 'upgrade') || !hasToken(req.headers.upgrade, 'websocket')) {
     return UPGRADE_REQUIRED;
   }
-  if (req.method !== 'GET') return { status: 405, body: 'method not allowed: use GET\n', headers: { Allow: 'GET' } };
+  if (req.method !== 'GET') return { reason: 'bad_method_405', status: 405, body: 'method not allowed: use GET\n', headers: { Allow: 'GET' } };
   if (req.headers['sec-websocket-version'] !== '13') {
     return {
+      reason: 'bad_version_400',
       status: 400,
       body: 'unsupported Sec-WebSocket-Version: use 13\n',
       headers: { 'Sec-WebSocket-Version': '13' },
@@ -185,7 +209,7 @@ function handshakeFailure(req: IncomingMessage): HandshakeFailure | null {
   }
   const key = req.headers['sec-websocket-key'];
   if (key === undefined || !/^[+/0-9A-Za-z]{22}==$/.test(key.trim())) {
-    return { status: 400, body: 'missing or invalid Sec-WebSocket-Key\n', headers: {} };
+    return { reason: 'bad_key_400', status: 400, body: 'missing or invalid Sec-WebSocket-Key\n', headers: {} };
   }
   return null;
 }

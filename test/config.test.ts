@@ -60,12 +60,29 @@ const DEFAULTS: RelayConfig = {
   rateLimitBurst: 20,
   rateLimitIntervalMs: 6_000,
   shutdownTimeoutMs: 10_000,
+  drainDelayMs: 0,
+  metricsRuntime: false,
   logFormat: 'text',
   production: false,
   singleInstanceBypass: false,
   flyAppName: '',
   fcmCredentials: null,
 };
+
+describe('drain delay and runtime metrics flags', () => {
+  it('--drain-delay accepts 0 and positive durations, refuses negatives and junk', () => {
+    expect(run([...INSECURE, '--drain-delay', '0']).drainDelayMs).toBe(0);
+    expect(run([...INSECURE, '--drain-delay=0s']).drainDelayMs).toBe(0);
+    expect(run([...INSECURE, '--drain-delay', '5s']).drainDelayMs).toBe(5_000);
+    expect(refuse([...INSECURE, '--drain-delay', '-1s']).fields).toMatchObject({ flag: '--drain-delay', value: '-1s' });
+    expect(refuse([...INSECURE, '--drain-delay', 'soon']).fields).toMatchObject({ flag: '--drain-delay', value: 'soon' });
+  });
+
+  it('--metrics-runtime is a boolean', () => {
+    expect(run([...INSECURE, '--metrics-runtime']).metricsRuntime).toBe(true);
+    expect(run([...INSECURE, '--metrics-runtime=false']).metricsRuntime).toBe(false);
+  });
+});
 
 describe('defaults', () => {
   it('insecure mode with only --insecure-listen', () => {

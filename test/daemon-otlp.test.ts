@@ -98,11 +98,22 @@ describe('daemon OTLP export', () => {
     expect(attrs['host.role']).toBe('relay');
     const metricNames = new Set(withBinary.resourceMetrics.flatMap((rm) => rm.scopeMetrics.flatMap((sm) => sm.metrics.map((m) => m.name))));
     expect([...metricNames].sort()).toEqual([
+      'pyrycode_relay_build_info',
+      'pyrycode_relay_bytes_forwarded_total',
+      'pyrycode_relay_bytes_received_total',
       'pyrycode_relay_connected_binaries',
       'pyrycode_relay_connected_phones',
+      'pyrycode_relay_connections_closed_total',
+      'pyrycode_relay_frames_dropped_total',
       'pyrycode_relay_frames_forwarded_total',
+      'pyrycode_relay_frames_received_total',
       'pyrycode_relay_grace_expiries_total',
+      'pyrycode_relay_grace_reclaims_total',
+      'pyrycode_relay_http_errors_total',
+      'pyrycode_relay_phones_parked',
+      'pyrycode_relay_ready',
       'pyrycode_relay_register_failures_total',
+      'pyrycode_relay_upgrade_rejections_total',
       'pyrycode_relay_ws_upgrade_attempts_total',
     ]);
 

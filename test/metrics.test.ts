@@ -16,6 +16,7 @@ import {
   type TestRelay,
 } from './helpers/relay.js';
 import { waitFor } from './helpers/wait.js';
+import { VERSION } from '../src/version.js';
 
 // Written out from the spec's table (not from the code) so a drift in either is caught.
 const GOLDEN_BOOT_SCRAPE = `# HELP pyrycode_relay_connected_binaries Number of pyrycode binary connections currently held by the relay registry.
@@ -51,6 +52,105 @@ pyrycode_relay_ws_upgrade_attempts_total{endpoint="server",outcome="reject_409"}
 pyrycode_relay_ws_upgrade_attempts_total{endpoint="server",outcome="reject_429"} 0
 pyrycode_relay_ws_upgrade_attempts_total{endpoint="server",outcome="reject_headers"} 0
 pyrycode_relay_ws_upgrade_attempts_total{endpoint="server",outcome="reject_rate_limit"} 0
+`;
+
+// This project's operator signals (docs/metrics.md), after the reference families. The reclaim
+// histogram appears with the first reclaim (OpenTelemetry has no empty histogram).
+const GOLDEN_SIGNALS = `# HELP pyrycode_relay_build_info Build information: always 1, labelled with the relay version and the Node.js version running it.
+# TYPE pyrycode_relay_build_info gauge
+pyrycode_relay_build_info{version="${VERSION}",node_version="${process.version}"} 1
+# HELP pyrycode_relay_bytes_forwarded_total Bytes the relay wrote to the receiving socket, by direction: routing envelopes towards the binary (phone_to_binary), inner frames towards phones (binary_to_phone). Moves when a frame counts in pyrycode_relay_frames_forwarded_total.
+# TYPE pyrycode_relay_bytes_forwarded_total counter
+pyrycode_relay_bytes_forwarded_total{direction="binary_to_phone"} 0
+pyrycode_relay_bytes_forwarded_total{direction="phone_to_binary"} 0
+# HELP pyrycode_relay_bytes_received_total Bytes of the messages counted in pyrycode_relay_frames_received_total (whole routing envelopes for binary_to_phone), by direction. Moves when the message is read.
+# TYPE pyrycode_relay_bytes_received_total counter
+pyrycode_relay_bytes_received_total{direction="binary_to_phone"} 0
+pyrycode_relay_bytes_received_total{direction="phone_to_binary"} 0
+# HELP pyrycode_relay_connections_closed_total WebSocket connections that ended, by endpoint and reason: the code the peer closed with (normal_1000, going_away_1001, no_status_1005, other_code), abrupt when the socket ended without a close frame, or the relay's own reason. One increment per connection, when its socket is gone.
+# TYPE pyrycode_relay_connections_closed_total counter
+pyrycode_relay_connections_closed_total{endpoint="client",reason="abrupt"} 0
+pyrycode_relay_connections_closed_total{endpoint="client",reason="at_cap_4429"} 0
+pyrycode_relay_connections_closed_total{endpoint="client",reason="backlog_full"} 0
+pyrycode_relay_connections_closed_total{endpoint="client",reason="directive"} 0
+pyrycode_relay_connections_closed_total{endpoint="client",reason="evicted_4404"} 0
+pyrycode_relay_connections_closed_total{endpoint="client",reason="forward_failed"} 0
+pyrycode_relay_connections_closed_total{endpoint="client",reason="going_away_1001"} 0
+pyrycode_relay_connections_closed_total{endpoint="client",reason="grace_expired"} 0
+pyrycode_relay_connections_closed_total{endpoint="client",reason="heartbeat_timeout"} 0
+pyrycode_relay_connections_closed_total{endpoint="client",reason="invalid_payload_1007"} 0
+pyrycode_relay_connections_closed_total{endpoint="client",reason="malformed_frame"} 0
+pyrycode_relay_connections_closed_total{endpoint="client",reason="no_binary"} 0
+pyrycode_relay_connections_closed_total{endpoint="client",reason="no_server_4404"} 0
+pyrycode_relay_connections_closed_total{endpoint="client",reason="no_status_1005"} 0
+pyrycode_relay_connections_closed_total{endpoint="client",reason="normal_1000"} 0
+pyrycode_relay_connections_closed_total{endpoint="client",reason="other_code"} 0
+pyrycode_relay_connections_closed_total{endpoint="client",reason="protocol_error_1002"} 0
+pyrycode_relay_connections_closed_total{endpoint="client",reason="read_timeout_1008"} 0
+pyrycode_relay_connections_closed_total{endpoint="client",reason="shutdown"} 0
+pyrycode_relay_connections_closed_total{endpoint="client",reason="too_big_1009"} 0
+pyrycode_relay_connections_closed_total{endpoint="client",reason="write_failed"} 0
+pyrycode_relay_connections_closed_total{endpoint="server",reason="abrupt"} 0
+pyrycode_relay_connections_closed_total{endpoint="server",reason="conflict_4409"} 0
+pyrycode_relay_connections_closed_total{endpoint="server",reason="going_away_1001"} 0
+pyrycode_relay_connections_closed_total{endpoint="server",reason="heartbeat_timeout"} 0
+pyrycode_relay_connections_closed_total{endpoint="server",reason="invalid_payload_1007"} 0
+pyrycode_relay_connections_closed_total{endpoint="server",reason="no_status_1005"} 0
+pyrycode_relay_connections_closed_total{endpoint="server",reason="normal_1000"} 0
+pyrycode_relay_connections_closed_total{endpoint="server",reason="other_code"} 0
+pyrycode_relay_connections_closed_total{endpoint="server",reason="probe_aborted"} 0
+pyrycode_relay_connections_closed_total{endpoint="server",reason="protocol_error_1002"} 0
+pyrycode_relay_connections_closed_total{endpoint="server",reason="read_timeout_1008"} 0
+pyrycode_relay_connections_closed_total{endpoint="server",reason="shutdown"} 0
+pyrycode_relay_connections_closed_total{endpoint="server",reason="taken_over"} 0
+pyrycode_relay_connections_closed_total{endpoint="server",reason="too_big_1009"} 0
+pyrycode_relay_connections_closed_total{endpoint="server",reason="write_failed"} 0
+# HELP pyrycode_relay_frames_dropped_total Frames the relay read but did not forward, by direction and reason. Moves when the frame is given up; received = forwarded + dropped for each direction once traffic is idle.
+# TYPE pyrycode_relay_frames_dropped_total counter
+pyrycode_relay_frames_dropped_total{direction="binary_to_phone",reason="backlog_full"} 0
+pyrycode_relay_frames_dropped_total{direction="binary_to_phone",reason="closing"} 0
+pyrycode_relay_frames_dropped_total{direction="binary_to_phone",reason="malformed_envelope"} 0
+pyrycode_relay_frames_dropped_total{direction="binary_to_phone",reason="phone_gone"} 0
+pyrycode_relay_frames_dropped_total{direction="binary_to_phone",reason="shutdown"} 0
+pyrycode_relay_frames_dropped_total{direction="binary_to_phone",reason="unknown_conn_id"} 0
+pyrycode_relay_frames_dropped_total{direction="binary_to_phone",reason="write_failed"} 0
+pyrycode_relay_frames_dropped_total{direction="phone_to_binary",reason="closing"} 0
+pyrycode_relay_frames_dropped_total{direction="phone_to_binary",reason="malformed_frame"} 0
+pyrycode_relay_frames_dropped_total{direction="phone_to_binary",reason="no_binary"} 0
+pyrycode_relay_frames_dropped_total{direction="phone_to_binary",reason="write_failed"} 0
+# HELP pyrycode_relay_frames_received_total Frames the relay read, by direction: every message from a phone, and every message from a binary except push-wake requests and close directives without a frame. Moves when the message is read.
+# TYPE pyrycode_relay_frames_received_total counter
+pyrycode_relay_frames_received_total{direction="binary_to_phone"} 0
+pyrycode_relay_frames_received_total{direction="phone_to_binary"} 0
+# HELP pyrycode_relay_grace_reclaims_total Binaries that claimed a server-id while it was in its grace window (the previous binary came back, or its successor took over its phones). Moves with the claim.
+# TYPE pyrycode_relay_grace_reclaims_total counter
+pyrycode_relay_grace_reclaims_total 0
+# HELP pyrycode_relay_http_errors_total Requests on the public listener answered with an HTTP error before any endpoint ran: malformed requests (400), header timeout (408), headers over 64 KiB (431), unknown paths (404). One increment per answered request.
+# TYPE pyrycode_relay_http_errors_total counter
+pyrycode_relay_http_errors_total{reason="bad_request_400"} 0
+pyrycode_relay_http_errors_total{reason="header_timeout_408"} 0
+pyrycode_relay_http_errors_total{reason="header_too_large_431"} 0
+pyrycode_relay_http_errors_total{reason="not_found_404"} 0
+# HELP pyrycode_relay_phones_parked Phones registered under a server-id whose binary is in its grace window (connected, waiting for the binary to come back). Computed at collection.
+# TYPE pyrycode_relay_phones_parked gauge
+pyrycode_relay_phones_parked 0
+# HELP pyrycode_relay_ready Whether /readyz answers 200: 1 while serving, 0 from the moment a drain starts, so load balancers stop sending new connections before peers are closed.
+# TYPE pyrycode_relay_ready gauge
+pyrycode_relay_ready 1
+# HELP pyrycode_relay_upgrade_rejections_total Requests on /v1/server and /v1/client refused without a WebSocket for a reason pyrycode_relay_ws_upgrade_attempts_total does not count, by endpoint and reason: connection cap or drain (503), or a broken WebSocket handshake (400/405/426). One increment per refused request.
+# TYPE pyrycode_relay_upgrade_rejections_total counter
+pyrycode_relay_upgrade_rejections_total{endpoint="client",reason="bad_key_400"} 0
+pyrycode_relay_upgrade_rejections_total{endpoint="client",reason="bad_method_405"} 0
+pyrycode_relay_upgrade_rejections_total{endpoint="client",reason="bad_version_400"} 0
+pyrycode_relay_upgrade_rejections_total{endpoint="client",reason="conn_cap_503"} 0
+pyrycode_relay_upgrade_rejections_total{endpoint="client",reason="draining_503"} 0
+pyrycode_relay_upgrade_rejections_total{endpoint="client",reason="not_websocket_426"} 0
+pyrycode_relay_upgrade_rejections_total{endpoint="server",reason="bad_key_400"} 0
+pyrycode_relay_upgrade_rejections_total{endpoint="server",reason="bad_method_405"} 0
+pyrycode_relay_upgrade_rejections_total{endpoint="server",reason="bad_version_400"} 0
+pyrycode_relay_upgrade_rejections_total{endpoint="server",reason="conn_cap_503"} 0
+pyrycode_relay_upgrade_rejections_total{endpoint="server",reason="draining_503"} 0
+pyrycode_relay_upgrade_rejections_total{endpoint="server",reason="not_websocket_426"} 0
 `;
 
 interface Family {
@@ -98,10 +198,12 @@ describe('golden scrape', () => {
     const res = await httpGet(relay.metricsUrl);
     expect(res.status).toBe(200);
     expect(res.headers['content-type']).toBe('text/plain; version=0.0.4; charset=utf-8');
-    // Byte-for-byte: same order as the reference's sorted output, no target_info, no scope labels.
-    expect(res.body).toBe(GOLDEN_BOOT_SCRAPE);
+    // Byte-for-byte: the reference families first, in the reference's sorted order, then this
+    // project's signals; no target_info, no scope labels.
+    expect(res.body.slice(0, GOLDEN_BOOT_SCRAPE.length)).toBe(GOLDEN_BOOT_SCRAPE);
+    expect(res.body).toBe(GOLDEN_BOOT_SCRAPE + GOLDEN_SIGNALS);
     const parsed = parseExposition(res.body);
-    expect(parsed).toEqual(parseExposition(GOLDEN_BOOT_SCRAPE));
+    expect(parsed).toEqual(parseExposition(GOLDEN_BOOT_SCRAPE + GOLDEN_SIGNALS));
     expect(res.body).not.toMatch(/target_info|otel_scope/);
   });
 });

@@ -187,7 +187,10 @@ describe('takeover', () => {
     const p = phone('client-id1-00000001');
     reg.registerPhone('id1', p);
     reg.release('id1', a);
-    expect(reg.takeover('id1', b, a)).toEqual({ kind: 'claimed', evicted: [p], displaced: a });
+    const startedAtMs = reg.graceEntry('id1')!.startedAtMs;
+    expect(reg.parkedPhones()).toBe(1);
+    expect(reg.takeover('id1', b, a)).toEqual({ kind: 'claimed', evicted: [p], displaced: a, graceStartedAtMs: startedAtMs });
+    expect(reg.parkedPhones()).toBe(0);
     expect(reg.graceEntry('id1')).toBeUndefined();
     expect(reg.counts()).toEqual({ binaries: 1, phones: 0 });
     await sleep(100);
@@ -288,7 +291,7 @@ describe('release and grace', () => {
     expect(reg.counts()).toEqual({ binaries: 0, phones: 1 });
     expect(expiries).toEqual([]);
     // A foreign entry object of the same shape is stale too (identity, not structure).
-    expect(reg.expire('id1', { handle: current.handle })).toBe(false);
+    expect(reg.expire('id1', { handle: current.handle, startedAtMs: current.startedAtMs })).toBe(false);
     expect(reg.graceEntry('id1')).toBe(current);
   });
 });
