@@ -3,7 +3,7 @@
 // 127.0.0.1 only; every run is bounded in connections and time. Prints a table and writes
 // bench/results/latest.json.
 
-import { fork, type ChildProcess } from 'node:child_process';
+import { fork, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { cpus, totalmem, platform, release } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -34,10 +34,21 @@ interface Server {
   metricsPort: number;
 }
 
+/** Servers run on CPU 0 and the load generator on CPU 1 (when taskset exists and there are two
+ * CPUs), so the two never compete for a core and ratios from one run hold. */
+const PIN = cpus().length >= 2 && spawnSync('taskset', ['-c', '0', 'true']).status === 0;
+
+/** Starts a node script, pinned to one CPU when possible, with an IPC channel. */
+function startNode(script: string, args: string[], cpu: number, stdout: 'pipe' | 'inherit'): ChildProcess {
+  const nodeArgs = ['--expose-gc', script, ...args];
+  if (!PIN) return fork(script, args, { execArgv: ['--expose-gc'], stdio: ['ignore', stdout, 'inherit', 'ipc'] });
+  return spawn('taskset', ['-c', String(cpu), process.execPath, ...nodeArgs], { stdio: ['ignore', stdout, 'inherit', 'ipc'] });
+}
+
 function startServer(target: TargetName): Promise<Server> {
   const script = target === 'bare' ? join(here, 'bare-forwarder.js') : join(here, 'relay-process.js');
   const args = target === 'bare' ? ['0'] : ['0', target === 'relay_on' ? '0' : 'off'];
-  const child = fork(script, args, { execArgv: ['--expose-gc'], stdio: ['ignore', 'pipe', 'inherit', 'ipc'] });
+  const child = startNode(script, args, 0, 'pipe');
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`${target} did not start`)), 15_000);
     child.stdout!.on('data', (chunk: Buffer) => {
@@ -98,7 +109,7 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 
 // ---------------------------------------------------------------------------------------------
 const began = performance.now();
-const loadgen = fork(join(here, 'load.js'), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+const loadgen = startNode(join(here, 'load.js'), [], 1, 'inherit');
 const results: Record<string, unknown> = {};
 const table: string[][] = [];
 
@@ -263,6 +274,7 @@ results.meta = {
   platform: `${platform()} ${release()}`,
   cpus: cpus().length,
   cpu_model: cpus()[0]?.model ?? 'unknown',
+  pinned: PIN ? 'servers on CPU 0, load generator on CPU 1 (taskset)' : 'not pinned',
   total_memory_bytes: totalmem(),
   plan: PLAN,
   seconds: (performance.now() - began) / 1000,

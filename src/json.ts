@@ -76,6 +76,14 @@ export function scanString(buf: Uint8Array, i: number, end: number = buf.length,
   i++;
   let html = 0;
   for (;;) {
+    // Most string bytes are plain: skip them four at a time (the hot loop for large frames).
+    while (
+      i + 4 <= end &&
+      (STRING_CLASS[buf[i]!]! | STRING_CLASS[buf[i + 1]!]! | STRING_CLASS[buf[i + 2]!]! | STRING_CLASS[buf[i + 3]!]!) ===
+        S_PLAIN
+    ) {
+      i += 4;
+    }
     if (i >= end) return -1;
     const c = buf[i]!;
     const cls = STRING_CLASS[c]!;
