@@ -33,6 +33,13 @@ export class Heartbeat {
       this.stop();
       return;
     }
+    // While the relay holds this peer back (its binary is slow) it does not read the peer's
+    // pongs either; that silence is the relay's doing, not the peer's. The binary's own send
+    // deadline bounds how long a pause can last.
+    if (this.peer.isPaused) {
+      this.pingSentAt = -1;
+      return;
+    }
     if (this.pingSentAt >= 0 && this.peer.lastPong < this.pingSentAt) {
       this.stop();
       this.onTimeout();

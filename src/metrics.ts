@@ -152,7 +152,7 @@ const CLOSE_REASONS: Record<Endpoint, readonly CloseReason[]> = {
 
 /** The reason for a connection the relay did not close with a reason of its own. */
 export function closeReasonFor(code: number, closedByRelay: boolean): CloseReason {
-  if (closedByRelay) return code === 1008 ? 'read_timeout_1008' : 'other_code';
+  if (closedByRelay && code === 1008) return 'read_timeout_1008';
   switch (code) {
     case 1000:
       return 'normal_1000';

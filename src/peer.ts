@@ -47,6 +47,17 @@ export interface PeerEvents {
   onSendTimeout(): void;
 }
 
+/** The close code ws attached to a protocol-violation error (its `status-code` symbol). */
+function wsStatusCode(err: Error): number | undefined {
+  for (const symbol of Object.getOwnPropertySymbols(err)) {
+    if (symbol.description === 'status-code') {
+      const code = (err as unknown as Record<symbol, unknown>)[symbol];
+      return typeof code === 'number' ? code : undefined;
+    }
+  }
+  return undefined;
+}
+
 interface WsReceiverState {
   _state: number;
   _bufferedBytes: number;
@@ -86,9 +97,16 @@ export class Peer {
 
     ws.on('message', (data: Buffer, isBinary: boolean) => this.events.onMessage(data, isBinary));
     ws.on('pong', () => this.handlePong());
-    ws.on('error', () => {
-      // ws emits 'error' for protocol violations (1002/1007/1009 already sent) and socket errors;
-      // 'close' always follows, which is where teardown happens.
+    ws.on('error', (err: Error) => {
+      // ws emits 'error' for socket errors and for protocol violations, after it sent the close
+      // frame itself (1002, 1007 or 1009): record that code as the relay's, since the relay's
+      // library sent it. 'close' always follows, which is where teardown happens.
+      const code = wsStatusCode(err);
+      if (code !== undefined && this.relayCloseCode === 0 && !this.closed) {
+        this.closed = true;
+        this.relayCloseCode = code;
+        this.stopTimers();
+      }
     });
     ws.once('close', (code: number) => this.handleClose(code));
     // Registered after ws's own 'data' listener, so the receiver has already consumed the chunk.
@@ -97,6 +115,11 @@ export class Peer {
 
   get isClosed(): boolean {
     return this.closed;
+  }
+
+  /** True while the relay is not reading this peer (back-pressure). */
+  get isPaused(): boolean {
+    return this.paused;
   }
 
   /** Bytes queued in ws and the socket but not yet handed to the kernel. */

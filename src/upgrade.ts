@@ -188,7 +188,7 @@ const UPGRADE_REQUIRED: HandshakeFailure = {
   reason: 'not_websocket_426',
   status: 426,
   body: 'websocket upgrade required: Connection must contain Upgrade and Upgrade must contain websocket\n',
-  headers: { Connection: 'Upgrade', Upgrade: 'websocket' },
+  headers: { Upgrade: 'websocket' },
 };
 
 /** RFC 6455 checks in the reference library's order (relay-behaviour.md 2.4): Connection/Upgrade
