@@ -68,3 +68,24 @@ describe('docs/architecture.md', () => {
     for (const r of runbooks) expect(r).toMatch(/^docs\/operations\.md#alert-[a-z]+$/);
   });
 });
+
+describe('alert runbooks', () => {
+  it('every runbook_url in docs/ops/alerts.yml has its section in docs/operations.md', () => {
+    const root = new URL('..', import.meta.url).pathname;
+    const alerts = readFileSync(`${root}docs/ops/alerts.yml`, 'utf8');
+    const operations = readFileSync(`${root}docs/operations.md`, 'utf8');
+    // GitHub's heading slugs: lower case, punctuation other than '-' dropped, spaces to '-'.
+    const slugs = new Set(
+      [...operations.matchAll(/^#{1,6} (.+)$/gm)].map((m) =>
+        m[1]!
+          .trim()
+          .toLowerCase()
+          .replace(/[^a-z0-9 -]/g, '')
+          .replace(/ /g, '-'),
+      ),
+    );
+    const anchors = [...alerts.matchAll(/runbook_url: "docs\/operations\.md#([^"]+)"/g)].map((m) => m[1]!);
+    expect(anchors.length).toBe(9);
+    for (const anchor of anchors) expect(slugs.has(anchor), `docs/operations.md#${anchor}`).toBe(true);
+  });
+});
