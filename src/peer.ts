@@ -72,9 +72,9 @@ export class Peer {
   private readonly receiver: WsReceiverState | undefined;
 
   // Outstanding sends, oldest first: callbacks complete in send order (one socket, FIFO writes).
-  private readonly pendingCallbacks: (SendCallback | undefined)[] = [];
-  private readonly pendingTags: number[] = [];
-  private readonly pendingStarts: number[] = [];
+  private pendingCallbacks: (SendCallback | undefined)[] = [];
+  private pendingTags: number[] = [];
+  private pendingStarts: number[] = [];
   private pendingHead = 0;
   private sendTimer: ReturnType<typeof setTimeout> | undefined;
 
@@ -189,11 +189,32 @@ export class Peer {
     if (this.closed || this.pendingSends === 0) return;
     const age = performance.now() - this.pendingStarts[this.pendingHead]!;
     if (age >= SEND_TIMEOUT_MS) {
+      // Nothing still pending was written: report every one as failed now (Node would call
+      // their callbacks without an error once the socket is destroyed), then let the owner close.
+      this.failPending(SEND_TIMED_OUT);
       this.events.onSendTimeout();
       return;
     }
     this.sendTimer = setTimeout(this.checkSendDeadline, SEND_TIMEOUT_MS - age);
   };
+
+  /** Completes every pending send with `err`, oldest first; later socket callbacks for them
+   * find the queue empty and are ignored. */
+  private failPending(err: Error): void {
+    const callbacks = this.pendingCallbacks;
+    const tags = this.pendingTags;
+    const head = this.pendingHead;
+    const count = callbacks.length;
+    if (head >= count) return;
+    this.pendingCallbacks = [];
+    this.pendingTags = [];
+    this.pendingStarts = [];
+    this.pendingHead = 0;
+    for (let i = head; i < count; i++) {
+      const done = callbacks[i];
+      if (done !== undefined) done(err, tags[i]!);
+    }
+  }
 
   /** Sends the one close frame of this connection (later calls are no-ops). A code `ws` refuses
    * becomes 1011 with an empty reason, as the reference's library does. */
@@ -288,6 +309,9 @@ export class Peer {
     const closedByRelay = this.relayCloseCode !== 0;
     this.closed = true;
     this.stopTimers();
+    // Writes still pending when the socket is gone were not delivered; a destroyed socket's
+    // callbacks arrive without an error, so fail them here and ignore those callbacks.
+    this.failPending(PEER_CLOSED);
     const waiters = this.pongWaiters;
     this.pongWaiters = [];
     for (const waiter of waiters) waiter(false);
