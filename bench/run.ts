@@ -11,6 +11,8 @@ import { fileURLToPath } from 'node:url';
 import type { Command, Topology } from './load.js';
 
 const quick = process.argv.includes('--quick');
+const RESULTS_START = '<!-- bench:results:start -->';
+const RESULTS_END = '<!-- bench:results:end -->';
 const here = dirname(fileURLToPath(import.meta.url)); // dist/bench
 const repoRoot = join(here, '..', '..');
 
@@ -319,4 +321,63 @@ process.stdout.write(out.join('\n') + '\n');
 const resultsDir = join(repoRoot, 'bench', 'results');
 mkdirSync(resultsDir, { recursive: true });
 writeFileSync(join(resultsDir, 'latest.json'), JSON.stringify(results, null, 2) + '\n');
+
+// A full run also refreshes the results section of docs/performance.md, so the page always shows
+// the latest measured table (quick runs are too short to publish).
+if (!quick) {
+  const docPath = join(repoRoot, 'docs', 'performance.md');
+  try {
+    const doc = readFileSync(docPath, 'utf8');
+    const start = doc.indexOf(RESULTS_START);
+    const end = doc.indexOf(RESULTS_END);
+    if (start >= 0 && end > start) {
+      writeFileSync(docPath, doc.slice(0, start + RESULTS_START.length) + '\n' + markdownReport() + doc.slice(end));
+    }
+  } catch {
+    // No doc to refresh (e.g. a trimmed checkout): latest.json is the record.
+  }
+}
 process.exit(0);
+
+function markdownReport(): string {
+  const r = results as {
+    ratios: Record<string, number>;
+    memory: Record<string, number>;
+    scrape: Record<string, number>;
+    upgrades: Record<string, number>;
+    meta: Record<string, unknown>;
+  };
+  const lines: string[] = [];
+  const pass = (ok: boolean): string => (ok ? 'met' : '**missed**');
+  lines.push(
+    `Measured ${String(r.meta.date).slice(0, 10)} on ${String(r.meta.cpus)} × ${String(r.meta.cpu_model)}, Node ${String(r.meta.node)}, ` +
+      `${String(r.meta.pinned)}; full run, median of ${PLAN.repeats} interleaved repeats, ${PLAN.measureMs / 1000} s each.`,
+    '',
+    '| Target | Measured | |',
+    '|---|---|---|',
+    `| metrics on ≥ 0.97 × metrics off (throughput, lowest scenario) | ${r.ratios.metrics_on_vs_off!.toFixed(3)} (median ${r.ratios.metrics_on_vs_off_median!.toFixed(3)}) | ${pass(r.ratios.metrics_on_vs_off! >= 0.97)} |`,
+    `| relay ≥ 0.80 × bare forwarder (128 B frames/s, lowest scenario) | ${r.ratios.relay_vs_bare!.toFixed(3)} | ${pass(r.ratios.relay_vs_bare! >= 0.8)} |`,
+    `| p99 round trip at half load ≤ 1.5 × bare | ${r.ratios.p99_relay_vs_bare!.toFixed(3)} | ${pass(r.ratios.p99_relay_vs_bare! <= 1.5)} |`,
+    `| memory per idle phone ≤ 16 KiB RSS at 5,000 | ${Math.round(r.memory.rss_bytes_per_idle_phone!).toLocaleString('en-US')} B at ${r.memory.idle_phones_measured} | ${pass(r.memory.rss_bytes_per_idle_phone! <= 16384)} |`,
+    `| scrape < 5 ms with 5,000 connections, independent of connections | ${r.scrape.ms_at_5000!.toFixed(2)} ms (${r.scrape.ms_at_0!.toFixed(2)} ms at 0) | ${pass(r.scrape.ms_at_5000! < 5)} |`,
+    '',
+    '| Scenario | bare frames/s | relay, metrics off | relay, metrics on | on/off | on/bare | server CPU µs/frame (bare / off / on) |',
+    '|---|---:|---:|---:|---:|---:|---|',
+  );
+  for (const [key, t] of Object.entries(throughput)) {
+    const c = cpuPerFrame[key]!;
+    lines.push(
+      `| ${key} | ${fmt(t.bare)} | ${fmt(t.relay_off)} | ${fmt(t.relay_on)} | ${(t.relay_on / t.relay_off).toFixed(3)} | ${(t.relay_on / t.bare).toFixed(3)} | ${c.bare.toFixed(2)} / ${c.relay_off.toFixed(2)} / ${c.relay_on.toFixed(2)} |`,
+    );
+  }
+  lines.push(
+    '',
+    `Round trip (128 B, ${rate}/s): bare p50 ${fmt(latency.bare!.p50Ms!)} ms, p99 ${fmt(latency.bare!.p99Ms!)} ms, p99.9 ${fmt(latency.bare!.p999Ms!)} ms; ` +
+      `relay p50 ${fmt(latency.relay_on!.p50Ms!)} ms, p99 ${fmt(latency.relay_on!.p99Ms!)} ms, p99.9 ${fmt(latency.relay_on!.p999Ms!)} ms.`,
+    '',
+    `Memory per idle connection: ${PLAN.idle.map((n) => `${fmt(r.memory[`rss_bytes_per_connection_at_${n}`]!)} B RSS / ${fmt(r.memory[`heap_bytes_per_connection_at_${n}`]!)} B heap at ${n} phones`).join('; ')}.`,
+    `Scrape: ${r.scrape.bytes} bytes, ${fmt(r.scrape.cpu_ms_per_scrape!)} ms of relay CPU each. Upgrades: ${fmt(r.upgrades.accepted_per_sec!)} connections/s accepted.`,
+    '',
+  );
+  return lines.join('\n');
+}
