@@ -160,12 +160,8 @@ export class BinarySession implements PeerEvents {
         });
         return;
       case 'wake':
-        // Push wakes are not built into this relay yet: every wake is refused as "push off".
-        this.ctx.log.warn('binary_forwarder_push_wake_dropped', {
-          server_id: this.serverId,
-          binary_conn_id: this.connId,
-          err: 'push off',
-        });
+        // Admitted or refused (and logged) at once; the send runs on its own, never blocking this read loop.
+        this.ctx.push.wake(this.serverId, this.connId, envelope.pushWake);
         return;
       case 'route': {
         // A close directive without a frame is control, not a frame.

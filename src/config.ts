@@ -91,8 +91,16 @@ export const ENV_PRODUCTION = 'PYRYCODE_RELAY_PRODUCTION';
 export const ENV_SINGLE_INSTANCE = 'PYRYCODE_RELAY_SINGLE_INSTANCE';
 export const ENV_FCM_CREDENTIALS = 'PYRYCODE_RELAY_FCM_CREDENTIALS';
 export const ENV_FLY_APP_NAME = 'FLY_APP_NAME';
+export const ENV_FCM_ENDPOINT = 'PYRYCODE_RELAY_FCM_ENDPOINT';
+export const ENV_FCM_TOKEN_URL = 'PYRYCODE_RELAY_FCM_TOKEN_URL';
 
 export const DEFAULT_FCM_TOKEN_URI = 'https://oauth2.googleapis.com/token';
+/** Base URL of the FCM HTTP v1 API (PYRYCODE_RELAY_FCM_ENDPOINT overrides it). */
+export const DEFAULT_FCM_ENDPOINT = 'https://fcm.googleapis.com';
+export const FCM_URL_REFUSAL_REASON =
+  'not an absolute http:// or https:// URL without user info, query or fragment (value withheld)';
+export const FCM_TOKEN_URI_REFUSAL_REASON =
+  'the key\'s token_uri is not an absolute http:// or https:// URL without user info, query or fragment (value withheld)';
 export const FCM_REFUSAL_REASON = 'not a service-account JSON key (value withheld)';
 export const METRICS_LISTEN_FIX =
   'use a loopback IP literal with a non-zero port, e.g. 127.0.0.1:9090 or [::1]:9090, or --metrics-listen="" to disable';
@@ -452,6 +460,50 @@ function checkFcmCredentials(raw: string): FcmServiceAccount | null {
   }
 }
 
+/** An absolute http(s) URL without user info, query or fragment, or null. */
+function checkHttpUrl(s: string): URL | null {
+  let u: URL;
+  try {
+    u = new URL(s);
+  } catch {
+    return null;
+  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') return null;
+  if (u.hostname === '' || u.username !== '' || u.password !== '' || u.search !== '' || u.hash !== '') return null;
+  if (s.includes('?') || s.includes('#')) return null; // an empty query or fragment
+  return u;
+}
+
+export interface PushEndpoints {
+  /** Base URL of the FCM API; the send path /v1/projects/pyrycode-mobile/messages:send is appended. */
+  fcmEndpoint: string;
+  /** Where the OAuth2 JWT assertion is posted. */
+  tokenUrl: string;
+}
+
+export type PushEnvResult = { ok: true; endpoints: PushEndpoints } | { ok: false; env_var: string; reason: string };
+
+/**
+ * PYRYCODE_RELAY_FCM_ENDPOINT (default https://fcm.googleapis.com) and PYRYCODE_RELAY_FCM_TOKEN_URL
+ * (default: the key's token_uri, else https://oauth2.googleapis.com/token), checked whether or
+ * not push is on. Each must be an absolute http:// or https:// URL without user info, query or
+ * fragment; a refusal never echoes the value. With credentials and no override, the key's
+ * token_uri must pass the same check. Read by main.ts after parseConfig (RelayConfig is unchanged).
+ */
+export function parsePushEnv(
+  env: Record<string, string | undefined>,
+  credentials: FcmServiceAccount | null,
+): PushEnvResult {
+  const refuse = (env_var: string, reason = FCM_URL_REFUSAL_REASON): PushEnvResult => ({ ok: false, env_var, reason });
+  const endpoint = env[ENV_FCM_ENDPOINT];
+  if (endpoint !== undefined && checkHttpUrl(endpoint) === null) return refuse(ENV_FCM_ENDPOINT);
+  const tokenUrl = env[ENV_FCM_TOKEN_URL];
+  if (tokenUrl !== undefined && checkHttpUrl(tokenUrl) === null) return refuse(ENV_FCM_TOKEN_URL);
+  const effectiveTokenUrl = tokenUrl ?? credentials?.tokenUri ?? DEFAULT_FCM_TOKEN_URI;
+  if (checkHttpUrl(effectiveTokenUrl) === null) return refuse(ENV_FCM_CREDENTIALS, FCM_TOKEN_URI_REFUSAL_REASON);
+  return { ok: true, endpoints: { fcmEndpoint: endpoint ?? DEFAULT_FCM_ENDPOINT, tokenUrl: effectiveTokenUrl } };
+}
+
 // ---------------------------------------------------------------------------------------------
 // parseConfig
 
@@ -707,6 +759,8 @@ export function usage(): string {
     { left: `  ${ENV_PRODUCTION}=1`, right: 'production mode: refuses --insecure-listen, root, extra Linux capabilities' },
     { left: `  ${ENV_SINGLE_INSTANCE}=1`, right: 'acknowledges a single-instance deploy where FLY_APP_NAME is set' },
     { left: `  ${ENV_FCM_CREDENTIALS}`, right: 'Google service-account JSON key (the content); enables push wakes' },
+    { left: `  ${ENV_FCM_ENDPOINT}`, right: `FCM API base URL for push wakes (default ${DEFAULT_FCM_ENDPOINT})` },
+    { left: `  ${ENV_FCM_TOKEN_URL}`, right: "OAuth2 token URL for push wakes (default: the key's token_uri)" },
   ];
   const envWidth = Math.max(...envRows.map((r) => r.left.length)) + 2;
   const lines = [

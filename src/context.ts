@@ -4,6 +4,7 @@ import type { BinarySession } from './binary-session.js';
 import type { Logger } from './log.js';
 import type { RelayMetrics } from './metrics.js';
 import type { PhoneSession } from './phone-session.js';
+import type { PushWaker } from './push-waker.js';
 import type { Registry } from './registry.js';
 
 export interface RelayTimings {
@@ -17,6 +18,8 @@ export interface RelayContext {
   readonly metrics: RelayMetrics;
   readonly log: Logger;
   readonly timings: RelayTimings;
+  /** Push wakes (refuses every wake with "push off" when no credentials are configured). */
+  readonly push: PushWaker;
   /** True once a drain started: probes abort, nothing new is admitted. */
   readonly draining: boolean;
 }

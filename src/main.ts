@@ -8,11 +8,12 @@ import { homedir } from 'node:os';
 import type { Server } from 'node:http';
 import { createSecureContext } from 'node:tls';
 import { buildTelemetry, parseOtelEnv, type MetricsServer, type Telemetry } from '../telemetry/index.js';
-import { formatListenAddress, parseConfig, type RelayConfig } from './config.js';
+import { formatListenAddress, parseConfig, parsePushEnv, REFUSAL_EVENTS, type RelayConfig } from './config.js';
 import { formatDuration } from './duration.js';
 import { closeServer, createPlainServer, createTlsServer, listen } from './listeners.js';
 import { createLogger, type Logger } from './log.js';
 import { preflight, readProcessFacts } from './preflight.js';
+import { PUSH_CLOSE_TIMEOUT_MS } from './push-waker.js';
 import { Relay } from './relay.js';
 import { registerRuntimeMetrics } from './runtime-metrics.js';
 import { VERSION } from './version.js';
@@ -54,11 +55,12 @@ async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
     tls = loadTls(config, log);
     if (tls === null) return EXIT_REFUSED;
   }
-  if (config.fcmCredentials === null) {
-    log.info('push off: PYRYCODE_RELAY_FCM_CREDENTIALS unset');
-  } else {
-    log.warn('push off: push wakes are not available in this build; PYRYCODE_RELAY_FCM_CREDENTIALS is ignored');
+  const pushEnv = parsePushEnv(env, config.fcmCredentials);
+  if (!pushEnv.ok) {
+    log.error(REFUSAL_EVENTS.invalidEnv, { env_var: pushEnv.env_var, reason: pushEnv.reason });
+    return EXIT_REFUSED;
   }
+  if (config.fcmCredentials === null) log.info('push off: PYRYCODE_RELAY_FCM_CREDENTIALS unset');
 
   const telemetry = buildTelemetry({
     serviceVersion: VERSION,
@@ -78,6 +80,14 @@ async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
       rateLimitBurst: config.rateLimitBurst,
       rateLimitIntervalMs: config.rateLimitIntervalMs,
       trustXForwardedFor: config.trustXForwardedFor,
+      push:
+        config.fcmCredentials === null
+          ? null
+          : {
+              credentials: config.fcmCredentials,
+              endpoint: pushEnv.endpoints.fcmEndpoint,
+              tokenUrl: pushEnv.endpoints.tokenUrl,
+            },
     },
     telemetry.meter,
     log,
@@ -155,6 +165,9 @@ async function shutdown(
     log.warn('drain incomplete');
   }
   await listenersClosed;
+  // After the drain: refuse new wakes, cancel the sends in flight (each logs push_wake_send_failed
+  // and counts send_failed) and wait for them, before the metrics listener and the final export go.
+  await relay.push.close(Math.min(PUSH_CLOSE_TIMEOUT_MS, config.shutdownTimeoutMs));
   if (metricsServer !== null) await metricsServer.close();
   await telemetry.shutdown(Math.min(TELEMETRY_FLUSH_TIMEOUT_MS, config.shutdownTimeoutMs));
   return trigger === 'signal' ? EXIT_OK : EXIT_LISTENER_FAILED;

@@ -24,6 +24,8 @@ export const HELP = {
     'Number of frames forwarded by the relay, labelled by direction. Increments once per successful sink Send; per-frame error and skip paths do not increment.',
   graceExpiries:
     'Number of grace-window timers that actually evicted a server-id slot. Stale fires (cancel-and-replace races) do not increment.',
+  pushWakes:
+    'Push wakes by outcome. dropped counts rate-limit and in-flight-cap refusals; every admitted wake counts once as sent, unregistered, send_failed or token_fetch_failed when its send returns.',
   registerFailures:
     'Registry-side registration failures by kind. Co-incremented with the matching pyrycode_relay_ws_upgrade_attempts_total{outcome=reject_*} series; their sum on kind equals the sum on the matching outcome value.',
   upgradeAttempts:
@@ -44,6 +46,8 @@ const OUTCOMES: readonly Outcome[] = [
   'reject_rate_limit',
 ];
 const FAILURE_KINDS: readonly FailureKind[] = ['no_server', 'phones_at_cap', 'ratelimit', 'server_in_use'];
+export type PushOutcome = 'dropped' | 'send_failed' | 'sent' | 'token_fetch_failed' | 'unregistered';
+const PUSH_OUTCOMES: readonly PushOutcome[] = ['dropped', 'send_failed', 'sent', 'token_fetch_failed', 'unregistered'];
 
 const DIRECTION_P2B: Attributes = Object.freeze({ direction: 'phone_to_binary' });
 const DIRECTION_B2P: Attributes = Object.freeze({ direction: 'binary_to_phone' });
@@ -62,6 +66,8 @@ export interface RelayMetricsOptions {
   /** Sizes the reclaim-latency buckets so they cover the grace window. */
   gracePeriodMs: number;
   version: string;
+  /** Push wakes configured: the push_wakes_total family exists (absent otherwise). */
+  push?: boolean;
 }
 
 // ---- Operator signals beyond the reference (docs/metrics.md "Operator signals") ----
@@ -269,6 +275,9 @@ export class RelayMetrics {
   private readonly upgradeAttempts: Counter;
   private readonly registerFailures: Counter;
   private readonly graceExpiries: Counter;
+  /** Only when push is on. */
+  private readonly pushWakes: Counter | undefined;
+  private readonly pushCells = new Map<PushOutcome, Attributes>();
   private readonly upgradeCells = new Map<string, Attributes>();
   private readonly failureCells = new Map<FailureKind, Attributes>();
   private readonly connectionsClosed: Counter;
@@ -282,7 +291,8 @@ export class RelayMetrics {
 
   constructor(meter: Meter, counts: CountsSource, options: RelayMetricsOptions) {
     // Sorted by final metric name: connected_binaries, connected_phones, frames_forwarded_total,
-    // grace_expiries_total, register_failures_total, ws_upgrade_attempts_total.
+    // grace_expiries_total, push_wakes_total (push on only), register_failures_total,
+    // ws_upgrade_attempts_total.
     meter
       .createObservableGauge('pyrycode_relay_connected_binaries', { description: HELP.connectedBinaries })
       .addCallback((result: ObservableResult) => result.observe(counts.counts().binaries));
@@ -300,6 +310,15 @@ export class RelayMetrics {
       description: HELP.graceExpiries,
     });
     this.graceExpiries.add(0);
+
+    if (options.push === true) {
+      this.pushWakes = meter.createCounter('pyrycode_relay_push_wakes_total', { description: HELP.pushWakes });
+      for (const outcome of PUSH_OUTCOMES) {
+        const attrs = Object.freeze({ outcome });
+        this.pushCells.set(outcome, attrs);
+        this.pushWakes.add(0, attrs);
+      }
+    }
 
     this.registerFailures = meter.createCounter('pyrycode_relay_register_failures_total', {
       description: HELP.registerFailures,
@@ -473,6 +492,39 @@ export class RelayMetrics {
   /** A grace timer passed the stale-fire guard and evicted a slot (after its phones were closed). */
   graceExpired(): void {
     this.graceExpiries.add(1);
+  }
+
+  // ---- Push wakes (relay-behaviour.md 4.5, 8.3); no-ops when push is off ----
+
+  /** A wake refused by the per-server-id rate limit or the relay-wide in-flight cap (malformed
+   * wakes and push-off refusals count nothing). */
+  pushDropped(): void {
+    this.push('dropped');
+  }
+
+  /** An admitted wake's send returned success (with or without a message name). */
+  pushSent(): void {
+    this.push('sent');
+  }
+
+  /** An admitted wake's send returned FCM errorCode UNREGISTERED. */
+  pushUnregistered(): void {
+    this.push('unregistered');
+  }
+
+  /** An admitted wake's OAuth2 access-token fetch failed. */
+  pushTokenFetchFailed(): void {
+    this.push('token_fetch_failed');
+  }
+
+  /** An admitted wake's send failed otherwise: an FCM error, a timeout, a transport error, or
+   * cancellation at shutdown. */
+  pushSendFailed(): void {
+    this.push('send_failed');
+  }
+
+  private push(outcome: PushOutcome): void {
+    this.pushWakes?.add(1, this.pushCells.get(outcome));
   }
 
   private upgrade(endpoint: Endpoint, outcome: Outcome): void {

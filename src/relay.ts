@@ -14,6 +14,7 @@ import type { Logger } from './log.js';
 import { RelayMetrics } from './metrics.js';
 import { CLOSE_GOING_AWAY, CLOSE_HANDSHAKE_TIMEOUT_MS, CLOSE_NORMAL, MESSAGE_READ_TIMEOUT_MS } from './peer.js';
 import { PhoneSession } from './phone-session.js';
+import { PushWaker, type PushOptions } from './push-waker.js';
 import { RateLimiter } from './rate-limiter.js';
 import { Registry } from './registry.js';
 import { createPipeline } from './upgrade.js';
@@ -36,6 +37,8 @@ export interface RelayOptions {
   /** Per-message read deadline; only tests shorten it. */
   messageReadTimeoutMs?: number;
   version?: string;
+  /** FCM push wakes; absent or null = push off (and no push_wakes_total family). */
+  push?: PushOptions | null;
 }
 
 /** The reference relay's defaults (relay-behaviour.md 5.2, 6.1, 3.8). */
@@ -58,6 +61,8 @@ export class Relay implements RelayContext {
   readonly timings: RelayTimings;
   readonly limiter: RateLimiter;
   readonly cap: ConnCap;
+  /** Closed by the daemon after the drain (relay-behaviour.md 10), not by drain() itself. */
+  readonly push: PushWaker;
   readonly version: string;
   readonly startedAtMs = Date.now();
   private readonly wss: WebSocketServer;
@@ -87,7 +92,12 @@ export class Relay implements RelayContext {
         this.metrics.graceExpired();
       },
     });
-    this.metrics = new RelayMetrics(meter, this, { gracePeriodMs: options.gracePeriodMs, version: this.version });
+    this.metrics = new RelayMetrics(meter, this, {
+      gracePeriodMs: options.gracePeriodMs,
+      version: this.version,
+      push: options.push != null,
+    });
+    this.push = PushWaker.create(options.push, this.metrics, log);
     this.limiter = new RateLimiter({ burst: options.rateLimitBurst, refillIntervalMs: options.rateLimitIntervalMs });
     this.limiter.startSweeper();
     this.cap = new ConnCap(options.maxConnections);

@@ -17,6 +17,7 @@ import {
 } from './helpers/relay.js';
 import { waitFor } from './helpers/wait.js';
 import { VERSION } from '../src/version.js';
+import { testKey } from './helpers/fake-fcm.js';
 
 // Written out from the spec's table (not from the code) so a drift in either is caught.
 const GOLDEN_BOOT_SCRAPE = `# HELP pyrycode_relay_connected_binaries Number of pyrycode binary connections currently held by the relay registry.
@@ -153,6 +154,18 @@ pyrycode_relay_upgrade_rejections_total{endpoint="server",reason="draining_503"}
 pyrycode_relay_upgrade_rejections_total{endpoint="server",reason="not_websocket_426"} 0
 `;
 
+// With push on (PYRYCODE_RELAY_FCM_CREDENTIALS set), the push family sits in the reference's sorted
+// order between grace_expiries_total and register_failures_total, all five cells at 0.
+const GOLDEN_PUSH_FAMILY = `# HELP pyrycode_relay_push_wakes_total Push wakes by outcome. dropped counts rate-limit and in-flight-cap refusals; every admitted wake counts once as sent, unregistered, send_failed or token_fetch_failed when its send returns.
+# TYPE pyrycode_relay_push_wakes_total counter
+pyrycode_relay_push_wakes_total{outcome="dropped"} 0
+pyrycode_relay_push_wakes_total{outcome="send_failed"} 0
+pyrycode_relay_push_wakes_total{outcome="sent"} 0
+pyrycode_relay_push_wakes_total{outcome="token_fetch_failed"} 0
+pyrycode_relay_push_wakes_total{outcome="unregistered"} 0
+`;
+const REGISTER_FAILURES_HELP = '# HELP pyrycode_relay_register_failures_total ';
+
 interface Family {
   help: string;
   type: string;
@@ -205,6 +218,21 @@ describe('golden scrape', () => {
     const parsed = parseExposition(res.body);
     expect(parsed).toEqual(parseExposition(GOLDEN_BOOT_SCRAPE + GOLDEN_SIGNALS));
     expect(res.body).not.toMatch(/target_info|otel_scope/);
+    // Push off (no credentials): the push family does not exist.
+    expect(res.body).not.toContain('push_wakes');
+  });
+
+  it('with push on, the push family is served in sorted order with its five cells at 0', async () => {
+    const key = testKey('http://127.0.0.1:9/token');
+    relay = await startRelay({ push: { credentials: key.credentials, endpoint: 'http://127.0.0.1:9', tokenUrl: 'http://127.0.0.1:9/token' } });
+    const res = await httpGet(relay.metricsUrl);
+    expect(res.status).toBe(200);
+    const at = GOLDEN_BOOT_SCRAPE.indexOf(REGISTER_FAILURES_HELP);
+    expect(at).toBeGreaterThan(0);
+    const golden = GOLDEN_BOOT_SCRAPE.slice(0, at) + GOLDEN_PUSH_FAMILY + GOLDEN_BOOT_SCRAPE.slice(at);
+    expect(res.body).toBe(golden + GOLDEN_SIGNALS);
+    expect(parseExposition(res.body)).toEqual(parseExposition(golden + GOLDEN_SIGNALS));
+    await relay.relay.push.close();
   });
 });
 
