@@ -103,6 +103,11 @@ export function createPipeline(deps: PipelineDeps): {
 
   return {
     onRequest(req, res) {
+      if (missingHost(req)) {
+        deps.metrics.httpError('bad_request_400');
+        sendError(res, 400, MISSING_HOST_BODY);
+        return;
+      }
       const path = pathOf(req.url);
       if (path === HEALTH_PATH) {
         res.writeHead(200, JSON_HEADERS);
@@ -135,6 +140,11 @@ export function createPipeline(deps: PipelineDeps): {
       socket.on('error', () => {
         // Resets and the like: 'close' follows and does the accounting.
       });
+      if (missingHost(req)) {
+        deps.metrics.httpError('bad_request_400');
+        writeRawError(socket, 400, MISSING_HOST_BODY);
+        return;
+      }
       const path = pathOf(req.url);
       if (path === HEALTH_PATH) {
         writeRaw(socket, 200, HEALTH_RAW_HEADERS, deps.health());
@@ -195,6 +205,9 @@ const UPGRADE_REQUIRED: HandshakeFailure = {
  * tokens (426), method (405), version exactly "13" (400), key (400). `ws` accepts version 8 and
  * answers 400 for a non-websocket Upgrade, so the relay checks first. */
 function handshakeFailure(req: IncomingMessage): HandshakeFailure | null {
+  if (req.httpVersionMajor < 1 || (req.httpVersionMajor === 1 && req.httpVersionMinor < 1)) {
+    return { ...UPGRADE_REQUIRED, body: 'websocket handshake requires HTTP/1.1 or later\n' };
+  }
   if (!hasToken(req.headers.connection, 'upgrade') || !hasToken(req.headers.upgrade, 'websocket')) {
     return UPGRADE_REQUIRED;
   }
@@ -212,6 +225,13 @@ function handshakeFailure(req: IncomingMessage): HandshakeFailure | null {
     return { reason: 'bad_key_400', status: 400, body: 'missing or invalid Sec-WebSocket-Key\n', headers: {} };
   }
   return null;
+}
+
+const MISSING_HOST_BODY = 'missing required Host header\n';
+
+/** HTTP/1.1 requires a Host header; Go's server (the reference) answers 400 before any route. */
+function missingHost(req: IncomingMessage): boolean {
+  return req.httpVersionMajor === 1 && req.httpVersionMinor >= 1 && req.headers.host === undefined;
 }
 
 function hasToken(header: string | undefined, token: string): boolean {
