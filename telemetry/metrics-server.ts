@@ -21,7 +21,9 @@ const gzip = promisify(zlib.gzip);
 
 export interface MetricsServer {
   address(): { host: string; port: number };
-  close(): Promise<void>;
+  /** Stops listening; requests in flight get `graceMs` (default 2 s) to finish, then every
+   * remaining connection is closed. */
+  close(graceMs?: number): Promise<void>;
   /**
    * Errors of the listening socket after start (e.g. accept failing with EMFILE). Without a
    * registered listener they are logged as warn `metrics_listener_error` (addr, err) and the listener
@@ -31,6 +33,8 @@ export interface MetricsServer {
 }
 
 export const METRICS_PATH = '/metrics';
+/** How long close() lets requests in flight finish before dropping their connections. */
+export const CLOSE_GRACE_MS = 2_000;
 export const METRICS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
 const TEXT_CONTENT_TYPE = 'text/plain; charset=utf-8';
 
@@ -122,13 +126,15 @@ export async function startMetricsServer(
       if (addr === null || typeof addr === 'string') return { host: bare, port };
       return { host: addr.address, port: addr.port };
     },
-    close() {
+    close(graceMs = CLOSE_GRACE_MS) {
       closed ??= new Promise<void>((resolve) => {
         state.closing = true;
         server.close(() => resolve());
         // Keep-alive sockets with no request in flight would otherwise hold close() open for up to
         // keepAliveTimeout; sockets mid-request finish their response (sent with Connection: close).
         server.closeIdleConnections();
+        // A client that never completes its request must not hold the shutdown open.
+        setTimeout(() => server.closeAllConnections(), graceMs).unref();
       });
       return closed;
     },
