@@ -36,8 +36,11 @@ export interface RelayConfig {
   listen: ListenAddress;
   tlsCertFile: string | null;
   tlsKeyFile: string | null;
+  /** Autocert mode: the certificate's only name, lowercase without a trailing dot; '' otherwise. */
   domain: string;
   certCache: string;
+  /** Autocert mode: the ACME directory URL (--acme-directory). */
+  acmeDirectory: string;
   httpsListen: ListenAddress;
   httpListen: ListenAddress;
   httpsProxyProtocol: boolean;
@@ -78,7 +81,6 @@ export const REFUSAL_EVENTS = {
   commandLine: 'refusing to start: invalid command line',
   noMode: 'refusing to start: no listener mode',
   conflictingFlags: 'refusing to start: conflicting flags',
-  autocertUnsupported: 'refusing to start: autocert mode not supported in this build',
   invalidFlagValue: 'refusing to start: invalid flag value',
   invalidListenerAddress: 'refusing to start: invalid listener address',
   invalidMetricsListen: 'refusing to start: invalid --metrics-listen address',
@@ -102,6 +104,8 @@ export const FCM_URL_REFUSAL_REASON =
 export const FCM_TOKEN_URI_REFUSAL_REASON =
   'the key\'s token_uri is not an absolute http:// or https:// URL without user info, query or fragment (value withheld)';
 export const FCM_REFUSAL_REASON = 'not a service-account JSON key (value withheld)';
+/** Let's Encrypt production (--acme-directory default). */
+export const DEFAULT_ACME_DIRECTORY = 'https://acme-v02.api.letsencrypt.org/directory';
 export const METRICS_LISTEN_FIX =
   'use a loopback IP literal with a non-zero port, e.g. 127.0.0.1:9090 or [::1]:9090, or --metrics-listen="" to disable';
 
@@ -120,6 +124,7 @@ type FlagName =
   | 'tls-key'
   | 'domain'
   | 'cert-cache'
+  | 'acme-directory'
   | 'https-listen'
   | 'http-listen'
   | 'https-proxy-protocol'
@@ -158,8 +163,9 @@ const FLAG_SPECS: readonly FlagSpec[] = [
   { name: 'insecure-listen', kind: 'addr', arg: 'ADDR', def: '', help: 'plain-HTTP mode: listen address, behind a TLS-terminating proxy' },
   { name: 'tls-cert', kind: 'string', arg: 'FILE', def: '', help: 'static-TLS mode: PEM certificate chain (requires --tls-key; listens on --https-listen)' },
   { name: 'tls-key', kind: 'string', arg: 'FILE', def: '', help: 'static-TLS mode: PEM private key (requires --tls-cert)' },
-  { name: 'domain', kind: 'string', arg: 'D', def: '', help: "autocert mode: public domain for Let's Encrypt (not supported in this build)" },
-  { name: 'cert-cache', kind: 'string', arg: 'DIR', def: '', defShown: '$HOME/.pyrycode-relay/certs', help: 'ACME certificate cache directory (autocert mode)' },
+  { name: 'domain', kind: 'string', arg: 'D', def: '', help: 'autocert mode: the public domain; its certificate comes from the ACME CA (HTTP-01 on --http-listen, TLS-ALPN-01 on --https-listen)' },
+  { name: 'cert-cache', kind: 'string', arg: 'DIR', def: '', defShown: '$HOME/.pyrycode-relay/certs', help: 'ACME certificate cache directory, mode 0700 (autocert mode)' },
+  { name: 'acme-directory', kind: 'string', arg: 'URL', def: DEFAULT_ACME_DIRECTORY, help: 'ACME directory URL, https:// (autocert mode only)' },
   { name: 'https-listen', kind: 'addr', arg: 'ADDR', def: ':443', help: 'HTTPS listener address (static-TLS and autocert modes)' },
   { name: 'http-listen', kind: 'addr', arg: 'ADDR', def: ':80', help: 'ACME HTTP-01 listener address (autocert mode only)' },
   { name: 'https-proxy-protocol', kind: 'bool', arg: '', def: 'false', help: 'require a PROXY v2 header on the HTTPS listener (autocert mode only)' },
@@ -434,6 +440,33 @@ function checkMetricsListen(s: string): Check<ListenAddress> {
   return { ok: true, value: { host, port } };
 }
 
+/**
+ * --domain: a DNS name (letters, digits, hyphens; labels of 1-63 characters; at most 253 in all),
+ * not an IP address; returned lowercase without a trailing dot. The ACME CA decides whether it
+ * issues for the name (public CAs need a registered domain; a test CA may take `localhost`).
+ */
+function checkDomain(s: string): Check<string> {
+  if (s === '') return { ok: false, reason: 'must not be empty' };
+  if (isIPv4(s) || isIPv6(s) || s.startsWith('[')) return { ok: false, reason: 'must be a DNS name, not an IP address' };
+  if (s.includes('*')) return { ok: false, reason: 'wildcard names are not supported (HTTP-01 and TLS-ALPN-01 cannot validate them)' };
+  const name = s.toLowerCase().replace(/\.$/, '');
+  if (name.length > 253 || !HOSTNAME_RE.test(name)) return { ok: false, reason: 'not a valid DNS name' };
+  const labels = name.split('.');
+  if (/^[0-9]+$/.test(labels[labels.length - 1]!)) return { ok: false, reason: 'the last label must not be all digits' };
+  return { ok: true, value: name };
+}
+
+/** --acme-directory: an absolute https:// URL without user info or fragment (RFC 8555 6.1). */
+function checkAcmeDirectory(s: string): boolean {
+  let u: URL;
+  try {
+    u = new URL(s);
+  } catch {
+    return false;
+  }
+  return u.protocol === 'https:' && u.hostname !== '' && u.username === '' && u.password === '' && u.hash === '' && !s.includes('#');
+}
+
 /** Renders a ListenAddress the way it is written on the command line (`:443`, `[::1]:9090`). */
 export function formatListenAddress(a: ListenAddress): string {
   return a.host.includes(':') ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`;
@@ -525,8 +558,8 @@ function modeFlag(set: Map<FlagName, string>): { insecure: boolean; tls: string 
  * Order (first failure wins): flag syntax (Go `flag` rules; positional arguments refused) →
  * help / --version → listener mode (exactly one of --insecure-listen, --tls-cert+--tls-key,
  * --domain; a mode counts as chosen when its flag is passed, even with an empty value) → flags that
- * do not apply to the chosen mode (explicitly passed, even if equal to the default) → --domain
- * unsupported → flag values (TLS file names, integers, durations, --log-format) → listener
+ * do not apply to the chosen mode (explicitly passed, even if equal to the default) → flag values
+ * (TLS file names; --domain, --cert-cache, --acme-directory; integers, durations, --log-format) → listener
  * addresses → --metrics-listen → env vars (PRODUCTION, SINGLE_INSTANCE, FCM_CREDENTIALS) →
  * single-instance check → production forbids --insecure-listen.
  *
@@ -599,7 +632,7 @@ function buildConfig(
     });
   }
   if (m.insecure) {
-    for (const f of ['https-listen', 'http-listen', 'https-proxy-protocol'] as const) {
+    for (const f of ['https-listen', 'http-listen', 'https-proxy-protocol', 'acme-directory'] as const) {
       if (set.has(f)) {
         refuse(REFUSAL_EVENTS.conflictingFlags, {
           reason: `--${f} cannot be used with --insecure-listen (it applies only to TLS modes)`,
@@ -608,7 +641,7 @@ function buildConfig(
     }
   }
   if (m.tls !== null) {
-    for (const f of ['http-listen', 'https-proxy-protocol'] as const) {
+    for (const f of ['http-listen', 'https-proxy-protocol', 'acme-directory'] as const) {
       if (set.has(f)) {
         refuse(REFUSAL_EVENTS.conflictingFlags, {
           reason: `--${f} applies only to --domain (autocert mode), not to --tls-cert/--tls-key`,
@@ -616,13 +649,7 @@ function buildConfig(
       }
     }
   }
-  if (m.domain) {
-    refuse(REFUSAL_EVENTS.autocertUnsupported, {
-      reason: 'the ACME autocert mode (--domain) is not implemented in this build',
-      fix: 'serve TLS from PEM files with --tls-cert FILE --tls-key FILE, or run --insecure-listen ADDR behind a TLS-terminating proxy',
-    });
-  }
-  const mode: Mode = m.insecure ? 'insecure' : 'tls';
+  const mode: Mode = m.insecure ? 'insecure' : m.domain ? 'autocert' : 'tls';
 
   // Flag values.
   const invalidValue = (name: FlagName, value: string, reason: string, fix: string): never =>
@@ -630,6 +657,23 @@ function buildConfig(
   if (mode === 'tls') {
     for (const f of ['tls-cert', 'tls-key'] as const) {
       if (get(f) === '') invalidValue(f, '', 'must not be empty', `pass the path of a PEM file, e.g. --${f}=/etc/relay/${f === 'tls-cert' ? 'cert' : 'key'}.pem`);
+    }
+  }
+  let domain = '';
+  if (mode === 'autocert') {
+    const c = checkDomain(get('domain'));
+    if (!c.ok) invalidValue('domain', get('domain'), c.reason, 'pass the public DNS name the certificate is for, e.g. --domain=relay.example.com');
+    else domain = c.value;
+    if (set.has('cert-cache') && get('cert-cache') === '') {
+      invalidValue('cert-cache', '', 'must not be empty', 'pass a directory for the ACME account and certificate, e.g. --cert-cache=/var/lib/relay/autocert');
+    }
+    if (!checkAcmeDirectory(get('acme-directory'))) {
+      invalidValue(
+        'acme-directory',
+        get('acme-directory'),
+        'not an absolute https:// URL without user info or fragment',
+        `pass the CA's ACME directory URL, e.g. --acme-directory=${DEFAULT_ACME_DIRECTORY}`,
+      );
     }
   }
   const ints = new Map<FlagName, number>();
@@ -714,8 +758,9 @@ function buildConfig(
     listen: insecureListen ?? httpsListen,
     tlsCertFile: mode === 'tls' ? get('tls-cert') : null,
     tlsKeyFile: mode === 'tls' ? get('tls-key') : null,
-    domain: get('domain'),
+    domain,
     certCache,
+    acmeDirectory: get('acme-directory'),
     httpsListen,
     httpListen,
     httpsProxyProtocol: get('https-proxy-protocol') === 'true',
@@ -768,7 +813,7 @@ export function usage(): string {
     '',
     'Content-blind WebSocket relay between a pyry binary and its phones.',
     'Exactly one listener mode is required: --insecure-listen ADDR, --tls-cert FILE with',
-    '--tls-key FILE, or --domain D (autocert; not supported in this build).',
+    "--tls-key FILE, or --domain D (TLS with a certificate from an ACME CA such as Let's Encrypt).",
     '',
     'Flags (-name or --name; values as --name=value or --name value; booleans as --name or',
     '--name=true|false; durations in Go syntax such as 250ms, 30s, 1m30s, from 1ms to 24h):',

@@ -8,11 +8,22 @@ import { homedir } from 'node:os';
 import type { Server } from 'node:http';
 import { createSecureContext } from 'node:tls';
 import { buildTelemetry, parseOtelEnv, type MetricsServer, type Telemetry } from '../telemetry/index.js';
-import { formatListenAddress, parseConfig, parsePushEnv, REFUSAL_EVENTS, type RelayConfig } from './config.js';
+import { AutocertManager } from './autocert.js';
+import { prepareCertCache } from './cert-cache.js';
+import { formatListenAddress, parseConfig, parsePushEnv, REFUSAL_EVENTS, type ListenAddress, type RelayConfig } from './config.js';
 import { formatDuration } from './duration.js';
-import { closeServer, createPlainServer, createTlsServer, listen } from './listeners.js';
+import {
+  checkListenerPorts,
+  closeServer,
+  createPlainServer,
+  createSecureServer,
+  createTlsServer,
+  listen,
+  requireHost,
+} from './listeners.js';
 import { createLogger, type Logger } from './log.js';
 import { preflight, readProcessFacts } from './preflight.js';
+import { requireProxyV2 } from './proxy-protocol.js';
 import { PUSH_CLOSE_TIMEOUT_MS } from './push-waker.js';
 import { Relay } from './relay.js';
 import { registerRuntimeMetrics } from './runtime-metrics.js';
@@ -62,6 +73,25 @@ async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
   }
   if (config.fcmCredentials === null) log.info('push off: PYRYCODE_RELAY_FCM_CREDENTIALS unset');
 
+  // Autocert mode: the cache directory (0700 rules) and a cached certificate, before anything
+  // listens. A failure here is a setup failure (exit 1), not a refused configuration.
+  let autocert: AutocertManager | null = null;
+  if (config.mode === 'autocert') {
+    try {
+      await prepareCertCache(config.certCache, log);
+      autocert = new AutocertManager({
+        domain: config.domain,
+        cacheDir: config.certCache,
+        directoryUrl: config.acmeDirectory,
+        log,
+      });
+      await autocert.loadCached();
+    } catch (err) {
+      log.error('autocert setup failed', { cert_cache: config.certCache, err: errText(err) });
+      return EXIT_LISTENER_FAILED;
+    }
+  }
+
   const telemetry = buildTelemetry({
     serviceVersion: VERSION,
     env,
@@ -93,8 +123,41 @@ async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
     log,
   );
   if (config.metricsRuntime) registerRuntimeMetrics(telemetry.meter);
-  const server = tls === null ? createPlainServer() : createTlsServer(tls.cert, tls.key);
-  relay.attach(server);
+  // The public listener; in autocert mode HTTPS with the Host check (and PROXY v2 if asked for),
+  // plus the HTTP-01 listener that answers only ACME challenges.
+  let server: Server;
+  let acmeServer: Server | null = null;
+  if (autocert !== null) {
+    const secure = createSecureServer(autocert.tlsOptions());
+    server = secure as unknown as Server;
+    relay.attach(server);
+    requireHost(server, config.domain);
+    if (config.httpsProxyProtocol) requireProxyV2(secure);
+    acmeServer = createPlainServer();
+    acmeServer.on('request', autocert.httpChallengeHandler);
+    acmeServer.on('upgrade', autocert.httpUpgradeHandler);
+  } else {
+    server = tls === null ? createPlainServer() : createTlsServer(tls.cert, tls.key);
+    relay.attach(server);
+  }
+  const servers = acmeServer === null ? [server] : [acmeServer, server];
+
+  // Listener port allowlist (relay-behaviour.md 6.4): what is about to be bound against what the
+  // flags call for.
+  const expectedPorts = [config.listen.port];
+  if (config.mode === 'autocert') expectedPorts.push(config.httpListen.port);
+  if (config.metricsListen !== null) expectedPorts.push(config.metricsListen.port);
+  const bindings: ListenAddress[] = [config.listen];
+  if (acmeServer !== null) bindings.push(config.httpListen);
+  if (config.metricsListen !== null) bindings.push(config.metricsListen);
+  const ports = checkListenerPorts(expectedPorts, bindings.map((b) => b.port));
+  if (ports !== null) {
+    log.error('refusing to start: unexpected listener ports', {
+      unexpected_ports: ports.unexpected.join(','),
+      expected_ports: ports.expected.join(','),
+    });
+    return EXIT_REFUSED;
+  }
 
   // What ends the run: the first SIGTERM/SIGINT, or the first listener error.
   let stopWith: (trigger: 'signal' | 'listener') => void = () => {};
@@ -107,18 +170,34 @@ async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
   process.on('SIGINT', () => {});
 
   const listenText = formatListenAddress(config.listen);
-  log.info('starting', { version: VERSION, mode: config.mode, listen: listenText });
-  let metricsServer: MetricsServer | null = null;
-  try {
-    await listen(server, config.listen.host, config.listen.port);
-  } catch (err) {
-    log.error('listener failed', { addr: listenText, err: errText(err) });
-    return shutdown(relay, server, null, telemetry, config, log, 'listener');
+  if (config.mode === 'autocert') {
+    log.info('starting', {
+      version: VERSION,
+      mode: config.mode,
+      domain: config.domain,
+      cert_cache: config.certCache,
+      https_proxy_protocol: config.httpsProxyProtocol,
+    });
+  } else {
+    log.info('starting', { version: VERSION, mode: config.mode, listen: listenText });
   }
-  server.on('error', (err) => {
-    log.error('listener failed', { addr: listenText, err: errText(err) });
-    stopWith('listener');
-  });
+  let metricsServer: MetricsServer | null = null;
+  // The HTTP-01 listener first: it must answer before a certificate is ordered.
+  const publicListeners: [Server, ListenAddress][] = [[server, config.listen]];
+  if (acmeServer !== null) publicListeners.unshift([acmeServer, config.httpListen]);
+  for (const [srv, address] of publicListeners) {
+    const addrText = formatListenAddress(address);
+    try {
+      await listen(srv, address.host, address.port);
+    } catch (err) {
+      log.error('listener failed', { addr: addrText, err: errText(err) });
+      return shutdown(relay, servers, null, autocert, telemetry, config, log, 'listener');
+    }
+    srv.on('error', (err) => {
+      log.error('listener failed', { addr: addrText, err: errText(err) });
+      stopWith('listener');
+    });
+  }
   if (config.metricsListen !== null) {
     const metricsText = formatListenAddress(config.metricsListen);
     log.info('starting metrics listener', { listen: metricsText });
@@ -126,7 +205,7 @@ async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
       metricsServer = await telemetry.startMetricsServer(config.metricsListen.host, config.metricsListen.port);
     } catch (err) {
       log.error('listener failed', { addr: metricsText, err: errText(err) });
-      return shutdown(relay, server, null, telemetry, config, log, 'listener');
+      return shutdown(relay, servers, null, autocert, telemetry, config, log, 'listener');
     }
     metricsServer.onError((err) => {
       log.error('listener failed', { addr: metricsText, err: errText(err) });
@@ -134,14 +213,18 @@ async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
     });
   }
 
+  // Listeners are up: order a certificate now if there is no usable cached one, and keep renewing.
+  autocert?.start();
+
   const trigger = await stopped;
-  return shutdown(relay, server, metricsServer, telemetry, config, log, trigger);
+  return shutdown(relay, servers, metricsServer, autocert, telemetry, config, log, trigger);
 }
 
 async function shutdown(
   relay: Relay,
-  server: Server,
+  servers: Server[],
   metricsServer: MetricsServer | null,
+  autocert: AutocertManager | null,
   telemetry: Telemetry,
   config: RelayConfig,
   log: Logger,
@@ -155,12 +238,21 @@ async function shutdown(
     log.info('readiness failed; waiting before closing peers', { duration: formatDuration(config.drainDelayMs) });
     await new Promise((resolve) => setTimeout(resolve, config.drainDelayMs));
   }
-  const listenersClosed = closeServer(server);
+  autocert?.stop();
+  const deadline = Date.now() + config.shutdownTimeoutMs;
+  const listenersClosed = Promise.all(servers.map((server) => closeServer(server)));
   const complete = await relay.drain(config.shutdownTimeoutMs);
-  if (complete) {
+  // Plain HTTP requests still in flight get what is left of the deadline, like the WebSockets; a
+  // client that never finishes its request must not hold the process (once a server is closed,
+  // Node no longer runs its header timeout, so closeServer would wait for that client forever).
+  const listenersDone = await Promise.race([
+    listenersClosed.then(() => true),
+    new Promise<boolean>((resolve) => setTimeout(() => resolve(false), Math.max(0, deadline - Date.now())).unref()),
+  ]);
+  if (complete && listenersDone) {
     log.info('shutdown complete');
   } else {
-    server.closeAllConnections();
+    for (const server of servers) server.closeAllConnections();
     log.warn('shutdown deadline exceeded; force-closed listeners');
     log.warn('drain incomplete');
   }

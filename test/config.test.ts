@@ -47,6 +47,7 @@ const DEFAULTS: RelayConfig = {
   tlsKeyFile: null,
   domain: '',
   certCache: '/home/relay/.pyrycode-relay/certs',
+  acmeDirectory: 'https://acme-v02.api.letsencrypt.org/directory',
   httpsListen: { host: '', port: 443 },
   httpListen: { host: '', port: 80 },
   httpsProxyProtocol: false,
@@ -339,21 +340,77 @@ describe('listener mode and conflicting flags', () => {
     ['tls + --http-listen', [...TLS, '--http-listen', ':8080'], REFUSAL_EVENTS.conflictingFlags, conflicting('--http-listen applies only to --domain (autocert mode), not to --tls-cert/--tls-key')],
     ['tls + --https-proxy-protocol', [...TLS, '--https-proxy-protocol'], REFUSAL_EVENTS.conflictingFlags, conflicting('--https-proxy-protocol applies only to --domain (autocert mode), not to --tls-cert/--tls-key')],
     ['tls + --https-proxy-protocol=false', [...TLS, '--https-proxy-protocol=false'], REFUSAL_EVENTS.conflictingFlags, conflicting('--https-proxy-protocol applies only to --domain (autocert mode), not to --tls-cert/--tls-key')],
+    ['insecure + --acme-directory', [...INSECURE, '--acme-directory', 'https://ca.example/dir'], REFUSAL_EVENTS.conflictingFlags, conflicting('--acme-directory cannot be used with --insecure-listen (it applies only to TLS modes)')],
+    ['tls + --acme-directory', [...TLS, '--acme-directory', 'https://ca.example/dir'], REFUSAL_EVENTS.conflictingFlags, conflicting('--acme-directory applies only to --domain (autocert mode), not to --tls-cert/--tls-key')],
   ])('%s', (_name, argv, event, fields) => {
     expect(refuse(argv)).toEqual({ kind: 'refuse', event, fields, logFormat: 'text' });
   });
 
-  const autocert: LogFields = {
-    reason: 'the ACME autocert mode (--domain) is not implemented in this build',
-    fix: 'serve TLS from PEM files with --tls-cert FILE --tls-key FILE, or run --insecure-listen ADDR behind a TLS-terminating proxy',
-  };
-  it.each<[string, string[]]>([
-    ['--domain alone', ['--domain', 'relay.example.com']],
-    ['the Fly production argv', ['--domain', 'pyrycode-relay.pyryco.de', '--cert-cache', '/var/lib/relay/autocert', '--http-listen=:8080', '--https-listen=:8443', '--https-proxy-protocol']],
-    ['--domain with an invalid value elsewhere (mode checks come first)', ['--domain', 'd', '--max-connections', '0']],
-    ['--domain=""', ['--domain=']],
-  ])('autocert unsupported: %s', (_name, argv) => {
-    expect(refuse(argv)).toEqual({ kind: 'refuse', event: REFUSAL_EVENTS.autocertUnsupported, fields: autocert, logFormat: 'text' });
+  it('--domain alone: autocert mode with the default listeners, cache and ACME directory', () => {
+    expect(run(['--domain', 'relay.example.com'])).toEqual({
+      ...DEFAULTS,
+      mode: 'autocert',
+      listen: { host: '', port: 443 },
+      domain: 'relay.example.com',
+    });
+  });
+
+  it('the Fly production argv', () => {
+    const c = run(['--domain', 'pyrycode-relay.pyryco.de', '--cert-cache', '/var/lib/relay/autocert', '--http-listen=:8080', '--https-listen=:8443', '--https-proxy-protocol']);
+    expect(c).toMatchObject({
+      mode: 'autocert',
+      domain: 'pyrycode-relay.pyryco.de',
+      certCache: '/var/lib/relay/autocert',
+      httpListen: { host: '', port: 8080 },
+      httpsListen: { host: '', port: 8443 },
+      listen: { host: '', port: 8443 },
+      httpsProxyProtocol: true,
+    });
+  });
+
+  it('--domain is lowercased without a trailing dot; --acme-directory is taken as given', () => {
+    const c = run(['--domain', 'Relay.Example.COM.', '--acme-directory', 'https://127.0.0.1:14000/dir']);
+    expect(c.domain).toBe('relay.example.com');
+    expect(c.acmeDirectory).toBe('https://127.0.0.1:14000/dir');
+    expect(run(['--domain', 'localhost']).domain).toBe('localhost');
+  });
+
+  const badDomain = (value: string, reason: string): LogFields => ({
+    flag: '--domain',
+    value,
+    reason,
+    fix: 'pass the public DNS name the certificate is for, e.g. --domain=relay.example.com',
+  });
+  const badDirectory = (value: string): LogFields => ({
+    flag: '--acme-directory',
+    value,
+    reason: 'not an absolute https:// URL without user info or fragment',
+    fix: 'pass the CA\'s ACME directory URL, e.g. --acme-directory=https://acme-v02.api.letsencrypt.org/directory',
+  });
+  it.each<[string, string[], LogFields]>([
+    ['--domain=""', ['--domain='], badDomain('', 'must not be empty')],
+    ['an IPv4 address', ['--domain', '203.0.113.1'], badDomain('203.0.113.1', 'must be a DNS name, not an IP address')],
+    ['an IPv6 address', ['--domain', '::1'], badDomain('::1', 'must be a DNS name, not an IP address')],
+    ['a wildcard', ['--domain', '*.example.com'], badDomain('*.example.com', 'wildcard names are not supported (HTTP-01 and TLS-ALPN-01 cannot validate them)')],
+    ['a port', ['--domain', 'relay.example.com:443'], badDomain('relay.example.com:443', 'not a valid DNS name')],
+    ['an underscore', ['--domain', 'my_relay.example.com'], badDomain('my_relay.example.com', 'not a valid DNS name')],
+    ['all-digit last label', ['--domain', 'relay.123'], badDomain('relay.123', 'the last label must not be all digits')],
+    ['http:// directory', ['--domain', 'd.example', '--acme-directory', 'http://ca.example/dir'], badDirectory('http://ca.example/dir')],
+    ['relative directory', ['--domain', 'd.example', '--acme-directory', '/dir'], badDirectory('/dir')],
+    ['empty directory', ['--domain', 'd.example', '--acme-directory='], badDirectory('')],
+    ['directory with user info', ['--domain', 'd.example', '--acme-directory', 'https://u:p@ca.example/dir'], badDirectory('https://u:p@ca.example/dir')],
+    ['--cert-cache=""', ['--domain', 'd.example', '--cert-cache='], {
+      flag: '--cert-cache',
+      value: '',
+      reason: 'must not be empty',
+      fix: 'pass a directory for the ACME account and certificate, e.g. --cert-cache=/var/lib/relay/autocert',
+    }],
+  ])('autocert flag values: %s', (_name, argv, fields) => {
+    expect(refuse(argv)).toEqual({ kind: 'refuse', event: REFUSAL_EVENTS.invalidFlagValue, fields, logFormat: 'text' });
+  });
+
+  it('--domain with an invalid value elsewhere: the mode is accepted, the other value refused', () => {
+    expect(refuse(['--domain', 'd.example', '--max-connections', '0']).fields).toMatchObject({ flag: '--max-connections' });
   });
 
   it('--insecure-listen with --cert-cache is accepted (not a listener flag)', () => {
