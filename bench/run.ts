@@ -17,11 +17,13 @@ const here = dirname(fileURLToPath(import.meta.url)); // dist/bench
 const repoRoot = join(here, '..', '..');
 
 const PLAN = quick
-  ? { warmupMs: 100, measureMs: 300, repeats: 1, idle: [1_000, 2_000], upgrades: 500, latencyMs: 1_500, scrapes: 30 }
-  : { warmupMs: 500, measureMs: 2_000, repeats: 3, idle: [1_000, 5_000], upgrades: 2_000, latencyMs: 5_000, scrapes: 100 };
+  ? { warmupMs: 100, measureMs: 200, repeats: 1, idle: [1_000, 2_000], upgrades: 500, latencyMs: 1_500, scrapes: 30 }
+  : { warmupMs: 500, measureMs: 2_000, repeats: 3, idle: [1_000, 5_000], upgrades: 2_000, latencyMs: 4_000, scrapes: 100 };
 
-type TargetName = 'bare' | 'relay_off' | 'relay_on';
-const TARGETS: TargetName[] = ['bare', 'relay_off', 'relay_on'];
+/** relay_off_twin is a second, identical metrics-off relay: the A/A pair (relay_off vs
+ * relay_off_twin) measures this machine's run-to-run noise, the floor under every other ratio. */
+type TargetName = 'bare' | 'relay_off' | 'relay_on' | 'relay_off_twin';
+const TARGETS: TargetName[] = ['bare', 'relay_off', 'relay_on', 'relay_off_twin'];
 const TOPOLOGIES = [
   { name: '1 phone', ids: 1, phonesPerId: 1 },
   { name: '16 phones/1 id', ids: 1, phonesPerId: 16 },
@@ -140,10 +142,10 @@ for (const topo of TOPOLOGIES) {
           const cpu0 = cpuSeconds(pid);
           const run = await load({ cmd: 'throughput', direction, frameBytes: size, warmupMs: PLAN.warmupMs, measureMs: PLAN.measureMs });
           const cpuUs = ((cpuSeconds(pid) - cpu0) * 1e6) / Math.max(1, run.totalFrames!);
-          const entry = samples.get(key) ?? { bare: [], relay_off: [], relay_on: [] };
+          const entry = samples.get(key) ?? { bare: [], relay_off: [], relay_on: [], relay_off_twin: [] };
           entry[target].push(run.framesPerSec!);
           samples.set(key, entry);
-          const cpuEntry = cpuSamples.get(key) ?? { bare: [], relay_off: [], relay_on: [] };
+          const cpuEntry = cpuSamples.get(key) ?? { bare: [], relay_off: [], relay_on: [], relay_off_twin: [] };
           cpuEntry[target].push(cpuUs);
           cpuSamples.set(key, cpuEntry);
         }
@@ -152,9 +154,19 @@ for (const topo of TOPOLOGIES) {
     }
   }
   for (const [key, entry] of samples) {
-    throughput[key] = { bare: median(entry.bare), relay_off: median(entry.relay_off), relay_on: median(entry.relay_on) };
+    throughput[key] = {
+      bare: median(entry.bare),
+      relay_off: median(entry.relay_off),
+      relay_on: median(entry.relay_on),
+      relay_off_twin: median(entry.relay_off_twin),
+    };
     const c = cpuSamples.get(key)!;
-    cpuPerFrame[key] = { bare: median(c.bare), relay_off: median(c.relay_off), relay_on: median(c.relay_on) };
+    cpuPerFrame[key] = {
+      bare: median(c.bare),
+      relay_off: median(c.relay_off),
+      relay_on: median(c.relay_on),
+      relay_off_twin: median(c.relay_off_twin),
+    };
   }
 }
 results.throughput_frames_per_sec = throughput;
@@ -173,14 +185,25 @@ for (const target of ['bare', 'relay_on'] as const) {
   await load({ cmd: 'teardown' });
 }
 const rate = Math.max(100, Math.floor(Math.min(echoPeak.bare!, echoPeak.relay_on!) / 2));
+// Tail latency is sensitive to what else the machine does: interleave the repeats and keep, per
+// target, the run with the median p99.
+const latencyRuns: Record<string, Record<string, number>[]> = { bare: [], relay_on: [] };
+for (let repeat = 0; repeat < PLAN.repeats; repeat++) {
+  for (const target of ['bare', 'relay_on'] as const) {
+    await load({
+      cmd: 'setup',
+      topology: { target: target === 'bare' ? 'bare' : 'relay', port: servers.get(target)!.port, ids: 1, phonesPerId: 1 },
+    });
+    latencyRuns[target]!.push(
+      await load({ cmd: 'latency', ratePerSec: rate, frameBytes: 128, warmupMs: 500, measureMs: PLAN.latencyMs }),
+    );
+    await load({ cmd: 'teardown' });
+  }
+}
 const latency: Record<string, Record<string, number>> = {};
-for (const target of ['bare', 'relay_on'] as const) {
-  await load({
-    cmd: 'setup',
-    topology: { target: target === 'bare' ? 'bare' : 'relay', port: servers.get(target)!.port, ids: 1, phonesPerId: 1 },
-  });
-  latency[target] = await load({ cmd: 'latency', ratePerSec: rate, frameBytes: 128, warmupMs: 500, measureMs: PLAN.latencyMs });
-  await load({ cmd: 'teardown' });
+for (const [target, runs] of Object.entries(latencyRuns)) {
+  const sorted = [...runs].sort((a, b) => a.p99Ms! - b.p99Ms!);
+  latency[target] = sorted[Math.floor(sorted.length / 2)]!;
 }
 results.round_trip_peak_per_sec = echoPeak;
 results.latency_ms = latency;
@@ -261,11 +284,20 @@ const relayVsBare = throughput['p2b 128 B, 1 phone']!.relay_on / throughput['p2b
 const relayVsBareAll = Object.entries(throughput)
   .filter(([k]) => k.includes('128 B'))
   .map(([, t]) => t.relay_on / t.bare);
+// Per-core capacity: frames one core of the server carries = 1 / CPU per frame. It does not
+// depend on how fast the load generator is, which limits frames/s for small frames.
+const smallFrames = Object.entries(cpuPerFrame).filter(([k]) => k.includes('128 B'));
+const aaVsOff = Object.values(throughput).map((t) => t.relay_off_twin / t.relay_off);
 results.ratios = {
   metrics_on_vs_off: Math.min(...onVsOff),
   metrics_on_vs_off_median: median(onVsOff),
+  a_a_noise_min: Math.min(...aaVsOff),
+  a_a_noise_median: median(aaVsOff),
+  metrics_on_vs_off_per_core: Math.min(...Object.values(cpuPerFrame).map((c) => c.relay_off / c.relay_on)),
+  a_a_noise_per_core_min: Math.min(...Object.values(cpuPerFrame).map((c) => c.relay_off / c.relay_off_twin)),
   relay_vs_bare: Math.min(...relayVsBareAll),
   relay_vs_bare_1_phone_p2b: relayVsBare,
+  relay_vs_bare_per_core: Math.min(...smallFrames.map(([, c]) => c.bare / c.relay_on)),
   p99_relay_vs_bare: latency.relay_on!.p99Ms! / latency.bare!.p99Ms!,
 };
 const pkg = JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { version: string };
@@ -284,7 +316,7 @@ results.meta = {
 };
 
 const fmt = (n: number): string => (n >= 100 ? Math.round(n).toLocaleString('en-US') : n.toFixed(2));
-table.push(['scenario', 'bare', 'relay (metrics off)', 'relay (metrics on)', 'on/off', 'on/bare', 'CPU us/frame bare/off/on']);
+table.push(['scenario', 'bare', 'relay (metrics off)', 'relay (metrics on)', 'on/off', 'A/A', 'on/bare', 'CPU us/frame bare/off/on/off2']);
 for (const [key, t] of Object.entries(throughput)) {
   const c = cpuPerFrame[key]!;
   table.push([
@@ -293,8 +325,9 @@ for (const [key, t] of Object.entries(throughput)) {
     fmt(t.relay_off),
     fmt(t.relay_on),
     (t.relay_on / t.relay_off).toFixed(3),
+    (t.relay_off_twin / t.relay_off).toFixed(3),
     (t.relay_on / t.bare).toFixed(3),
-    `${c.bare.toFixed(2)} / ${c.relay_off.toFixed(2)} / ${c.relay_on.toFixed(2)}`,
+    `${c.bare.toFixed(2)} / ${c.relay_off.toFixed(2)} / ${c.relay_on.toFixed(2)} / ${c.relay_off_twin.toFixed(2)}`,
   ]);
 }
 const widths = table[0]!.map((_, c) => Math.max(...table.map((row) => row[c]!.length)));
@@ -349,25 +382,30 @@ function markdownReport(): string {
   };
   const lines: string[] = [];
   const pass = (ok: boolean): string => (ok ? 'met' : '**missed**');
+  // Two identical relays (A/A) differ by up to the noise floor; an on/off ratio above it is noise.
+  const noisy = (ratio: number, floor: number): string =>
+    ratio >= 0.97 ? 'met' : ratio >= floor ? '**missed**, inside the A/A noise floor (see below)' : '**missed**';
   lines.push(
     `Measured ${String(r.meta.date).slice(0, 10)} on ${String(r.meta.cpus)} × ${String(r.meta.cpu_model)}, Node ${String(r.meta.node)}, ` +
       `${String(r.meta.pinned)}; full run, median of ${PLAN.repeats} interleaved repeats, ${PLAN.measureMs / 1000} s each.`,
     '',
     '| Target | Measured | |',
     '|---|---|---|',
-    `| metrics on ≥ 0.97 × metrics off (throughput, lowest scenario) | ${r.ratios.metrics_on_vs_off!.toFixed(3)} (median ${r.ratios.metrics_on_vs_off_median!.toFixed(3)}) | ${pass(r.ratios.metrics_on_vs_off! >= 0.97)} |`,
+    `| metrics on ≥ 0.97 × metrics off (frames/s, lowest scenario) | ${r.ratios.metrics_on_vs_off!.toFixed(3)} (median ${r.ratios.metrics_on_vs_off_median!.toFixed(3)}); A/A noise floor: lowest ${r.ratios.a_a_noise_min!.toFixed(3)}, median ${r.ratios.a_a_noise_median!.toFixed(3)} | ${noisy(r.ratios.metrics_on_vs_off!, r.ratios.a_a_noise_min!)} |`,
+    `| metrics on ≥ 0.97 × metrics off (per-core capacity, lowest scenario) | ${r.ratios.metrics_on_vs_off_per_core!.toFixed(3)}; A/A noise floor: lowest ${r.ratios.a_a_noise_per_core_min!.toFixed(3)} | ${noisy(r.ratios.metrics_on_vs_off_per_core!, r.ratios.a_a_noise_per_core_min!)} |`,
     `| relay ≥ 0.80 × bare forwarder (128 B frames/s, lowest scenario) | ${r.ratios.relay_vs_bare!.toFixed(3)} | ${pass(r.ratios.relay_vs_bare! >= 0.8)} |`,
+    `| relay ≥ 0.80 × bare forwarder (128 B per-core capacity, lowest scenario) | ${r.ratios.relay_vs_bare_per_core!.toFixed(3)} | ${pass(r.ratios.relay_vs_bare_per_core! >= 0.8)} |`,
     `| p99 round trip at half load ≤ 1.5 × bare | ${r.ratios.p99_relay_vs_bare!.toFixed(3)} | ${pass(r.ratios.p99_relay_vs_bare! <= 1.5)} |`,
     `| memory per idle phone ≤ 16 KiB RSS at 5,000 | ${Math.round(r.memory.rss_bytes_per_idle_phone!).toLocaleString('en-US')} B at ${r.memory.idle_phones_measured} | ${pass(r.memory.rss_bytes_per_idle_phone! <= 16384)} |`,
     `| scrape < 5 ms with 5,000 connections, independent of connections | ${r.scrape.ms_at_5000!.toFixed(2)} ms (${r.scrape.ms_at_0!.toFixed(2)} ms at 0) | ${pass(r.scrape.ms_at_5000! < 5)} |`,
     '',
-    '| Scenario | bare frames/s | relay, metrics off | relay, metrics on | on/off | on/bare | server CPU µs/frame (bare / off / on) |',
-    '|---|---:|---:|---:|---:|---:|---|',
+    '| Scenario | bare frames/s | relay, metrics off | relay, metrics on | on/off | A/A (off twin/off) | on/bare | server CPU µs/frame (bare / off / on / off twin) |',
+    '|---|---:|---:|---:|---:|---:|---:|---|',
   );
   for (const [key, t] of Object.entries(throughput)) {
     const c = cpuPerFrame[key]!;
     lines.push(
-      `| ${key} | ${fmt(t.bare)} | ${fmt(t.relay_off)} | ${fmt(t.relay_on)} | ${(t.relay_on / t.relay_off).toFixed(3)} | ${(t.relay_on / t.bare).toFixed(3)} | ${c.bare.toFixed(2)} / ${c.relay_off.toFixed(2)} / ${c.relay_on.toFixed(2)} |`,
+      `| ${key} | ${fmt(t.bare)} | ${fmt(t.relay_off)} | ${fmt(t.relay_on)} | ${(t.relay_on / t.relay_off).toFixed(3)} | ${(t.relay_off_twin / t.relay_off).toFixed(3)} | ${(t.relay_on / t.bare).toFixed(3)} | ${c.bare.toFixed(2)} / ${c.relay_off.toFixed(2)} / ${c.relay_on.toFixed(2)} / ${c.relay_off_twin.toFixed(2)} |`,
     );
   }
   lines.push(

@@ -687,7 +687,12 @@ function buildConfig(
     } else if (spec.kind === 'duration') {
       const c = spec.allowZero === true && parseDuration(value) === 0 ? { ok: true as const, value: 0 } : checkDuration(value);
       if (!c.ok) {
-        invalidValue(spec.name, value, c.reason, `pass a Go duration from 1ms to 24h, e.g. --${spec.name}=${spec.def}`);
+        invalidValue(
+          spec.name,
+          value,
+          c.reason,
+          `pass a Go duration from ${spec.allowZero === true ? '0' : '1ms'} to 24h, e.g. --${spec.name}=${spec.def}`,
+        );
       } else durations.set(spec.name, c.value);
     }
   }
@@ -816,7 +821,8 @@ export function usage(): string {
     "--tls-key FILE, or --domain D (TLS with a certificate from an ACME CA such as Let's Encrypt).",
     '',
     'Flags (-name or --name; values as --name=value or --name value; booleans as --name or',
-    '--name=true|false; durations in Go syntax such as 250ms, 30s, 1m30s, from 1ms to 24h):',
+    '--name=true|false; durations in Go syntax such as 250ms, 30s, 1m30s, from 1ms to 24h,',
+    'and --drain-delay also takes 0):',
     ...rows.map((r) => r.left.padEnd(width) + r.right),
     '  -h, --help'.padEnd(width) + 'print this help and exit',
     '',
