@@ -16,6 +16,7 @@ import {
   type TestRelay,
 } from './helpers/relay.js';
 import { sleep, waitFor, withTimeout } from './helpers/wait.js';
+import { clientFrame, closeOf, parseServerFrames } from './helpers/reliability.js';
 
 let relay: TestRelay | undefined;
 const sockets: Socket[] = [];
@@ -208,37 +209,14 @@ async function rawUpgrade(port: number, path: string, headers: Record<string, st
   return { socket, data: () => (headerDone ? buf : Buffer.alloc(0)), ended: () => ended };
 }
 
-/** A masked client frame header (payload length < 126) followed by `payload` (masked). */
+/** A masked client frame: `announcedLength` is what the header claims (more than is sent, to stall). */
 function maskedFrame(fin: boolean, opcode: number, announcedLength: number, payload: Buffer): Buffer {
-  const mask = Buffer.from([0x12, 0x34, 0x56, 0x78]);
-  const masked = Buffer.from(payload.map((b, i) => b ^ mask[i % 4]!));
-  return Buffer.concat([Buffer.from([(fin ? 0x80 : 0) | opcode, 0x80 | announcedLength]), mask, masked]);
+  return clientFrame(opcode, payload, { fin, announced: announcedLength });
 }
 
-/** The first server close frame in `data`, if complete. Server frames are unmasked. */
+/** The first server close frame in `data`, if complete. */
 function parseCloseFrame(data: Buffer): { code: number; reason: string } | undefined {
-  let i = 0;
-  while (i + 2 <= data.length) {
-    const opcode = data[i]! & 0x0f;
-    let len = data[i + 1]! & 0x7f;
-    let off = i + 2;
-    if (len === 126) {
-      if (off + 2 > data.length) return undefined;
-      len = data.readUInt16BE(off);
-      off += 2;
-    } else if (len === 127) {
-      if (off + 8 > data.length) return undefined;
-      len = Number(data.readBigUInt64BE(off));
-      off += 8;
-    }
-    if (off + len > data.length) return undefined;
-    if (opcode === 0x8) {
-      const body = data.subarray(off, off + len);
-      return { code: body.length >= 2 ? body.readUInt16BE(0) : 1005, reason: body.subarray(2).toString('utf8') };
-    }
-    i = off + len;
-  }
-  return undefined;
+  return closeOf(parseServerFrames(data).find((f) => f.opcode === 0x8));
 }
 
 describe('per-message read deadline', () => {

@@ -23,6 +23,7 @@ import {
 } from './helpers/relay.js';
 import type { RelayOptions } from '../src/relay.js';
 import { sleep, waitFor, withTimeout } from './helpers/wait.js';
+import { clientFrame, closeOf, parseServerFrames } from './helpers/reliability.js';
 
 const PKG_VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string })
   .version;
@@ -172,34 +173,14 @@ async function rawWs(r: TestRelay, path: string, headers: Record<string, string>
   return { socket, data: () => buf, ended: () => ended };
 }
 
-/** A masked client frame (payload < 126 bytes). */
+/** A masked client frame: `announcedLength` is what the header claims. */
 function maskedFrame(fin: boolean, opcode: number, announcedLength: number, payload: Buffer): Buffer {
-  const mask = Buffer.from([0x12, 0x34, 0x56, 0x78]);
-  const masked = Buffer.from(payload.map((b, i) => b ^ mask[i % 4]!));
-  return Buffer.concat([Buffer.from([(fin ? 0x80 : 0) | opcode, 0x80 | announcedLength]), mask, masked]);
+  return clientFrame(opcode, payload, { fin, announced: announcedLength });
 }
 
 /** The code of the first close frame the relay sent on a raw socket, if complete. */
 function closeCodeIn(data: Buffer): number | undefined {
-  let i = 0;
-  while (i + 2 <= data.length) {
-    const opcode = data[i]! & 0x0f;
-    let len = data[i + 1]! & 0x7f;
-    let off = i + 2;
-    if (len === 126) {
-      if (off + 2 > data.length) return undefined;
-      len = data.readUInt16BE(off);
-      off += 2;
-    } else if (len === 127) {
-      if (off + 8 > data.length) return undefined;
-      len = Number(data.readBigUInt64BE(off));
-      off += 8;
-    }
-    if (off + len > data.length) return undefined;
-    if (opcode === 0x8) return len >= 2 ? data.readUInt16BE(off) : 1005;
-    i = off + len;
-  }
-  return undefined;
+  return closeOf(parseServerFrames(data).find((f) => f.opcode === 0x8))?.code;
 }
 
 /** A raw phone registered on `serverId` (a binary must hold it). */
