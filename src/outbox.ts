@@ -56,10 +56,6 @@ export class Outbox {
     return this.chargedBytes;
   }
 
-  get isStopped(): boolean {
-    return this.stopped;
-  }
-
   /** Queues a frame and/or a close directive (closeCode != 0). Never blocks. */
   enqueue(frame: Buffer | null, closeCode: number): EnqueueResult {
     if (this.stopped) {

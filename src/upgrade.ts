@@ -11,6 +11,7 @@ import type { ConnCap } from './conn-cap.js';
 import type { Logger } from './log.js';
 import type { Endpoint, RelayMetrics, UpgradeRejection } from './metrics.js';
 import type { RateLimiter } from './rate-limiter.js';
+import { HEALTH_HEADERS } from './health.js';
 import { NOT_FOUND_BODY, sendError, writeRaw, writeRawError } from './http-responses.js';
 
 export const SERVER_PATH = '/v1/server';
@@ -48,8 +49,10 @@ export interface PipelineDeps {
   onConnection(ws: WebSocket, admitted: AdmittedRequest, release: () => void): void;
 }
 
-const HEALTH_RAW_HEADERS = 'Content-Type: application/json; charset=utf-8\r\nCache-Control: no-store\r\n';
-const JSON_HEADERS = { 'Content-Type': 'application/json; charset=utf-8', 'Cache-Control': 'no-store' } as const;
+/** /healthz and /readyz headers (health.ts), as raw header lines for upgrade sockets. */
+const HEALTH_RAW_HEADERS = Object.entries(HEALTH_HEADERS)
+  .map(([name, value]) => `${name}: ${value}\r\n`)
+  .join('');
 
 export function createPipeline(deps: PipelineDeps): {
   onRequest(req: IncomingMessage, res: ServerResponse): void;
@@ -110,13 +113,13 @@ export function createPipeline(deps: PipelineDeps): {
       }
       const path = pathOf(req.url);
       if (path === HEALTH_PATH) {
-        res.writeHead(200, JSON_HEADERS);
+        res.writeHead(200, HEALTH_HEADERS);
         res.end(deps.health());
         return;
       }
       if (path === READY_PATH) {
         const { status, body } = deps.readiness();
-        res.writeHead(status, JSON_HEADERS);
+        res.writeHead(status, HEALTH_HEADERS);
         res.end(body);
         return;
       }

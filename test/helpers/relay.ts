@@ -49,11 +49,20 @@ export const TEST_RELAY_OPTIONS: RelayOptions = {
   rateLimitIntervalMs: 6_000,
 };
 
-export async function startRelay(overrides: Partial<RelayOptions> = {}): Promise<TestRelay> {
+/** `onLog`, when given, receives every log line instead of the relay keeping them (`logs` and
+ * `logText()` stay empty): a soak of many connections must not measure the test's own buffer. */
+export async function startRelay(
+  overrides: Partial<RelayOptions> = {},
+  onLog?: (line: LogLine) => void,
+): Promise<TestRelay> {
   const lines: string[] = [];
   const logs: LogLine[] = [];
   const log = createLogger('json', {
     write(line: string) {
+      if (onLog !== undefined) {
+        onLog(JSON.parse(line) as LogLine);
+        return;
+      }
       lines.push(line);
       logs.push(JSON.parse(line) as LogLine);
     },

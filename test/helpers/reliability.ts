@@ -5,11 +5,8 @@
 import { connect as netConnect, type Socket } from 'node:net';
 import v8 from 'node:v8';
 import vm from 'node:vm';
-import { buildTelemetry } from '../../telemetry/index.js';
-import { closeServer, createPlainServer, listen } from '../../src/listeners.js';
-import { createLogger } from '../../src/log.js';
-import { Relay, type RelayOptions } from '../../src/relay.js';
-import { sampleValue, TEST_RELAY_OPTIONS, type LogLine, type TestClient, type TestRelay } from './relay.js';
+import type { RelayOptions } from '../../src/relay.js';
+import { startRelay, type LogLine, type TestClient, type TestRelay } from './relay.js';
 import { waitFor, withTimeout } from './wait.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -488,46 +485,11 @@ export function jsonEqual(a: unknown, b: unknown): boolean {
   return true;
 }
 
-// ---------------------------------------------------------------------------------------------
-// A relay like startRelay()'s, but whose log lines are handed to a callback and not kept: a soak
-// of tens of thousands of connections must not measure the test's own log buffer as heap growth.
+// A relay whose log lines are handed to a callback and not kept: a soak of tens of thousands of
+// connections must not measure the test's own log buffer as heap growth.
 
-export async function startQuietRelay(overrides: Partial<RelayOptions>, onLog: (line: LogLine) => void): Promise<TestRelay> {
-  const log = createLogger('json', { write: (line: string) => onLog(JSON.parse(line) as LogLine) });
-  const telemetry = buildTelemetry({ serviceVersion: 'test', env: {}, prometheus: true, otlp: null, targetInfo: false, log });
-  const relay = new Relay({ ...TEST_RELAY_OPTIONS, ...overrides }, telemetry.meter, log);
-  const server = createPlainServer();
-  relay.attach(server);
-  const { port } = await listen(server, '127.0.0.1', 0);
-  const metricsServer = await telemetry.startMetricsServer('127.0.0.1', 0);
-  const scrape = (): Promise<string> => telemetry.scrape();
-  let closed = false;
-  return {
-    relay,
-    server,
-    telemetry,
-    metricsServer,
-    port,
-    httpUrl: `http://127.0.0.1:${port}`,
-    wsUrl: `ws://127.0.0.1:${port}`,
-    metricsUrl: `http://127.0.0.1:${metricsServer.address().port}/metrics`,
-    logs: [],
-    logText: () => '',
-    scrape,
-    async metric(series: string) {
-      return sampleValue(await scrape(), series);
-    },
-    async close() {
-      if (closed) return;
-      closed = true;
-      const closing = closeServer(server);
-      await relay.drain(2_000);
-      server.closeAllConnections();
-      await closing;
-      await metricsServer.close();
-      await telemetry.shutdown(1_000);
-    },
-  };
+export function startQuietRelay(overrides: Partial<RelayOptions>, onLog: (line: LogLine) => void): Promise<TestRelay> {
+  return startRelay(overrides, onLog);
 }
 
 // ---------------------------------------------------------------------------------------------
