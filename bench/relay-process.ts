@@ -7,7 +7,7 @@
 
 import { createNoopMeter } from '@opentelemetry/api';
 import { buildTelemetry } from '../telemetry/index.js';
-import { createPlainServer, listen } from '../src/listeners.js';
+import { createPlainServer, listen } from '../src/http/listeners.js';
 import { silentLogger } from '../src/log.js';
 import { Relay } from '../src/relay.js';
 

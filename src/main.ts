@@ -8,9 +8,9 @@ import { homedir } from 'node:os';
 import type { Server } from 'node:http';
 import { createSecureContext } from 'node:tls';
 import { buildTelemetry, parseOtelEnv, type MetricsServer, type Telemetry } from '../telemetry/index.js';
-import { AutocertManager } from './autocert.js';
-import { prepareCertCache } from './cert-cache.js';
-import { formatListenAddress, parseConfig, parsePushEnv, REFUSAL_EVENTS, type ListenAddress, type RelayConfig } from './config.js';
+import { AutocertManager } from './tls/autocert.js';
+import { prepareCertCache } from './tls/cert-cache.js';
+import { formatListenAddress, parseConfig, parsePushEnv, REFUSAL_EVENTS, type ListenAddress, type RelayConfig } from './config/config.js';
 import { formatDuration } from './duration.js';
 import {
   checkListenerPorts,
@@ -20,13 +20,13 @@ import {
   createTlsServer,
   listen,
   requireHost,
-} from './listeners.js';
+} from './http/listeners.js';
 import { createLogger, type Logger } from './log.js';
-import { preflight, readProcessFacts } from './preflight.js';
-import { requireProxyV2 } from './proxy-protocol.js';
-import { PUSH_CLOSE_TIMEOUT_MS } from './push-waker.js';
+import { preflight, readProcessFacts } from './config/preflight.js';
+import { requireProxyV2 } from './http/proxy-protocol.js';
+import { PUSH_CLOSE_TIMEOUT_MS } from './push/waker.js';
 import { Relay } from './relay.js';
-import { registerRuntimeMetrics } from './runtime-metrics.js';
+import { registerRuntimeMetrics } from './metrics/runtime.js';
 import { VERSION } from './version.js';
 
 const EXIT_OK = 0;

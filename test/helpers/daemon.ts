@@ -4,9 +4,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer, connect as netConnect } from 'node:net';
 import { fileURLToPath } from 'node:url';
+import { REPO_ROOT } from './repo.js';
 import { waitFor, withTimeout } from './wait.js';
 
-export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
+export { REPO_ROOT };
 export const DAEMON_MAIN = fileURLToPath(new URL('../../dist/src/main.js', import.meta.url));
 
 /** The parent's environment without anything that changes the daemon's configuration. */

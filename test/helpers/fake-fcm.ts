@@ -6,7 +6,7 @@
 import { createPublicKey, createVerify, generateKeyPairSync } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
-import type { FcmServiceAccount } from '../../src/config.js';
+import type { FcmServiceAccount } from '../../src/push/fcm.js';
 import { withTimeout } from './wait.js';
 
 export interface RecordedRequest {

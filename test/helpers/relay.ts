@@ -6,7 +6,7 @@ import { request as httpRequest } from 'node:http';
 import { connect as netConnect } from 'node:net';
 import WebSocket from 'ws';
 import { buildTelemetry, type MetricsServer, type Telemetry } from '../../telemetry/index.js';
-import { closeServer, createPlainServer, listen } from '../../src/listeners.js';
+import { closeServer, createPlainServer, listen } from '../../src/http/listeners.js';
 import { createLogger } from '../../src/log.js';
 import { DEFAULT_RELAY_OPTIONS, Relay, type RelayOptions } from '../../src/relay.js';
 import { waitFor, withTimeout } from './wait.js';

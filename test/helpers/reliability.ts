@@ -1,4 +1,4 @@
-// Shared tools for the reliability suite (test/reliability-*.test.ts): raw TCP/WebSocket peers that
+// Shared tools for the reliability suite (test/reliability/): raw TCP/WebSocket peers that
 // misbehave on purpose, metric snapshots and diffs, resource and heap probes, a continuous sampler
 // and a figure recorder. Nothing here changes the relay; everything talks to it over 127.0.0.1.
 
@@ -391,7 +391,7 @@ export class Sampler<K extends string> {
 
 // ---------------------------------------------------------------------------------------------
 // Go's json.Marshal of a json.RawMessage (compact + HTML escaping), written independently of
-// src/json.ts as a test oracle: drop whitespace outside strings; inside strings rewrite < > & as
+// src/protocol/json.ts as a test oracle: drop whitespace outside strings; inside strings rewrite < > & as
 // \u003c \u003e \u0026 and U+2028/U+2029 as \u2028/\u2029; copy every other byte.
 
 export function goCompact(text: string): string {

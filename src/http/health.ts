@@ -1,0 +1,28 @@
+// GET /healthz (relay-behaviour.md 7.1 plus the since-boot counters of DECISIONS.md): any method,
+// always 200, compact JSON in a fixed key order, no trailing newline.
+
+import type { RelayMetrics } from '../metrics/metrics.js';
+
+export interface HealthSource {
+  version: string;
+  startedAtMs: number;
+  counts(): { binaries: number; phones: number };
+  metrics: RelayMetrics;
+}
+
+export const HEALTH_HEADERS = {
+  'Content-Type': 'application/json; charset=utf-8',
+  'Cache-Control': 'no-store',
+} as const;
+
+export function healthBody(source: HealthSource, nowMs: number = Date.now()): string {
+  const { binaries, phones } = source.counts();
+  const m = source.metrics;
+  const uptime = Math.max(0, Math.floor((nowMs - source.startedAtMs) / 1000));
+  return (
+    `{"status":"ok","version":${JSON.stringify(source.version)}` +
+    `,"connected_binaries":${binaries},"connected_phones":${phones},"uptime_seconds":${uptime}` +
+    `,"binaries_since_boot":${m.binariesSinceBoot},"phones_since_boot":${m.phonesSinceBoot}` +
+    `,"frames_forwarded_since_boot":${m.framesPhoneToBinary + m.framesBinaryToPhone}}`
+  );
+}

@@ -1,0 +1,264 @@
+// The public listener's request handling (relay-behaviour.md 2.1-2.5): exact-path routes, then
+// for /v1/server and /v1/client the pipeline rate limit -> connection cap -> header gate ->
+// WebSocket handshake -> endpoint handler. Plain requests and upgrade requests go through the
+// same steps, so /v1/* without `Upgrade` still gets 429/503/400 before its 426.
+
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { WebSocket, WebSocketServer } from 'ws';
+import { clientIp, remoteHost } from './client-ip.js';
+import type { ConnCap } from './conn-cap.js';
+import type { Logger } from '../log.js';
+import type { Endpoint, RelayMetrics, UpgradeRejection } from '../metrics/metrics.js';
+import type { RateLimiter } from './rate-limiter.js';
+import { HEALTH_HEADERS } from './health.js';
+import { NOT_FOUND_BODY, sendError, writeRaw, writeRawError } from './responses.js';
+
+export const SERVER_PATH = '/v1/server';
+export const CLIENT_PATH = '/v1/client';
+export const HEALTH_PATH = '/healthz';
+export const READY_PATH = '/readyz';
+
+/** Headers that must be present and non-empty, per endpoint (relay-behaviour.md 2.3). */
+const REQUIRED_HEADERS: Record<Endpoint, readonly string[]> = {
+  server: ['x-pyrycode-server', 'x-pyrycode-version', 'user-agent'],
+  client: ['x-pyrycode-server', 'x-pyrycode-token', 'user-agent'],
+};
+
+/** What passed the header gate. Only these values leave the pipeline; the token never does. */
+export interface AdmittedRequest {
+  endpoint: Endpoint;
+  serverId: string;
+  /** X-Pyrycode-Version (server) or X-Pyrycode-Device-Name (client, may be ''). */
+  label: string;
+  remote: string;
+}
+
+export interface PipelineDeps {
+  limiter: RateLimiter;
+  cap: ConnCap;
+  metrics: RelayMetrics;
+  log: Logger;
+  wss: WebSocketServer;
+  trustXForwardedFor: boolean;
+  isDraining(): boolean;
+  health(): string;
+  /** /readyz: 200 while serving, 503 once a drain started. */
+  readiness(): { status: number; body: string };
+  /** A WebSocket passed every gate. Call `release` when its handler ends. */
+  onConnection(ws: WebSocket, admitted: AdmittedRequest, release: () => void): void;
+}
+
+/** /healthz and /readyz headers (health.ts), as raw header lines for upgrade sockets. */
+const HEALTH_RAW_HEADERS = Object.entries(HEALTH_HEADERS)
+  .map(([name, value]) => `${name}: ${value}\r\n`)
+  .join('');
+
+export function createPipeline(deps: PipelineDeps): {
+  onRequest(req: IncomingMessage, res: ServerResponse): void;
+  onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void;
+} {
+  /** Steps 1-3. Returns the admitted request, or writes the rejection and returns null. */
+  const admit = (
+    req: IncomingMessage,
+    endpoint: Endpoint,
+    path: string,
+    reject: (status: number) => void,
+  ): AdmittedRequest | null => {
+    if (deps.isDraining()) {
+      reject(503);
+      deps.metrics.upgradeRejected(endpoint, 'draining_503');
+      return null;
+    }
+    const ip = clientIp(req, deps.trustXForwardedFor);
+    if (ip === '' || !deps.limiter.allow(ip)) {
+      reject(429);
+      deps.metrics.rateLimited(endpoint);
+      // Quoted: with --trust-x-forwarded-for the key comes from a client-supplied header.
+      deps.log.warn('rate_limited', { remote: JSON.stringify(ip) });
+      return null;
+    }
+    const remote = remoteHost(req);
+    if (!deps.cap.tryAcquire()) {
+      reject(503);
+      deps.metrics.upgradeRejected(endpoint, 'conn_cap_503');
+      deps.log.warn('conn_cap_reached', { path, remote });
+      return null;
+    }
+    const headers = req.headersDistinct;
+    for (const name of REQUIRED_HEADERS[endpoint]) {
+      const value = headers[name]?.[0];
+      if (value === undefined || value.trim() === '') {
+        deps.cap.release();
+        reject(400);
+        deps.metrics.headersRejected(endpoint); // deliberately not logged (no log amplification)
+        return null;
+      }
+    }
+    const labelHeader = endpoint === 'server' ? 'x-pyrycode-version' : 'x-pyrycode-device-name';
+    return {
+      endpoint,
+      serverId: headerText(headers['x-pyrycode-server']![0]!),
+      label: headerText(headers[labelHeader]?.[0] ?? ''),
+      remote,
+    };
+  };
+
+  return {
+    onRequest(req, res) {
+      if (missingHost(req)) {
+        deps.metrics.httpError('bad_request_400');
+        sendError(res, 400, MISSING_HOST_BODY);
+        return;
+      }
+      const path = pathOf(req.url);
+      if (path === HEALTH_PATH) {
+        res.writeHead(200, HEALTH_HEADERS);
+        res.end(deps.health());
+        return;
+      }
+      if (path === READY_PATH) {
+        const { status, body } = deps.readiness();
+        res.writeHead(status, HEALTH_HEADERS);
+        res.end(body);
+        return;
+      }
+      const endpoint = endpointOf(path);
+      if (endpoint === null) {
+        deps.metrics.httpError('not_found_404');
+        sendError(res, 404, NOT_FOUND_BODY);
+        return;
+      }
+      const admitted = admit(req, endpoint, path, (status) => sendError(res, status));
+      if (admitted === null) return;
+      // Passed every gate but is not a WebSocket handshake: the handshake layer's answer.
+      deps.cap.release();
+      const failure = handshakeFailure(req) ?? UPGRADE_REQUIRED;
+      deps.metrics.upgradeRejected(endpoint, failure.reason);
+      for (const [name, value] of Object.entries(failure.headers)) res.setHeader(name, value);
+      sendError(res, failure.status, failure.body);
+    },
+
+    onUpgrade(req, socket, head) {
+      socket.on('error', () => {
+        // Resets and the like: 'close' follows and does the accounting.
+      });
+      if (missingHost(req)) {
+        deps.metrics.httpError('bad_request_400');
+        writeRawError(socket, 400, MISSING_HOST_BODY);
+        return;
+      }
+      const path = pathOf(req.url);
+      if (path === HEALTH_PATH) {
+        writeRaw(socket, 200, HEALTH_RAW_HEADERS, deps.health());
+        return;
+      }
+      if (path === READY_PATH) {
+        const { status, body } = deps.readiness();
+        writeRaw(socket, status, HEALTH_RAW_HEADERS, body);
+        return;
+      }
+      const endpoint = endpointOf(path);
+      if (endpoint === null) {
+        deps.metrics.httpError('not_found_404');
+        writeRawError(socket, 404, NOT_FOUND_BODY);
+        return;
+      }
+      const admitted = admit(req, endpoint, path, (status) => writeRawError(socket, status));
+      if (admitted === null) return;
+      const failure = handshakeFailure(req);
+      if (failure !== null) {
+        deps.cap.release();
+        deps.metrics.upgradeRejected(endpoint, failure.reason);
+        const extra = Object.entries(failure.headers)
+          .map(([name, value]) => `${name}: ${value}\r\n`)
+          .join('');
+        writeRawError(socket, failure.status, failure.body, extra);
+        return;
+      }
+      // The slot covers the socket's whole life: a failed handshake (ws answers 400/405 and
+      // destroys the socket) and a finished WebSocket both end with 'close'.
+      let released = false;
+      const release = (): void => {
+        if (released) return;
+        released = true;
+        deps.cap.release();
+      };
+      socket.once('close', release);
+      deps.wss.handleUpgrade(req, socket, head, (ws) => deps.onConnection(ws, admitted, release));
+    },
+  };
+}
+
+interface HandshakeFailure {
+  reason: UpgradeRejection;
+  status: number;
+  body: string;
+  headers: Record<string, string>;
+}
+
+const UPGRADE_REQUIRED: HandshakeFailure = {
+  reason: 'not_websocket_426',
+  status: 426,
+  body: 'websocket upgrade required: Connection must contain Upgrade and Upgrade must contain websocket\n',
+  headers: { Upgrade: 'websocket' },
+};
+
+/** RFC 6455 checks in the reference library's order (relay-behaviour.md 2.4): Connection/Upgrade
+ * tokens (426), method (405), version exactly "13" (400), key (400). `ws` accepts version 8 and
+ * answers 400 for a non-websocket Upgrade, so the relay checks first. */
+function handshakeFailure(req: IncomingMessage): HandshakeFailure | null {
+  if (req.httpVersionMajor < 1 || (req.httpVersionMajor === 1 && req.httpVersionMinor < 1)) {
+    return { ...UPGRADE_REQUIRED, body: 'websocket handshake requires HTTP/1.1 or later\n' };
+  }
+  if (!hasToken(req.headers.connection, 'upgrade') || !hasToken(req.headers.upgrade, 'websocket')) {
+    return UPGRADE_REQUIRED;
+  }
+  if (req.method !== 'GET') return { reason: 'bad_method_405', status: 405, body: 'method not allowed: use GET\n', headers: { Allow: 'GET' } };
+  if (req.headers['sec-websocket-version'] !== '13') {
+    return {
+      reason: 'bad_version_400',
+      status: 400,
+      body: 'unsupported Sec-WebSocket-Version: use 13\n',
+      headers: { 'Sec-WebSocket-Version': '13' },
+    };
+  }
+  const key = req.headers['sec-websocket-key'];
+  if (key === undefined || !/^[+/0-9A-Za-z]{22}==$/.test(key.trim())) {
+    return { reason: 'bad_key_400', status: 400, body: 'missing or invalid Sec-WebSocket-Key\n', headers: {} };
+  }
+  return null;
+}
+
+const MISSING_HOST_BODY = 'missing required Host header\n';
+
+/** HTTP/1.1 requires a Host header; Go's server (the reference) answers 400 before any route. */
+function missingHost(req: IncomingMessage): boolean {
+  return req.httpVersionMajor === 1 && req.httpVersionMinor >= 1 && req.headers.host === undefined;
+}
+
+function hasToken(header: string | undefined, token: string): boolean {
+  if (header === undefined) return false;
+  for (const part of header.split(',')) if (part.trim().toLowerCase() === token) return true;
+  return false;
+}
+
+function pathOf(url: string | undefined): string {
+  if (url === undefined) return '';
+  const q = url.indexOf('?');
+  return q < 0 ? url : url.slice(0, q);
+}
+
+function endpointOf(path: string): Endpoint | null {
+  if (path === SERVER_PATH) return 'server';
+  if (path === CLIENT_PATH) return 'client';
+  return null;
+}
+
+/** Node decodes header bytes as latin1; the protocol's ids and labels are UTF-8. Bytes that are
+ * not valid UTF-8 become U+FFFD. */
+function headerText(value: string): string {
+  // eslint-disable-next-line no-control-regex
+  if (!/[^\u0000-\u007f]/.test(value)) return value;
+  return Buffer.from(value, 'latin1').toString('utf8');
+}

@@ -1,0 +1,212 @@
+// /v1/server: one binary's connection from claim to release (relay-behaviour.md 3.3, 3.4, 4.2).
+
+import type WebSocket from 'ws';
+import { binaryConnId } from '../protocol/conn-id.js';
+import type { RelayContext } from './context.js';
+import { decodeBinaryEnvelope } from '../protocol/envelope.js';
+import { Heartbeat, HEARTBEAT_TIMEOUT_CODE, HEARTBEAT_TIMEOUT_REASON } from './heartbeat.js';
+import { closeReasonFor, type CloseReason } from '../metrics/metrics.js';
+import { CLOSE_INTERNAL_ERROR, CLOSE_NORMAL, Peer, type PeerEvents } from './peer.js';
+import type { BinaryLink, PhoneLink } from './links.js';
+
+export const CONFLICT_CODE = 4409;
+export const CONFLICT_REASON = 'server-id already claimed';
+export const RECLAIM_EVICT_CODE = 4404;
+export const RECLAIM_EVICT_REASON = 'binary reclaimed server-id';
+
+/** Pause phones feeding this binary while this much is queued towards it... */
+export const BINARY_SEND_HIGH_WATER_BYTES = 512 * 1024;
+/** ...and let them go again once it drained below this. */
+export const BINARY_SEND_LOW_WATER_BYTES = 128 * 1024;
+
+type State = 'probing' | 'claimed' | 'rejected' | 'ended';
+
+export interface BinaryHandshake {
+  serverId: string;
+  binaryVersion: string;
+  remote: string;
+}
+
+export class BinarySession implements BinaryLink, PeerEvents {
+  readonly peer: Peer;
+  readonly connId: string;
+  readonly serverId: string;
+  private state: State = 'probing';
+  private readonly heartbeat: Heartbeat;
+  /** Phones paused because this binary's socket is backed up. */
+  private readonly pausedPhones = new Set<PhoneLink>();
+  /** Why the relay closed this binary (first decision wins); undefined if the peer closed first. */
+  private closeReason: CloseReason | undefined;
+
+  constructor(
+    private readonly ctx: RelayContext,
+    ws: WebSocket,
+    private readonly handshake: BinaryHandshake,
+    private readonly onEnded: () => void,
+  ) {
+    this.serverId = handshake.serverId;
+    this.connId = binaryConnId(handshake.serverId);
+    this.peer = new Peer(ws, this, ctx.timings.messageReadTimeoutMs);
+    this.heartbeat = new Heartbeat(this.peer, ctx.timings.heartbeatIntervalMs, () =>
+      this.closeWith(HEARTBEAT_TIMEOUT_CODE, HEARTBEAT_TIMEOUT_REASON, 'heartbeat_timeout'),
+    );
+  }
+
+  /** True while the conflict probe runs (shutdown closes such a connection with 1000). */
+  get isProbing(): boolean {
+    return this.state === 'probing';
+  }
+
+  /** Runs the claim; called once, right after the upgrade. */
+  start(): void {
+    // Nothing is read until the claim succeeds (the reference starts its read pump only then).
+    this.peer.pause();
+    const decision = this.ctx.registry.claim(this.serverId, this);
+    if (decision.kind === 'claimed') {
+      this.claimed(decision.evicted, decision.graceStartedAtMs);
+      return;
+    }
+    void this.runProbe(decision.incumbent);
+  }
+
+  private async runProbe(incumbent: BinaryLink): Promise<void> {
+    const alive = await incumbent.probe(this.ctx.timings.probeTimeoutMs);
+    if (this.state !== 'probing') return; // closed meanwhile (shutdown or the challenger left)
+    if (this.ctx.draining || this.peer.isClosed) {
+      this.state = 'rejected';
+      this.closeWith(CLOSE_NORMAL, '', 'probe_aborted');
+      return;
+    }
+    if (!alive) {
+      const decision = this.ctx.registry.takeover(this.serverId, this, incumbent);
+      if (decision.kind === 'claimed') {
+        this.ctx.log.info('server_id_takeover', { server_id: this.serverId, remote: this.handshake.remote });
+        // Same code and reason the heartbeat would have sent the dead incumbent.
+        decision.displaced?.closeWith(HEARTBEAT_TIMEOUT_CODE, HEARTBEAT_TIMEOUT_REASON, 'taken_over');
+        this.claimed(decision.evicted, decision.graceStartedAtMs);
+        return;
+      }
+    }
+    this.state = 'rejected';
+    this.closeWith(CONFLICT_CODE, CONFLICT_REASON, 'conflict_4409');
+    this.ctx.metrics.serverInUse();
+    this.ctx.log.info('server_id_conflict', { server_id: this.serverId, remote: this.handshake.remote });
+  }
+
+  private claimed(evicted: PhoneLink[], graceStartedAtMs: number | undefined): void {
+    this.state = 'claimed';
+    this.ctx.metrics.serverAccepted();
+    if (graceStartedAtMs !== undefined) this.ctx.metrics.graceReclaimed(Date.now() - graceStartedAtMs);
+    this.ctx.log.info('server_claimed', {
+      server_id: this.serverId,
+      binary_version: this.handshake.binaryVersion,
+      remote: this.handshake.remote,
+    });
+    for (const phone of evicted) phone.closeWith(RECLAIM_EVICT_CODE, RECLAIM_EVICT_REASON, 'evicted_4404');
+    this.heartbeat.start();
+    this.peer.resume();
+  }
+
+  // ---- Phone -> binary (called by phone sessions) ----
+
+  /** Sends one envelope for `phone`; its callback reports success or failure. */
+  forward(phone: PhoneLink, envelope: Buffer): void {
+    this.peer.send(envelope, phone.onForwarded, envelope.length);
+    if (this.peer.bufferedAmount > BINARY_SEND_HIGH_WATER_BYTES && !this.peer.isClosed) {
+      this.pausedPhones.add(phone);
+      phone.pauseReading();
+    }
+  }
+
+  /** After each completed send: let paused phones go once the socket drained. */
+  drained(): void {
+    if (this.pausedPhones.size === 0) return;
+    if (this.peer.bufferedAmount > BINARY_SEND_LOW_WATER_BYTES && !this.peer.isClosed) return;
+    this.resumePhones();
+  }
+
+  /** The liveness probe on this binary's socket. */
+  probe(timeoutMs: number): Promise<boolean> {
+    return this.peer.probe(timeoutMs);
+  }
+
+  /** Sends a close notice (not counted as a forwarded frame). */
+  notify(notice: Buffer, done: (err: Error | undefined) => void): void {
+    this.peer.send(notice, done);
+  }
+
+  private resumePhones(): void {
+    const phones = [...this.pausedPhones];
+    this.pausedPhones.clear();
+    for (const phone of phones) phone.resumeReading();
+  }
+
+  // ---- Binary -> phone ----
+
+  onMessage(data: Buffer, isBinary: boolean): void {
+    const metrics = this.ctx.metrics;
+    // A displaced or closing binary must not reach the phones of its successor.
+    if (this.state !== 'claimed' || this.peer.isClosed) {
+      metrics.framesReceivedBinaryToPhone++;
+      metrics.bytesReceivedBinaryToPhone += data.length;
+      metrics.droppedBinaryToPhone.closing++;
+      return;
+    }
+    const envelope = decodeBinaryEnvelope(data, isBinary);
+    switch (envelope.kind) {
+      case 'malformed':
+        metrics.framesReceivedBinaryToPhone++;
+        metrics.bytesReceivedBinaryToPhone += data.length;
+        metrics.droppedBinaryToPhone.malformed_envelope++;
+        this.ctx.log.warn('binary_forwarder_unmarshal_err', {
+          server_id: this.serverId,
+          binary_conn_id: this.connId,
+          err: envelope.err,
+        });
+        return;
+      case 'wake':
+        // Admitted or refused (and logged) at once; the send runs on its own, never blocking this read loop.
+        this.ctx.push.wake(this.serverId, this.connId, envelope.pushWake);
+        return;
+      case 'route': {
+        // A close directive without a frame is control, not a frame.
+        if (envelope.frame !== null) {
+          metrics.framesReceivedBinaryToPhone++;
+          metrics.bytesReceivedBinaryToPhone += data.length;
+        }
+        const phone = this.ctx.registry.phoneFor(this.serverId, envelope.connId);
+        if (phone === undefined) {
+          if (envelope.frame !== null) metrics.droppedBinaryToPhone.unknown_conn_id++;
+          this.ctx.log.warn('binary_forwarder_unknown_conn_id', { server_id: this.serverId, conn_id: envelope.connId });
+          return;
+        }
+        phone.deliver(envelope.frame, envelope.closeCode);
+        return;
+      }
+    }
+  }
+
+  onSendTimeout(): void {
+    // The binary stopped reading: it is treated as dead, like the reference's failed write.
+    this.closeWith(CLOSE_INTERNAL_ERROR, 'write timeout', 'write_failed');
+  }
+
+  onClose(code: number, closedByRelay: boolean): void {
+    this.ctx.metrics.connectionClosed('server', this.closeReason ?? closeReasonFor(code, closedByRelay));
+    const wasClaimed = this.state === 'claimed';
+    this.state = 'ended';
+    this.heartbeat.stop();
+    if (wasClaimed && this.ctx.registry.release(this.serverId, this)) {
+      this.ctx.log.info('server_released', { server_id: this.serverId });
+    }
+    // Paused phones resume; their next sends fail fast and they disconnect.
+    this.resumePhones();
+    this.onEnded();
+  }
+
+  /** Relay-initiated close; `why` is what the close counts as. */
+  closeWith(code: number, reason: string, why: CloseReason): void {
+    if (!this.peer.isClosed) this.closeReason ??= why;
+    this.peer.close(code, reason);
+  }
+}

@@ -1,0 +1,241 @@
+// /v1/client: one phone's connection from registration to teardown (relay-behaviour.md 3.5, 4.1,
+// 4.3, 4.6, 5.3).
+
+import type WebSocket from 'ws';
+import { phoneConnId } from '../protocol/conn-id.js';
+import type { RelayContext } from './context.js';
+import { closeNotice, connIdPrefix, wrapPhoneFrame } from '../protocol/envelope.js';
+import { Heartbeat, HEARTBEAT_TIMEOUT_CODE, HEARTBEAT_TIMEOUT_REASON } from './heartbeat.js';
+import { closeReasonFor, type CloseReason } from '../metrics/metrics.js';
+import { Outbox } from './outbox.js';
+import { CLOSE_GOING_AWAY, CLOSE_NORMAL, Peer, type PeerEvents } from './peer.js';
+import type { BinaryLink, PhoneLink } from './links.js';
+
+export const NO_SERVER_CODE = 4404;
+export const NO_SERVER_REASON = 'no server with that id';
+export const AT_CAP_CODE = 4429;
+export const AT_CAP_REASON = 'too many phones for server-id';
+
+/** ws reports 1006 when the socket ended without a close frame: an abrupt drop. */
+const CLOSE_ABNORMAL = 1006;
+
+export interface PhoneHandshake {
+  serverId: string;
+  deviceName: string;
+  remote: string;
+}
+
+export class PhoneSession implements PhoneLink, PeerEvents {
+  readonly peer: Peer;
+  readonly connId: string;
+  readonly serverId: string;
+  private readonly outbox: Outbox;
+  private readonly heartbeat: Heartbeat;
+  private readonly prefix: Buffer;
+  private registered = false;
+  private ended = false;
+  /** The binary holding the slot when this phone registered (close-notice identity check). */
+  private binaryAtRegistration: BinaryLink | undefined;
+  /** The binary asked to close this phone: no close notice goes back to it. */
+  private closedByBinary = false;
+  /** Why the relay closed this phone (first decision wins); undefined if the peer closed first. */
+  private closeReason: CloseReason | undefined;
+  private forwardTarget: BinaryLink | undefined;
+
+  constructor(
+    private readonly ctx: RelayContext,
+    ws: WebSocket,
+    private readonly handshake: PhoneHandshake,
+    private readonly onEnded: () => void,
+  ) {
+    this.serverId = handshake.serverId;
+    this.connId = phoneConnId(handshake.serverId);
+    this.prefix = connIdPrefix(this.connId);
+    this.peer = new Peer(ws, this, ctx.timings.messageReadTimeoutMs);
+    const metrics = ctx.metrics;
+    this.outbox = new Outbox(this.peer, {
+      onFrameWritten: (bytes) => {
+        metrics.framesBinaryToPhone++;
+        metrics.bytesForwardedBinaryToPhone += bytes;
+      },
+      onFramesDropped: (count, reason) => {
+        metrics.droppedBinaryToPhone[reason] += count;
+      },
+      onFailure: (code, reason, why) => this.closeWith(code, reason, why),
+      onDirective: (code) => {
+        this.closeWith(code, '', 'directive');
+        ctx.log.info('binary_forwarder_phone_closed', {
+          server_id: this.serverId,
+          conn_id: this.connId,
+          close_code: this.peer.relayCloseCode,
+        });
+      },
+      onDirectiveFrameFailed: (code, err) =>
+        ctx.log.info('binary_forwarder_close_frame_send_failed', {
+          server_id: this.serverId,
+          conn_id: this.connId,
+          close_code: code,
+          err: err.message,
+        }),
+    });
+    this.heartbeat = new Heartbeat(this.peer, ctx.timings.heartbeatIntervalMs, () =>
+      this.closeWith(HEARTBEAT_TIMEOUT_CODE, HEARTBEAT_TIMEOUT_REASON, 'heartbeat_timeout'),
+    );
+  }
+
+  /** Runs the registration; called once, right after the upgrade. */
+  start(): void {
+    const { registry, metrics, log } = this.ctx;
+    const decision = registry.registerPhone(this.serverId, this);
+    const fields = { server_id: this.serverId, remote: this.handshake.remote };
+    if (decision === 'no_server') {
+      this.closeReason = 'no_server_4404';
+      this.peer.close(NO_SERVER_CODE, NO_SERVER_REASON);
+      metrics.clientNoServer();
+      log.info('phone_register_no_server', fields);
+      return;
+    }
+    if (decision === 'at_cap') {
+      this.closeReason = 'at_cap_4429';
+      this.peer.close(AT_CAP_CODE, AT_CAP_REASON);
+      metrics.clientAtCap();
+      log.info('phone_register_at_cap', fields);
+      return;
+    }
+    this.registered = true;
+    this.binaryAtRegistration = registry.binaryFor(this.serverId);
+    metrics.clientAccepted();
+    log.info('phone_registered', {
+      server_id: this.serverId,
+      conn_id: this.connId,
+      device_name: this.handshake.deviceName,
+      remote: this.handshake.remote,
+    });
+    this.heartbeat.start();
+  }
+
+  // ---- Phone -> binary ----
+
+  onMessage(data: Buffer, isBinary: boolean): void {
+    const metrics = this.ctx.metrics;
+    metrics.framesReceivedPhoneToBinary++;
+    metrics.bytesReceivedPhoneToBinary += data.length;
+    if (!this.registered || this.ended) {
+      metrics.droppedPhoneToBinary.closing++;
+      return;
+    }
+    const envelope = wrapPhoneFrame(this.prefix, data, isBinary);
+    if (envelope === null) {
+      metrics.droppedPhoneToBinary.malformed_frame++;
+      // Only the offending sender pays: one warn line, then this phone is dropped.
+      this.ctx.log.warn('phone_forwarder_marshal_err', {
+        server_id: this.serverId,
+        conn_id: this.connId,
+        err: 'frame is not a valid JSON value',
+      });
+      this.closeWith(CLOSE_NORMAL, '', 'malformed_frame');
+      return;
+    }
+    const binary = this.ctx.registry.binaryFor(this.serverId);
+    if (binary === undefined) {
+      metrics.droppedPhoneToBinary.no_binary++;
+      this.ctx.log.info('phone_forwarder_no_binary', { server_id: this.serverId, conn_id: this.connId });
+      this.closeWith(CLOSE_NORMAL, '', 'no_binary');
+      return;
+    }
+    this.forwardTarget = binary;
+    binary.forward(this, envelope);
+  }
+
+  /** Completion of one envelope send to the binary (bound once, no per-frame closure); `bytes`
+   * is the envelope's length. */
+  readonly onForwarded = (err: Error | undefined, bytes: number): void => {
+    const metrics = this.ctx.metrics;
+    if (err === undefined) {
+      metrics.framesPhoneToBinary++;
+      metrics.bytesForwardedPhoneToBinary += bytes;
+      this.forwardTarget?.drained();
+      return;
+    }
+    metrics.droppedPhoneToBinary.write_failed++;
+    if (this.ended) return;
+    this.ctx.log.info('phone_forwarder_send_failed', {
+      server_id: this.serverId,
+      conn_id: this.connId,
+      err: err.message,
+    });
+    this.closeWith(CLOSE_NORMAL, '', 'forward_failed');
+  };
+
+  pauseReading(): void {
+    this.peer.pause();
+  }
+
+  resumeReading(): void {
+    this.peer.resume();
+  }
+
+  // ---- Binary -> phone ----
+
+  /** Routes one frame or close directive from the binary into this phone's outbox (drops are
+   * counted by the outbox). */
+  deliver(frame: Buffer | null, closeCode: number): void {
+    // Marked at enqueue time, even if the directive then overflows the budget.
+    if (closeCode !== 0) this.closedByBinary = true;
+    const result = this.outbox.enqueue(frame, closeCode);
+    if (result !== 'ok') {
+      this.ctx.log.info('binary_forwarder_phone_enqueue_failed', {
+        server_id: this.serverId,
+        conn_id: this.connId,
+        err: result === 'backlog_full' ? 'phone backlog full' : 'outbox closed',
+      });
+    }
+  }
+
+  onSendTimeout(): void {
+    this.outbox.sendTimedOut();
+  }
+
+  // ---- Teardown ----
+
+  /** The relay closes this phone (eviction, expiry, shutdown, heartbeat, outbox, directive, or
+   * the end of its read pump). Exactly one close frame goes out; teardown runs once. */
+  closeWith(code: number, reason: string, why: CloseReason): void {
+    if (!this.peer.isClosed) this.closeReason ??= why;
+    this.peer.close(code, reason);
+    this.teardown(this.peer.relayCloseCode || code);
+  }
+
+  onClose(code: number, closedByRelay: boolean): void {
+    this.teardown(closedByRelay || code !== CLOSE_ABNORMAL ? code : CLOSE_GOING_AWAY);
+    this.ctx.metrics.connectionClosed('client', this.closeReason ?? closeReasonFor(code, closedByRelay));
+    this.onEnded();
+  }
+
+  private teardown(noticeCode: number): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.heartbeat.stop();
+    if (!this.registered) return;
+    const { registry, log } = this.ctx;
+    // (a) Tell the binary, unless it asked for this close or the slot changed hands since.
+    const binary = this.binaryAtRegistration;
+    if (!this.closedByBinary && binary !== undefined && registry.binaryFor(this.serverId) === binary) {
+      binary.notify(closeNotice(this.connId, noticeCode), (err) => {
+        if (err !== undefined) {
+          log.info('phone_close_notice_send_failed', {
+            server_id: this.serverId,
+            conn_id: this.connId,
+            close_code: noticeCode,
+            err: err.message,
+          });
+        }
+      });
+    }
+    // (b) unregister, (c) close the socket, (d) stop the outbox, (e) log.
+    registry.unregisterPhone(this.serverId, this);
+    this.peer.close(CLOSE_NORMAL);
+    this.outbox.stop(this.closeReason === 'shutdown' ? 'shutdown' : 'phone_gone');
+    log.info('phone_unregistered', { server_id: this.serverId, conn_id: this.connId });
+  }
+}

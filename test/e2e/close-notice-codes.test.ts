@@ -1,0 +1,37 @@
+// Close notices after ws itself closed a phone for a protocol violation carry the code the relay's
+// library sent (DECISIONS.md: "use the code the relay sent"), and the close counts under the
+// matching reason.
+
+import { afterEach, describe, expect, it } from 'vitest';
+import { connectBinary, connectPhone, phoneConnId, startRelay, type TestRelay } from '../helpers/relay.js';
+
+let relay: TestRelay | undefined;
+afterEach(async () => {
+  await relay?.close();
+  relay = undefined;
+});
+
+describe('close notices for library-initiated closes', () => {
+  it('an oversized phone message: phone gets 1009, the binary a notice with 1009', async () => {
+    relay = await startRelay();
+    const binary = await connectBinary(relay, 'cn-1009');
+    const phone = await connectPhone(relay, 'cn-1009');
+    const connId = await phoneConnId(phone, binary);
+    phone.send(Buffer.alloc(262_145, 0x20));
+    expect((await phone.waitClose()).code).toBe(1009);
+    expect(await binary.message(2)).toBe(`{"conn_id":"${connId}","close_code":1009}`);
+    expect(await relay.metric('pyrycode_relay_connections_closed_total{endpoint="client",reason="too_big_1009"}')).toBe(1);
+  });
+
+  it('invalid UTF-8 in a text frame: phone gets 1007, the binary a notice with 1007', async () => {
+    relay = await startRelay();
+    const binary = await connectBinary(relay, 'cn-1007');
+    const phone = await connectPhone(relay, 'cn-1007');
+    const connId = await phoneConnId(phone, binary);
+    // ws validates outgoing text only when asked; send raw bytes as a text frame.
+    phone.ws.send(Buffer.from([0x22, 0xff, 0xfe, 0x22]), { binary: false });
+    expect((await phone.waitClose()).code).toBe(1007);
+    expect(await binary.message(2)).toBe(`{"conn_id":"${connId}","close_code":1007}`);
+    expect(await relay.metric('pyrycode_relay_connections_closed_total{endpoint="client",reason="invalid_payload_1007"}')).toBe(1);
+  });
+});
