@@ -10,7 +10,12 @@ import { WebSocketServer, type WebSocket } from 'ws';
 const port = Number(process.argv[2] ?? 0);
 const upstreams = new Map<string, WebSocket>();
 const phones = new Map<string, { list: WebSocket[]; next: number }>();
-const wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: 256 * 1024, clientTracking: false });
+const wss = new WebSocketServer({
+  noServer: true,
+  perMessageDeflate: false,
+  maxPayload: 256 * 1024,
+  clientTracking: false,
+});
 const server = createServer();
 const SEND = { binary: false } as const;
 

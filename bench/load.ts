@@ -105,7 +105,9 @@ async function setup(t: Topology, concurrency = 64): Promise<{ connectMs: number
   const connectMs = performance.now() - started;
   for (const group of groups) {
     group.binary.on('message', (data: Buffer) => onBinaryMessage?.(group, data));
-    group.phones.forEach((phone, index) => phone.on('message', (data: Buffer) => onPhoneMessage?.(group, index, data)));
+    group.phones.forEach((phone, index) => {
+      phone.on('message', (data: Buffer) => onPhoneMessage?.(group, index, data));
+    });
   }
   if (t.target === 'relay') await learnConnIds();
   return { connectMs };
@@ -179,7 +181,13 @@ async function throughput(
     let flow: Flow;
     if (direction === 'b2p') {
       const envelopes = group.phones.map((_, i) => envelope(group, i, frame));
-      flow = { senders: [group.binary], next: () => envelopes[group.next++ % envelopes.length]!, sent: 0, received: 0, turn: 0 };
+      flow = {
+        senders: [group.binary],
+        next: () => envelopes[group.next++ % envelopes.length]!,
+        sent: 0,
+        received: 0,
+        turn: 0,
+      };
     } else {
       flow = { senders: group.phones, next: () => frame, sent: 0, received: 0, turn: 0 };
     }
@@ -206,7 +214,10 @@ async function throughput(
         return;
       }
       const index = group.prefixes.findIndex((p) => data.compare(p, 0, p.length, 0, p.length) === 0);
-      group.binary.send(Buffer.concat([group.prefixes[index]!, data.subarray(prefixLength, data.length - 1), CLOSE_BRACE]), SEND);
+      group.binary.send(
+        Buffer.concat([group.prefixes[index]!, data.subarray(prefixLength, data.length - 1), CLOSE_BRACE]),
+        SEND,
+      );
     };
     onPhoneMessage = (group) => {
       flowOf.get(group)!.received++;

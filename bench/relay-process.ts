@@ -16,7 +16,14 @@ const metricsArg = process.argv[3] ?? 'off';
 const metricsOn = metricsArg !== 'off';
 
 const telemetry = metricsOn
-  ? buildTelemetry({ serviceVersion: 'bench', env: {}, prometheus: true, otlp: null, targetInfo: false, log: silentLogger })
+  ? buildTelemetry({
+      serviceVersion: 'bench',
+      env: {},
+      prometheus: true,
+      otlp: null,
+      targetInfo: false,
+      log: silentLogger,
+    })
   : null;
 const relay = new Relay(
   {
@@ -36,7 +43,8 @@ const server = createPlainServer();
 relay.attach(server);
 const address = await listen(server, '127.0.0.1', port);
 let metricsPort = 0;
-if (telemetry !== null) metricsPort = (await telemetry.startMetricsServer('127.0.0.1', Number(metricsArg))).address().port;
+if (telemetry !== null)
+  metricsPort = (await telemetry.startMetricsServer('127.0.0.1', Number(metricsArg))).address().port;
 
 process.on('message', (msg: unknown) => {
   if (msg === 'mem') {

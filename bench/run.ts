@@ -18,7 +18,15 @@ const repoRoot = join(here, '..', '..');
 
 const PLAN = quick
   ? { warmupMs: 100, measureMs: 200, repeats: 1, idle: [1_000, 2_000], upgrades: 500, latencyMs: 1_500, scrapes: 30 }
-  : { warmupMs: 500, measureMs: 2_000, repeats: 3, idle: [1_000, 5_000], upgrades: 2_000, latencyMs: 4_000, scrapes: 100 };
+  : {
+      warmupMs: 500,
+      measureMs: 2_000,
+      repeats: 3,
+      idle: [1_000, 5_000],
+      upgrades: 2_000,
+      latencyMs: 4_000,
+      scrapes: 100,
+    };
 
 /** relay_off_twin is a second, identical metrics-off relay: the A/A pair (relay_off vs
  * relay_off_twin) measures this machine's run-to-run noise, the floor under every other ratio. */
@@ -46,7 +54,9 @@ const PIN = cpus().length >= 2 && spawnSync('taskset', ['-c', '0', 'true']).stat
 function startNode(script: string, args: string[], cpu: number, stdout: 'pipe' | 'inherit'): ChildProcess {
   const nodeArgs = ['--expose-gc', script, ...args];
   if (!PIN) return fork(script, args, { execArgv: ['--expose-gc'], stdio: ['ignore', stdout, 'inherit', 'ipc'] });
-  return spawn('taskset', ['-c', String(cpu), process.execPath, ...nodeArgs], { stdio: ['ignore', stdout, 'inherit', 'ipc'] });
+  return spawn('taskset', ['-c', String(cpu), process.execPath, ...nodeArgs], {
+    stdio: ['ignore', stdout, 'inherit', 'ipc'],
+  });
 }
 
 function startServer(target: TargetName): Promise<Server> {
@@ -140,7 +150,13 @@ for (const topo of TOPOLOGIES) {
           const key = `${direction} ${size} B, ${topo.name}`;
           const pid = servers.get(target)!.child.pid!;
           const cpu0 = cpuSeconds(pid);
-          const run = await load({ cmd: 'throughput', direction, frameBytes: size, warmupMs: PLAN.warmupMs, measureMs: PLAN.measureMs });
+          const run = await load({
+            cmd: 'throughput',
+            direction,
+            frameBytes: size,
+            warmupMs: PLAN.warmupMs,
+            measureMs: PLAN.measureMs,
+          });
           const cpuUs = ((cpuSeconds(pid) - cpu0) * 1e6) / Math.max(1, run.totalFrames!);
           const entry = samples.get(key) ?? { bare: [], relay_off: [], relay_on: [], relay_off_twin: [] };
           entry[target].push(run.framesPerSec!);
@@ -180,7 +196,13 @@ for (const target of ['bare', 'relay_on'] as const) {
     cmd: 'setup',
     topology: { target: target === 'bare' ? 'bare' : 'relay', port: servers.get(target)!.port, ids: 1, phonesPerId: 1 },
   });
-  const run = await load({ cmd: 'throughput', direction: 'echo', frameBytes: 128, warmupMs: PLAN.warmupMs, measureMs: PLAN.measureMs });
+  const run = await load({
+    cmd: 'throughput',
+    direction: 'echo',
+    frameBytes: 128,
+    warmupMs: PLAN.warmupMs,
+    measureMs: PLAN.measureMs,
+  });
   echoPeak[target] = run.framesPerSec!;
   await load({ cmd: 'teardown' });
 }
@@ -192,7 +214,12 @@ for (let repeat = 0; repeat < PLAN.repeats; repeat++) {
   for (const target of ['bare', 'relay_on'] as const) {
     await load({
       cmd: 'setup',
-      topology: { target: target === 'bare' ? 'bare' : 'relay', port: servers.get(target)!.port, ids: 1, phonesPerId: 1 },
+      topology: {
+        target: target === 'bare' ? 'bare' : 'relay',
+        port: servers.get(target)!.port,
+        ids: 1,
+        phonesPerId: 1,
+      },
     });
     latencyRuns[target]!.push(
       await load({ cmd: 'latency', ratePerSec: rate, frameBytes: 128, warmupMs: 500, measureMs: PLAN.latencyMs }),
@@ -316,7 +343,16 @@ results.meta = {
 };
 
 const fmt = (n: number): string => (n >= 100 ? Math.round(n).toLocaleString('en-US') : n.toFixed(2));
-table.push(['scenario', 'bare', 'relay (metrics off)', 'relay (metrics on)', 'on/off', 'A/A', 'on/bare', 'CPU us/frame bare/off/on/off2']);
+table.push([
+  'scenario',
+  'bare',
+  'relay (metrics off)',
+  'relay (metrics on)',
+  'on/off',
+  'A/A',
+  'on/bare',
+  'CPU us/frame bare/off/on/off2',
+]);
 for (const [key, t] of Object.entries(throughput)) {
   const c = cpuPerFrame[key]!;
   table.push([
@@ -331,7 +367,8 @@ for (const [key, t] of Object.entries(throughput)) {
   ]);
 }
 const widths = table[0]!.map((_, c) => Math.max(...table.map((row) => row[c]!.length)));
-const line = (row: string[]): string => row.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]!) : cell.padStart(widths[c]!))).join('  ');
+const line = (row: string[]): string =>
+  row.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]!) : cell.padStart(widths[c]!))).join('  ');
 const out: string[] = [];
 out.push(`pyrycode-relay bench (${quick ? 'quick' : 'full'}), ${process.version}, ${cpus().length} cpus`);
 out.push('', 'Throughput (frames/s received):', line(table[0]!), ...table.slice(1).map(line));

@@ -112,11 +112,10 @@ function jsonLine(time: string, level: LogLevel, event: string, fields?: LogFiel
 // Quote like Go's slog text handler: empty values, spaces, '=', '"', and anything that is not a
 // printable character are quoted, with control characters escaped (so a hostile device name cannot
 // forge a second log line or a fake key).
-// eslint-disable-next-line no-control-regex
+// biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are exactly what must be quoted
 const NEEDS_QUOTING = /[\s="\\\u0000-\u001f\u007f-\u009f\u2028\u2029\ufffd]/;
 
 // JSON.stringify escapes only U+0000-U+001F; these also break lines or drive terminals.
-// eslint-disable-next-line no-control-regex
 const EXTRA_ESCAPES = /[\u007f-\u009f\u2028\u2029]/g;
 
 function textValue(value: string): string {

@@ -10,7 +10,14 @@ import { createSecureContext } from 'node:tls';
 import { buildTelemetry, parseOtelEnv, type MetricsServer, type Telemetry } from '../telemetry/index.js';
 import { AutocertManager } from './tls/autocert.js';
 import { prepareCertCache } from './tls/cert-cache.js';
-import { formatListenAddress, parseConfig, parsePushEnv, REFUSAL_EVENTS, type ListenAddress, type RelayConfig } from './config/config.js';
+import {
+  formatListenAddress,
+  parseConfig,
+  parsePushEnv,
+  REFUSAL_EVENTS,
+  type ListenAddress,
+  type RelayConfig,
+} from './config/config.js';
 import { formatDuration } from './duration.js';
 import {
   checkListenerPorts,
@@ -150,7 +157,10 @@ async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
   const bindings: ListenAddress[] = [config.listen];
   if (acmeServer !== null) bindings.push(config.httpListen);
   if (config.metricsListen !== null) bindings.push(config.metricsListen);
-  const ports = checkListenerPorts(expectedPorts, bindings.map((b) => b.port));
+  const ports = checkListenerPorts(
+    expectedPorts,
+    bindings.map((b) => b.port),
+  );
   if (ports !== null) {
     log.error('refusing to start: unexpected listener ports', {
       unexpected_ports: ports.unexpected.join(','),

@@ -24,7 +24,12 @@
 // attribute (dots become underscores). otel_scope_* labels are never added.
 
 import { createNoopMeter, type Meter } from '@opentelemetry/api';
-import { MeterProvider, PeriodicExportingMetricReader, type IMetricReader, type PushMetricExporter } from '@opentelemetry/sdk-metrics';
+import {
+  MeterProvider,
+  PeriodicExportingMetricReader,
+  type IMetricReader,
+  type PushMetricExporter,
+} from '@opentelemetry/sdk-metrics';
 import { PrometheusExporter, PrometheusSerializer } from '@opentelemetry/exporter-prometheus';
 import { OTLPMetricExporter as OTLPMetricExporterProto } from '@opentelemetry/exporter-metrics-otlp-proto';
 import { OTLPMetricExporter as OTLPMetricExporterJson } from '@opentelemetry/exporter-metrics-otlp-http';
@@ -88,7 +93,9 @@ export function buildTelemetry(opts: TelemetryOptions): Telemetry {
   }
 
   const provider =
-    readers.length > 0 ? new MeterProvider({ resource: buildResource(opts.env, opts.serviceVersion), readers }) : undefined;
+    readers.length > 0
+      ? new MeterProvider({ resource: buildResource(opts.env, opts.serviceVersion), readers })
+      : undefined;
   const meter = provider ? provider.getMeter(METER_NAME, opts.serviceVersion) : createNoopMeter();
 
   // Positional: (prefix, appendTimestamp, withResourceConstantLabels, withoutTargetInfo, withoutScopeInfo).
@@ -120,7 +127,11 @@ export function buildTelemetry(opts: TelemetryOptions): Telemetry {
   };
 }
 
-async function shutdownProvider(provider: MeterProvider | undefined, timeoutMs: number, opts: TelemetryOptions): Promise<void> {
+async function shutdownProvider(
+  provider: MeterProvider | undefined,
+  timeoutMs: number,
+  opts: TelemetryOptions,
+): Promise<void> {
   if (!provider) return;
   const event = opts.otlp !== null ? 'otlp_shutdown_failed' : 'metrics_shutdown_failed';
   const exporter = opts.otlp !== null ? 'otlp' : 'prometheus';
@@ -132,10 +143,7 @@ async function shutdownProvider(provider: MeterProvider | undefined, timeoutMs: 
     // MeterProvider.shutdown() shuts every reader down; the periodic reader performs its final
     // collect + export first (each bounded by the reader's export timeout, then it waits for the
     // exporter's in-flight requests, which OTEL_EXPORTER_OTLP_TIMEOUT bounds). Race the whole thing.
-    const outcome = await Promise.race([
-      provider.shutdown().then(() => 'done' as const),
-      timedOut,
-    ]);
+    const outcome = await Promise.race([provider.shutdown().then(() => 'done' as const), timedOut]);
     if (outcome === 'timeout') {
       opts.log.warn(event, { exporter, err: `shutdown did not complete within ${timeoutMs} ms` });
     }

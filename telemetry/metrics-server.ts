@@ -68,7 +68,9 @@ export async function startMetricsServer(
   const bare = host.startsWith('[') && host.endsWith(']') ? host.slice(1, -1) : host;
   // The caller validates --metrics-listen; this is defence in depth.
   if (!isLoopbackIpLiteral(bare)) {
-    throw new Error(`metrics listener refuses non-loopback host ${JSON.stringify(host)}: must be an IP literal in 127.0.0.0/8 or ::1`);
+    throw new Error(
+      `metrics listener refuses non-loopback host ${JSON.stringify(host)}: must be an IP literal in 127.0.0.0/8 or ::1`,
+    );
   }
   if (!Number.isInteger(port) || port < 0 || port > 65_535) {
     throw new Error(`metrics listener port out of range: ${port}`);

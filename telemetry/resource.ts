@@ -14,9 +14,7 @@ export const DEFAULT_SERVICE_NAME = 'pyrycode-relay';
 
 const MAX_LENGTH = 255;
 
-export type ResourceAttributesResult =
-  | { ok: true; attributes: Record<string, string> }
-  | { ok: false; reason: string };
+export type ResourceAttributesResult = { ok: true; attributes: Record<string, string> } | { ok: false; reason: string };
 
 /** Parse an OTEL_RESOURCE_ATTRIBUTES value. Error reasons never echo the value (it is the operator's, but may be long). */
 export function parseResourceAttributes(raw: string): ResourceAttributesResult {

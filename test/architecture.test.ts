@@ -13,7 +13,8 @@ interface Source {
   text: string;
 }
 
-const read = (dir: string): Source[] => sourceFiles(dir).map((file) => ({ file, text: readFileSync(join(REPO_ROOT, file), 'utf8') }));
+const read = (dir: string): Source[] =>
+  sourceFiles(dir).map((file) => ({ file, text: readFileSync(join(REPO_ROOT, file), 'utf8') }));
 const SRC = read('src');
 const TELEMETRY = read('telemetry');
 
@@ -63,7 +64,10 @@ describe('architecture', () => {
   it('src/metrics/ imports only @opentelemetry/api, node built-ins and the close-code table', () => {
     for (const { from, to } of edges(SRC.filter((s) => folderOf(s.file) === 'metrics'))) {
       const allowed =
-        to === '@opentelemetry/api' || to.startsWith('node:') || to.startsWith('src/metrics/') || to === 'src/protocol/close-codes.ts';
+        to === '@opentelemetry/api' ||
+        to.startsWith('node:') ||
+        to.startsWith('src/metrics/') ||
+        to === 'src/protocol/close-codes.ts';
       expect(allowed, `${from} imports ${to}`).toBe(true);
     }
   });

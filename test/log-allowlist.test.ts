@@ -65,7 +65,12 @@ function scanFile(path: string, result: ScanResult, text: string = readFileSync(
   // Object-literal initialisers of local consts, to resolve `log.info(event, fields)`.
   const literals = new Map<string, ts.ObjectLiteralExpression[]>();
   const collect = (node: ts.Node): void => {
-    if (ts.isVariableDeclaration(node) && ts.isIdentifier(node.name) && node.initializer && ts.isObjectLiteralExpression(node.initializer)) {
+    if (
+      ts.isVariableDeclaration(node) &&
+      ts.isIdentifier(node.name) &&
+      node.initializer &&
+      ts.isObjectLiteralExpression(node.initializer)
+    ) {
       const list = literals.get(node.name.text) ?? [];
       list.push(node.initializer);
       literals.set(node.name.text, list);
@@ -94,7 +99,8 @@ function scanFile(path: string, result: ScanResult, text: string = readFileSync(
         const fields = node.arguments[1];
         if (fields !== undefined) {
           if (ts.isObjectLiteralExpression(fields)) checkObject(fields);
-          else if (ts.isIdentifier(fields) && literals.has(fields.text)) literals.get(fields.text)!.forEach(checkObject);
+          else if (ts.isIdentifier(fields) && literals.has(fields.text))
+            literals.get(fields.text)!.forEach(checkObject);
           else if (ts.isPropertyAccessExpression(fields) && fields.name.text === 'fields') {
             // outcome.fields / refusal.fields: their literals are checked below (refuse(...), fields: {...}).
           } else result.problems.push(`${where(fields)}: log fields not statically checkable: ${fields.getText(sf)}`);
@@ -110,7 +116,12 @@ function scanFile(path: string, result: ScanResult, text: string = readFileSync(
       const fields = node.arguments?.[1];
       if (fields !== undefined && ts.isObjectLiteralExpression(fields)) checkObject(fields);
     }
-    if (ts.isPropertyAssignment(node) && ts.isIdentifier(node.name) && node.name.text === 'fields' && ts.isObjectLiteralExpression(node.initializer)) {
+    if (
+      ts.isPropertyAssignment(node) &&
+      ts.isIdentifier(node.name) &&
+      node.name.text === 'fields' &&
+      ts.isObjectLiteralExpression(node.initializer)
+    ) {
       checkObject(node.initializer);
     }
     ts.forEachChild(node, visit);
@@ -120,12 +131,53 @@ function scanFile(path: string, result: ScanResult, text: string = readFileSync(
 
 /** The keys of the allowlist in relay-behaviour.md section 11 (core, then boot/main). */
 const SPEC_KEYS = [
-  'server_id', 'conn_id', 'binary_conn_id', 'device_name', 'remote', 'binary_version', 'err', 'path', 'from', 'to',
-  'close_code', 'token_fp', 'fcm_message_id', 'duration',
-  'version', 'mode', 'listen', 'domain', 'cert_cache', 'https_proxy_protocol', 'env_var', 'reason', 'fix', 'value',
-  'effective_uid', 'bypass_env_var', 'unexpected_ports', 'expected_ports', 'addr',
+  'server_id',
+  'conn_id',
+  'binary_conn_id',
+  'device_name',
+  'remote',
+  'binary_version',
+  'err',
+  'path',
+  'from',
+  'to',
+  'close_code',
+  'token_fp',
+  'fcm_message_id',
+  'duration',
+  'version',
+  'mode',
+  'listen',
+  'domain',
+  'cert_cache',
+  'https_proxy_protocol',
+  'env_var',
+  'reason',
+  'fix',
+  'value',
+  'effective_uid',
+  'bypass_env_var',
+  'unexpected_ports',
+  'expected_ports',
+  'addr',
 ];
-const FORBIDDEN_KEYS = ['token', 'user_agent', 'useragent', 'headers', 'header', 'payload', 'frame', 'envelope', 'push_wake', 'private_key', 'access_token', 'credentials', 'body', 'data', 'message'];
+const FORBIDDEN_KEYS = [
+  'token',
+  'user_agent',
+  'useragent',
+  'headers',
+  'header',
+  'payload',
+  'frame',
+  'envelope',
+  'push_wake',
+  'private_key',
+  'access_token',
+  'credentials',
+  'body',
+  'data',
+  'message',
+];
 
 describe('log key allowlist: static', () => {
   it('every key of every logger call under src/ and telemetry/ is in LOG_KEYS', () => {
@@ -201,8 +253,16 @@ describe('log hygiene: dynamic', () => {
       `{"conn_id":"${id1}","frame":{"x":"PAYLOAD-MARKER"}`,
     ];
     for (const m of malformed) binary.send(m);
-    await waitFor(() => r.logs.filter((l) => l.msg === 'binary_forwarder_unmarshal_err').length === malformed.length, 3_000, 'unmarshal_err lines');
-    await waitFor(() => r.logs.filter((l) => l.msg === 'binary_forwarder_push_wake_dropped').length === 2, 3_000, 'push_wake_dropped lines');
+    await waitFor(
+      () => r.logs.filter((l) => l.msg === 'binary_forwarder_unmarshal_err').length === malformed.length,
+      3_000,
+      'unmarshal_err lines',
+    );
+    await waitFor(
+      () => r.logs.filter((l) => l.msg === 'binary_forwarder_push_wake_dropped').length === 2,
+      3_000,
+      'push_wake_dropped lines',
+    );
 
     // A phone sending invalid JSON with payload bytes.
     const p2 = await connectPhone(r, 'srv-log', phoneExtra());
@@ -247,13 +307,26 @@ describe('log hygiene: dynamic', () => {
 
     const seen = new Set(r.logs.map((l) => l.msg));
     for (const event of [
-      'server_claimed', 'phone_registered', 'binary_forwarder_push_wake_dropped', 'binary_forwarder_unmarshal_err',
-      'phone_forwarder_marshal_err', 'rate_limited', 'phone_register_no_server', 'server_id_conflict',
-      'binary_forwarder_phone_closed', 'phone_unregistered', 'server_released',
-    ]) expect(seen.has(event), event).toBe(true);
+      'server_claimed',
+      'phone_registered',
+      'binary_forwarder_push_wake_dropped',
+      'binary_forwarder_unmarshal_err',
+      'phone_forwarder_marshal_err',
+      'rate_limited',
+      'phone_register_no_server',
+      'server_id_conflict',
+      'binary_forwarder_phone_closed',
+      'phone_unregistered',
+      'server_released',
+    ])
+      expect(seen.has(event), event).toBe(true);
     expect(r.logs.find((l) => l.msg === 'phone_registered')).toMatchObject({ device_name: 'Pixel 9 (Alice)' });
 
-    const badKeys = r.logs.flatMap((l) => Object.keys(l).filter((k) => !ALLOWED_RECORD_KEYS.has(k)).map((k) => `${l.msg}: ${k}`));
+    const badKeys = r.logs.flatMap((l) =>
+      Object.keys(l)
+        .filter((k) => !ALLOWED_RECORD_KEYS.has(k))
+        .map((k) => `${l.msg}: ${k}`),
+    );
     expect(badKeys).toEqual([]);
     const text = r.logText();
     for (const marker of MARKERS) expect(text.includes(marker), `log text contains ${marker}`).toBe(false);
@@ -267,16 +340,23 @@ describe('text log format escapes control characters', () => {
     const lines: string[] = [];
     const log = createLogger('text', { write: (line: string) => lines.push(line) });
     const hostile = 'Pixel\nlevel=ERROR msg=forged\r\tx\u0000\u001b[31mend" key=v';
-    log.info('phone_registered', { server_id: 'srv\nid', conn_id: 'client-x', device_name: hostile, remote: '127.0.0.1' });
+    log.info('phone_registered', {
+      server_id: 'srv\nid',
+      conn_id: 'client-x',
+      device_name: hostile,
+      remote: '127.0.0.1',
+    });
     expect(lines).toHaveLength(1);
     const line = lines[0]!;
     expect(line.endsWith('\n')).toBe(true);
     const body = line.slice(0, -1);
     expect(body).not.toContain('\n');
     expect(body).not.toContain('\r');
-    // eslint-disable-next-line no-control-regex
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: asserts no control character reached the log
     expect(body).not.toMatch(/[\u0000-\u001f]/);
-    expect(body).toMatch(/^time=\S+ level=INFO msg=phone_registered server_id="srv\\nid" conn_id=client-x device_name="/);
+    expect(body).toMatch(
+      /^time=\S+ level=INFO msg=phone_registered server_id="srv\\nid" conn_id=client-x device_name="/,
+    );
     expect(body).toContain('device_name="Pixel\\nlevel=ERROR msg=forged\\r\\tx\\u0000\\u001b[31m');
     expect(body).toContain('end\\" key=v" remote=127.0.0.1');
     // Exactly one msg= and one level= (nothing forged).
@@ -288,7 +368,9 @@ describe('text log format escapes control characters', () => {
     const log = createLogger('text', { write: (line: string) => lines.push(line) });
     log.info('phone_registered', { device_name: 'a\u007fb\u0085c\u009b31md\u2028e\u2029f' });
     const body = lines[0]!.slice(0, -1);
-    const raw = [...body].filter((ch) => /[\u007f-\u009f\u2028\u2029]/.test(ch)).map((ch) => `U+${ch.codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')}`);
+    const raw = [...body]
+      .filter((ch) => /[\u007f-\u009f\u2028\u2029]/.test(ch))
+      .map((ch) => `U+${ch.codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')}`);
     expect(raw, 'non-printable characters left raw in a text log line').toEqual([]);
   });
 
@@ -298,7 +380,10 @@ describe('text log format escapes control characters', () => {
     log.warn('x', { server_id: 's', token: 'SECRET-TOKEN-MARKER', user_agent: 'UA' } as unknown as LogFields);
     expect(lines[0]).toMatch(/^time=\S+ level=WARN msg=x server_id=s\n$/);
     const json: string[] = [];
-    createLogger('json', { write: (line: string) => json.push(line) }).warn('x', { server_id: 's', token: 'SECRET' } as unknown as LogFields);
+    createLogger('json', { write: (line: string) => json.push(line) }).warn('x', {
+      server_id: 's',
+      token: 'SECRET',
+    } as unknown as LogFields);
     expect(Object.keys(JSON.parse(json[0]!) as object)).toEqual(['time', 'level', 'msg', 'server_id']);
   });
 });

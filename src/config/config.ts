@@ -96,7 +96,7 @@ export const DEFAULT_FCM_ENDPOINT = 'https://fcm.googleapis.com';
 export const FCM_URL_REFUSAL_REASON =
   'not an absolute http:// or https:// URL without user info, query or fragment (value withheld)';
 export const FCM_TOKEN_URI_REFUSAL_REASON =
-  'the key\'s token_uri is not an absolute http:// or https:// URL without user info, query or fragment (value withheld)';
+  "the key's token_uri is not an absolute http:// or https:// URL without user info, query or fragment (value withheld)";
 export const FCM_REFUSAL_REASON = 'not a service-account JSON key (value withheld)';
 /** Let's Encrypt production (--acme-directory default). */
 export const DEFAULT_ACME_DIRECTORY = 'https://acme-v02.api.letsencrypt.org/directory';
@@ -154,27 +154,125 @@ interface FlagSpec {
 }
 
 const FLAG_SPECS: readonly FlagSpec[] = [
-  { name: 'insecure-listen', kind: 'addr', arg: 'ADDR', def: '', help: 'plain-HTTP mode: listen address, behind a TLS-terminating proxy' },
-  { name: 'tls-cert', kind: 'string', arg: 'FILE', def: '', help: 'static-TLS mode: PEM certificate chain (requires --tls-key; listens on --https-listen)' },
-  { name: 'tls-key', kind: 'string', arg: 'FILE', def: '', help: 'static-TLS mode: PEM private key (requires --tls-cert)' },
-  { name: 'domain', kind: 'string', arg: 'D', def: '', help: 'autocert mode: the public domain; its certificate comes from the ACME CA (HTTP-01 on --http-listen, TLS-ALPN-01 on --https-listen)' },
-  { name: 'cert-cache', kind: 'string', arg: 'DIR', def: '', defShown: '$HOME/.pyrycode-relay/certs', help: 'ACME certificate cache directory, mode 0700 (autocert mode)' },
-  { name: 'acme-directory', kind: 'string', arg: 'URL', def: DEFAULT_ACME_DIRECTORY, help: 'ACME directory URL, https:// (autocert mode only)' },
-  { name: 'https-listen', kind: 'addr', arg: 'ADDR', def: ':443', help: 'HTTPS listener address (static-TLS and autocert modes)' },
-  { name: 'http-listen', kind: 'addr', arg: 'ADDR', def: ':80', help: 'ACME HTTP-01 listener address (autocert mode only)' },
-  { name: 'https-proxy-protocol', kind: 'bool', arg: '', def: 'false', help: 'require a PROXY v2 header on the HTTPS listener (autocert mode only)' },
-  { name: 'metrics-listen', kind: 'string', arg: 'ADDR', def: '127.0.0.1:9090', help: 'loopback IP:port of the Prometheus /metrics listener; "" disables' },
-  { name: 'trust-x-forwarded-for', kind: 'bool', arg: '', def: 'false', help: 'use the left-most X-Forwarded-For entry as the client IP for rate limiting' },
+  {
+    name: 'insecure-listen',
+    kind: 'addr',
+    arg: 'ADDR',
+    def: '',
+    help: 'plain-HTTP mode: listen address, behind a TLS-terminating proxy',
+  },
+  {
+    name: 'tls-cert',
+    kind: 'string',
+    arg: 'FILE',
+    def: '',
+    help: 'static-TLS mode: PEM certificate chain (requires --tls-key; listens on --https-listen)',
+  },
+  {
+    name: 'tls-key',
+    kind: 'string',
+    arg: 'FILE',
+    def: '',
+    help: 'static-TLS mode: PEM private key (requires --tls-cert)',
+  },
+  {
+    name: 'domain',
+    kind: 'string',
+    arg: 'D',
+    def: '',
+    help: 'autocert mode: the public domain; its certificate comes from the ACME CA (HTTP-01 on --http-listen, TLS-ALPN-01 on --https-listen)',
+  },
+  {
+    name: 'cert-cache',
+    kind: 'string',
+    arg: 'DIR',
+    def: '',
+    defShown: '$HOME/.pyrycode-relay/certs',
+    help: 'ACME certificate cache directory, mode 0700 (autocert mode)',
+  },
+  {
+    name: 'acme-directory',
+    kind: 'string',
+    arg: 'URL',
+    def: DEFAULT_ACME_DIRECTORY,
+    help: 'ACME directory URL, https:// (autocert mode only)',
+  },
+  {
+    name: 'https-listen',
+    kind: 'addr',
+    arg: 'ADDR',
+    def: ':443',
+    help: 'HTTPS listener address (static-TLS and autocert modes)',
+  },
+  {
+    name: 'http-listen',
+    kind: 'addr',
+    arg: 'ADDR',
+    def: ':80',
+    help: 'ACME HTTP-01 listener address (autocert mode only)',
+  },
+  {
+    name: 'https-proxy-protocol',
+    kind: 'bool',
+    arg: '',
+    def: 'false',
+    help: 'require a PROXY v2 header on the HTTPS listener (autocert mode only)',
+  },
+  {
+    name: 'metrics-listen',
+    kind: 'string',
+    arg: 'ADDR',
+    def: '127.0.0.1:9090',
+    help: 'loopback IP:port of the Prometheus /metrics listener; "" disables',
+  },
+  {
+    name: 'trust-x-forwarded-for',
+    kind: 'bool',
+    arg: '',
+    def: 'false',
+    help: 'use the left-most X-Forwarded-For entry as the client IP for rate limiting',
+  },
   { name: 'max-connections', kind: 'int', arg: 'N', def: '20', help: 'global cap on live WebSocket connections (> 0)' },
-  { name: 'grace-period', kind: 'duration', arg: 'DUR', def: '30s', help: 'how long a disconnected binary keeps its server-id and phones' },
-  { name: 'heartbeat-interval', kind: 'duration', arg: 'DUR', def: '30s', help: 'ping interval on every WebSocket; the pong wait equals it' },
-  { name: 'probe-timeout', kind: 'duration', arg: 'DUR', def: '10s', help: 'liveness probe of the incumbent binary on a conflicting claim' },
+  {
+    name: 'grace-period',
+    kind: 'duration',
+    arg: 'DUR',
+    def: '30s',
+    help: 'how long a disconnected binary keeps its server-id and phones',
+  },
+  {
+    name: 'heartbeat-interval',
+    kind: 'duration',
+    arg: 'DUR',
+    def: '30s',
+    help: 'ping interval on every WebSocket; the pong wait equals it',
+  },
+  {
+    name: 'probe-timeout',
+    kind: 'duration',
+    arg: 'DUR',
+    def: '10s',
+    help: 'liveness probe of the incumbent binary on a conflicting claim',
+  },
   { name: 'max-phones-per-server', kind: 'int', arg: 'N', def: '16', help: 'phones allowed per server-id (> 0)' },
   { name: 'rate-limit-burst', kind: 'int', arg: 'N', def: '20', help: 'per-IP upgrade token bucket size (> 0)' },
   { name: 'rate-limit-interval', kind: 'duration', arg: 'DUR', def: '6s', help: 'per-IP token refill interval' },
   { name: 'shutdown-timeout', kind: 'duration', arg: 'DUR', def: '10s', help: 'drain deadline after SIGTERM/SIGINT' },
-  { name: 'drain-delay', kind: 'duration', arg: 'DUR', def: '0s', allowZero: true, help: 'on SIGTERM/SIGINT, fail /readyz this long before closing peers (0 = close at once)' },
-  { name: 'metrics-runtime', kind: 'bool', arg: '', def: 'false', help: 'also export Node runtime series (event-loop delay, heap, RSS, open handles)' },
+  {
+    name: 'drain-delay',
+    kind: 'duration',
+    arg: 'DUR',
+    def: '0s',
+    allowZero: true,
+    help: 'on SIGTERM/SIGINT, fail /readyz this long before closing peers (0 = close at once)',
+  },
+  {
+    name: 'metrics-runtime',
+    kind: 'bool',
+    arg: '',
+    def: 'false',
+    help: 'also export Node runtime series (event-loop delay, heap, RSS, open handles)',
+  },
   { name: 'log-format', kind: 'string', arg: 'text|json', def: 'text', help: 'log line format on stderr' },
   { name: 'version', kind: 'bool', arg: '', def: 'false', help: 'print the version and exit' },
 ];
@@ -192,9 +290,19 @@ type ArgParse =
 /** strconv.ParseBool */
 function parseGoBool(s: string): boolean | null {
   switch (s) {
-    case '1': case 't': case 'T': case 'true': case 'TRUE': case 'True':
+    case '1':
+    case 't':
+    case 'T':
+    case 'true':
+    case 'TRUE':
+    case 'True':
       return true;
-    case '0': case 'f': case 'F': case 'false': case 'FALSE': case 'False':
+    case '0':
+    case 'f':
+    case 'F':
+    case 'false':
+    case 'FALSE':
+    case 'False':
       return false;
     default:
       return null;
@@ -242,7 +350,11 @@ function parseArgs(argv: readonly string[]): ArgParse {
       if (hasValue) {
         const b = parseGoBool(value);
         if (b === null) {
-          return { kind: 'error', err: `invalid boolean value ${JSON.stringify(value)} for -${name}: parse error`, set };
+          return {
+            kind: 'error',
+            err: `invalid boolean value ${JSON.stringify(value)} for -${name}: parse error`,
+            set,
+          };
         }
         set.set(spec.name, b ? 'true' : 'false');
       } else {
@@ -417,7 +529,10 @@ function checkMetricsListen(s: string): Check<ListenAddress> {
     const b = ipv6Bytes(host);
     if (b === null) return { ok: false, reason: 'host is not an IP literal' };
     if (b.slice(0, 10).every((x) => x === 0) && b[10] === 0xff && b[11] === 0xff) {
-      return { ok: false, reason: 'IPv4-mapped IPv6 addresses are not allowed (write the IPv4 literal, e.g. 127.0.0.1)' };
+      return {
+        ok: false,
+        reason: 'IPv4-mapped IPv6 addresses are not allowed (write the IPv4 literal, e.g. 127.0.0.1)',
+      };
     }
     if (!(b.slice(0, 15).every((x) => x === 0) && b[15] === 1)) {
       return { ok: false, reason: 'not a loopback address (must be in 127.0.0.0/8 or ::1)' };
@@ -427,7 +542,8 @@ function checkMetricsListen(s: string): Check<ListenAddress> {
   if (!isIPv4(host)) {
     return {
       ok: false,
-      reason: 'host is not an IP literal (hostnames, localhost included, are refused: DNS can change between check and bind)',
+      reason:
+        'host is not an IP literal (hostnames, localhost included, are refused: DNS can change between check and bind)',
     };
   }
   if (!host.startsWith('127.')) return { ok: false, reason: 'not a loopback address (must be in 127.0.0.0/8 or ::1)' };
@@ -441,12 +557,15 @@ function checkMetricsListen(s: string): Check<ListenAddress> {
  */
 function checkDomain(s: string): Check<string> {
   if (s === '') return { ok: false, reason: 'must not be empty' };
-  if (isIPv4(s) || isIPv6(s) || s.startsWith('[')) return { ok: false, reason: 'must be a DNS name, not an IP address' };
-  if (s.includes('*')) return { ok: false, reason: 'wildcard names are not supported (HTTP-01 and TLS-ALPN-01 cannot validate them)' };
+  if (isIPv4(s) || isIPv6(s) || s.startsWith('['))
+    return { ok: false, reason: 'must be a DNS name, not an IP address' };
+  if (s.includes('*'))
+    return { ok: false, reason: 'wildcard names are not supported (HTTP-01 and TLS-ALPN-01 cannot validate them)' };
   const name = s.toLowerCase().replace(/\.$/, '');
   if (name.length > 253 || !HOSTNAME_RE.test(name)) return { ok: false, reason: 'not a valid DNS name' };
   const labels = name.split('.');
-  if (/^[0-9]+$/.test(labels[labels.length - 1]!)) return { ok: false, reason: 'the last label must not be all digits' };
+  if (/^[0-9]+$/.test(labels[labels.length - 1]!))
+    return { ok: false, reason: 'the last label must not be all digits' };
   return { ok: true, value: name };
 }
 
@@ -458,7 +577,14 @@ function checkAcmeDirectory(s: string): boolean {
   } catch {
     return false;
   }
-  return u.protocol === 'https:' && u.hostname !== '' && u.username === '' && u.password === '' && u.hash === '' && !s.includes('#');
+  return (
+    u.protocol === 'https:' &&
+    u.hostname !== '' &&
+    u.username === '' &&
+    u.password === '' &&
+    u.hash === '' &&
+    !s.includes('#')
+  );
 }
 
 /** Renders a ListenAddress the way it is written on the command line (`:443`, `[::1]:9090`). */
@@ -478,7 +604,8 @@ function checkFcmCredentials(raw: string): FcmServiceAccount | null {
     if (typeof pem !== 'string' || pem === '') return null;
     const priv = createPrivateKey({ key: pem, format: 'pem' });
     if (priv.asymmetricKeyType !== 'rsa') return null;
-    const tokenUri = typeof k['token_uri'] === 'string' && k['token_uri'] !== '' ? k['token_uri'] : DEFAULT_FCM_TOKEN_URI;
+    const tokenUri =
+      typeof k['token_uri'] === 'string' && k['token_uri'] !== '' ? k['token_uri'] : DEFAULT_FCM_TOKEN_URI;
     const projectId = typeof k['project_id'] === 'string' ? k['project_id'] : '';
     return { clientEmail, privateKeyPem: pem, tokenUri, projectId };
   } catch {
@@ -560,11 +687,7 @@ function modeFlag(set: Map<FlagName, string>): { insecure: boolean; tls: string 
  * homeDir defaults to env.HOME; the cert cache is `<home>/.pyrycode-relay/certs`, or the relative
  * `.pyrycode-relay/certs` without a home directory (like Go's os.UserHomeDir failing).
  */
-export function parseConfig(
-  argv: string[],
-  env: Record<string, string | undefined>,
-  homeDir?: string,
-): ParseOutcome {
+export function parseConfig(argv: string[], env: Record<string, string | undefined>, homeDir?: string): ParseOutcome {
   const args = parseArgs(argv);
   if (args.kind === 'help') return { kind: 'help', text: usage() };
   const set = args.set;
@@ -650,16 +773,33 @@ function buildConfig(
     refuse(REFUSAL_EVENTS.invalidFlagValue, { flag: `--${name}`, value, reason, fix });
   if (mode === 'tls') {
     for (const f of ['tls-cert', 'tls-key'] as const) {
-      if (get(f) === '') invalidValue(f, '', 'must not be empty', `pass the path of a PEM file, e.g. --${f}=/etc/relay/${f === 'tls-cert' ? 'cert' : 'key'}.pem`);
+      if (get(f) === '')
+        invalidValue(
+          f,
+          '',
+          'must not be empty',
+          `pass the path of a PEM file, e.g. --${f}=/etc/relay/${f === 'tls-cert' ? 'cert' : 'key'}.pem`,
+        );
     }
   }
   let domain = '';
   if (mode === 'autocert') {
     const c = checkDomain(get('domain'));
-    if (!c.ok) invalidValue('domain', get('domain'), c.reason, 'pass the public DNS name the certificate is for, e.g. --domain=relay.example.com');
+    if (!c.ok)
+      invalidValue(
+        'domain',
+        get('domain'),
+        c.reason,
+        'pass the public DNS name the certificate is for, e.g. --domain=relay.example.com',
+      );
     else domain = c.value;
     if (set.has('cert-cache') && get('cert-cache') === '') {
-      invalidValue('cert-cache', '', 'must not be empty', 'pass a directory for the ACME account and certificate, e.g. --cert-cache=/var/lib/relay/autocert');
+      invalidValue(
+        'cert-cache',
+        '',
+        'must not be empty',
+        'pass a directory for the ACME account and certificate, e.g. --cert-cache=/var/lib/relay/autocert',
+      );
     }
     if (!checkAcmeDirectory(get('acme-directory'))) {
       invalidValue(
@@ -676,10 +816,12 @@ function buildConfig(
     const value = get(spec.name);
     if (spec.kind === 'int') {
       const c = checkPositiveInt(value);
-      if (!c.ok) invalidValue(spec.name, value, c.reason, `pass a positive decimal integer, e.g. --${spec.name}=${spec.def}`);
+      if (!c.ok)
+        invalidValue(spec.name, value, c.reason, `pass a positive decimal integer, e.g. --${spec.name}=${spec.def}`);
       else ints.set(spec.name, c.value);
     } else if (spec.kind === 'duration') {
-      const c = spec.allowZero === true && parseDuration(value) === 0 ? { ok: true as const, value: 0 } : checkDuration(value);
+      const c =
+        spec.allowZero === true && parseDuration(value) === 0 ? { ok: true as const, value: 0 } : checkDuration(value);
       if (!c.ok) {
         invalidValue(
           spec.name,
@@ -710,7 +852,8 @@ function buildConfig(
   const metricsValue = get('metrics-listen');
   if (metricsValue !== '') {
     const c = checkMetricsListen(metricsValue);
-    if (!c.ok) refuse(REFUSAL_EVENTS.invalidMetricsListen, { value: metricsValue, reason: c.reason, fix: METRICS_LISTEN_FIX });
+    if (!c.ok)
+      refuse(REFUSAL_EVENTS.invalidMetricsListen, { value: metricsValue, reason: c.reason, fix: METRICS_LISTEN_FIX });
     else metricsListen = c.value;
   }
 
@@ -730,7 +873,8 @@ function buildConfig(
   const fcmRaw = env[ENV_FCM_CREDENTIALS];
   if (fcmRaw !== undefined) {
     fcmCredentials = checkFcmCredentials(fcmRaw);
-    if (fcmCredentials === null) refuse(REFUSAL_EVENTS.invalidEnv, { env_var: ENV_FCM_CREDENTIALS, reason: FCM_REFUSAL_REASON });
+    if (fcmCredentials === null)
+      refuse(REFUSAL_EVENTS.invalidEnv, { env_var: ENV_FCM_CREDENTIALS, reason: FCM_REFUSAL_REASON });
   }
   const flyAppName = env[ENV_FLY_APP_NAME] ?? '';
 
@@ -800,7 +944,10 @@ export function usage(): string {
   });
   const width = Math.max(...rows.map((r) => r.left.length)) + 2;
   const envRows = [
-    { left: `  ${ENV_PRODUCTION}=1`, right: 'production mode: refuses --insecure-listen, root, extra Linux capabilities' },
+    {
+      left: `  ${ENV_PRODUCTION}=1`,
+      right: 'production mode: refuses --insecure-listen, root, extra Linux capabilities',
+    },
     { left: `  ${ENV_SINGLE_INSTANCE}=1`, right: 'acknowledges a single-instance deploy where FLY_APP_NAME is set' },
     { left: `  ${ENV_FCM_CREDENTIALS}`, right: 'Google service-account JSON key (the content); enables push wakes' },
     { left: `  ${ENV_FCM_ENDPOINT}`, right: `FCM API base URL for push wakes (default ${DEFAULT_FCM_ENDPOINT})` },

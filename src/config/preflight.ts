@@ -131,7 +131,10 @@ export function preflight(config: RelayConfig, facts: ProcessFacts): { event: st
   if (facts.procStatus === null) {
     return {
       event: PREFLIGHT_EVENTS.capabilitiesUnknown,
-      fields: { reason: 'cannot read /proc/self/status', fix: 'run with /proc mounted so the capability check can run' },
+      fields: {
+        reason: 'cannot read /proc/self/status',
+        fix: 'run with /proc mounted so the capability check can run',
+      },
     };
   }
   const cap = parseCapEff(facts.procStatus);

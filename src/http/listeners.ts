@@ -74,7 +74,11 @@ export function requireHost(server: Server, domain: string): void {
   const expected = domain.toLowerCase();
   const misdirected = (req: IncomingMessage): boolean => !missingHost(req) && requestHost(req) !== expected;
   const requestListeners = server.listeners('request') as ((req: IncomingMessage, res: ServerResponse) => void)[];
-  const upgradeListeners = server.listeners('upgrade') as ((req: IncomingMessage, socket: Duplex, head: Buffer) => void)[];
+  const upgradeListeners = server.listeners('upgrade') as ((
+    req: IncomingMessage,
+    socket: Duplex,
+    head: Buffer,
+  ) => void)[];
   server.removeAllListeners('request');
   server.removeAllListeners('upgrade');
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {

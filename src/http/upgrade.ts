@@ -214,7 +214,8 @@ function handshakeFailure(req: IncomingMessage): HandshakeFailure | null {
   if (!hasToken(req.headers.connection, 'upgrade') || !hasToken(req.headers.upgrade, 'websocket')) {
     return UPGRADE_REQUIRED;
   }
-  if (req.method !== 'GET') return { reason: 'bad_method_405', status: 405, body: 'method not allowed: use GET\n', headers: { Allow: 'GET' } };
+  if (req.method !== 'GET')
+    return { reason: 'bad_method_405', status: 405, body: 'method not allowed: use GET\n', headers: { Allow: 'GET' } };
   if (req.headers['sec-websocket-version'] !== '13') {
     return {
       reason: 'bad_version_400',
@@ -258,7 +259,7 @@ function endpointOf(path: string): Endpoint | null {
 /** Node decodes header bytes as latin1; the protocol's ids and labels are UTF-8. Bytes that are
  * not valid UTF-8 become U+FFFD. */
 function headerText(value: string): string {
-  // eslint-disable-next-line no-control-regex
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: the test is for any byte outside ASCII
   if (!/[^\u0000-\u007f]/.test(value)) return value;
   return Buffer.from(value, 'latin1').toString('utf8');
 }

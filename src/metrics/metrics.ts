@@ -141,18 +141,20 @@ const COMMON_CLOSE_REASONS: readonly CloseReason[] = [
   'write_failed',
 ];
 const CLOSE_REASONS: Record<Endpoint, readonly CloseReason[]> = {
-  client: ([
-    ...COMMON_CLOSE_REASONS,
-    'at_cap_4429',
-    'backlog_full',
-    'directive',
-    'evicted_4404',
-    'forward_failed',
-    'grace_expired',
-    'malformed_frame',
-    'no_binary',
-    'no_server_4404',
-  ] as CloseReason[]).sort(),
+  client: (
+    [
+      ...COMMON_CLOSE_REASONS,
+      'at_cap_4429',
+      'backlog_full',
+      'directive',
+      'evicted_4404',
+      'forward_failed',
+      'grace_expired',
+      'malformed_frame',
+      'no_binary',
+      'no_server_4404',
+    ] as CloseReason[]
+  ).sort(),
   server: ([...COMMON_CLOSE_REASONS, 'conflict_4409', 'probe_aborted', 'taken_over'] as CloseReason[]).sort(),
 };
 
@@ -198,7 +200,12 @@ const UPGRADE_REJECTIONS: readonly UpgradeRejection[] = [
 
 /** HTTP-level failures on the public listener, before any route runs (or no route matched). */
 export type HttpError = 'bad_request_400' | 'header_timeout_408' | 'header_too_large_431' | 'not_found_404';
-const HTTP_ERRORS: readonly HttpError[] = ['bad_request_400', 'header_timeout_408', 'header_too_large_431', 'not_found_404'];
+const HTTP_ERRORS: readonly HttpError[] = [
+  'bad_request_400',
+  'header_timeout_408',
+  'header_too_large_431',
+  'not_found_404',
+];
 
 /** Reclaim-latency buckets as fractions of the grace window. */
 const RECLAIM_BUCKET_FRACTIONS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1];
@@ -210,7 +217,7 @@ export const SIGNAL_HELP = {
   bytesReceived:
     'Bytes of the messages counted in pyrycode_relay_frames_received_total (whole routing envelopes for binary_to_phone), by direction. Moves when the message is read.',
   connectionsClosed:
-    'WebSocket connections that ended, by endpoint and reason: the code the peer closed with (normal_1000, going_away_1001, no_status_1005, other_code), abrupt when the socket ended without a close frame, or the relay\'s own reason. One increment per connection, when its socket is gone.',
+    "WebSocket connections that ended, by endpoint and reason: the code the peer closed with (normal_1000, going_away_1001, no_status_1005, other_code), abrupt when the socket ended without a close frame, or the relay's own reason. One increment per connection, when its socket is gone.",
   framesDropped:
     'Frames the relay read but did not forward, by direction and reason. Moves when the frame is given up; received = forwarded + dropped for each direction once traffic is idle.',
   framesReceived:
@@ -376,8 +383,10 @@ export class RelayMetrics {
     meter
       .createObservableCounter('pyrycode_relay_frames_dropped_total', { description: SIGNAL_HELP.framesDropped })
       .addCallback((result) => {
-        for (const [reason, attrs] of b2pDrops) result.observe(this.droppedBinaryToPhone[reason as BinaryFrameDrop], attrs);
-        for (const [reason, attrs] of p2bDrops) result.observe(this.droppedPhoneToBinary[reason as PhoneFrameDrop], attrs);
+        for (const [reason, attrs] of b2pDrops)
+          result.observe(this.droppedBinaryToPhone[reason as BinaryFrameDrop], attrs);
+        for (const [reason, attrs] of p2bDrops)
+          result.observe(this.droppedPhoneToBinary[reason as PhoneFrameDrop], attrs);
       });
     meter
       .createObservableCounter('pyrycode_relay_frames_received_total', { description: SIGNAL_HELP.framesReceived })

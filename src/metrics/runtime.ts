@@ -11,7 +11,8 @@ export const EVENT_LOOP_WINDOW_MS = 10_000;
 const EVENT_LOOP_RESOLUTION_MS = 10;
 
 export const RUNTIME_HELP = {
-  activeHandles: 'Handles and requests keeping the Node.js event loop alive (sockets, servers, timers), at collection time.',
+  activeHandles:
+    'Handles and requests keeping the Node.js event loop alive (sockets, servers, timers), at collection time.',
   eventLoopDelayMax: 'Largest event-loop delay seen in the last 10 s window, in seconds.',
   eventLoopDelayP50: 'Median event-loop delay over the last 10 s window, in seconds.',
   eventLoopDelayP99: '99th percentile event-loop delay over the last 10 s window, in seconds.',
@@ -41,13 +42,19 @@ export function registerRuntimeMetrics(meter: Meter): () => void {
     .createObservableGauge('pyrycode_relay_runtime_active_handles', { description: RUNTIME_HELP.activeHandles })
     .addCallback((r) => r.observe(process.getActiveResourcesInfo().length));
   meter
-    .createObservableGauge('pyrycode_relay_runtime_event_loop_delay_max_seconds', { description: RUNTIME_HELP.eventLoopDelayMax })
+    .createObservableGauge('pyrycode_relay_runtime_event_loop_delay_max_seconds', {
+      description: RUNTIME_HELP.eventLoopDelayMax,
+    })
     .addCallback((r) => r.observe(window.max));
   meter
-    .createObservableGauge('pyrycode_relay_runtime_event_loop_delay_p50_seconds', { description: RUNTIME_HELP.eventLoopDelayP50 })
+    .createObservableGauge('pyrycode_relay_runtime_event_loop_delay_p50_seconds', {
+      description: RUNTIME_HELP.eventLoopDelayP50,
+    })
     .addCallback((r) => r.observe(window.p50));
   meter
-    .createObservableGauge('pyrycode_relay_runtime_event_loop_delay_p99_seconds', { description: RUNTIME_HELP.eventLoopDelayP99 })
+    .createObservableGauge('pyrycode_relay_runtime_event_loop_delay_p99_seconds', {
+      description: RUNTIME_HELP.eventLoopDelayP99,
+    })
     .addCallback((r) => r.observe(window.p99));
   meter
     .createObservableGauge('pyrycode_relay_runtime_heap_total_bytes', { description: RUNTIME_HELP.heapTotal })

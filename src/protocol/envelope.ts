@@ -41,14 +41,29 @@ function goJsonString(s: string): string {
     if (c < 0x80) {
       if (c >= 0x20 && c !== 0x22 && c !== 0x5c && c !== 0x3c && c !== 0x3e && c !== 0x26) continue;
       switch (c) {
-        case 0x22: esc = '\\"'; break;
-        case 0x5c: esc = '\\\\'; break;
-        case 0x08: esc = '\\b'; break;
-        case 0x0c: esc = '\\f'; break;
-        case 0x0a: esc = '\\n'; break;
-        case 0x0d: esc = '\\r'; break;
-        case 0x09: esc = '\\t'; break;
-        default: esc = '\\u00' + (c < 0x10 ? '0' : '') + c.toString(16);
+        case 0x22:
+          esc = '\\"';
+          break;
+        case 0x5c:
+          esc = '\\\\';
+          break;
+        case 0x08:
+          esc = '\\b';
+          break;
+        case 0x0c:
+          esc = '\\f';
+          break;
+        case 0x0a:
+          esc = '\\n';
+          break;
+        case 0x0d:
+          esc = '\\r';
+          break;
+        case 0x09:
+          esc = '\\t';
+          break;
+        default:
+          esc = '\\u00' + (c < 0x10 ? '0' : '') + c.toString(16);
       }
     } else if (c === 0x2028 || c === 0x2029) {
       esc = c === 0x2028 ? '\\u2028' : '\\u2029';
@@ -141,11 +156,16 @@ const FOLDED_NAMES = ['', 'CONN_ID', 'FRAME', 'CLOSE_CODE', 'PUSH_WAKE'];
 /** Field whose folded name has this length (all four lengths differ), by length. */
 function fieldByLength(len: number): number {
   switch (len) {
-    case 7: return K_CONN_ID;
-    case 5: return K_FRAME;
-    case 10: return K_CLOSE_CODE;
-    case 9: return K_PUSH_WAKE;
-    default: return K_OTHER;
+    case 7:
+      return K_CONN_ID;
+    case 5:
+      return K_FRAME;
+    case 10:
+      return K_CLOSE_CODE;
+    case 9:
+      return K_PUSH_WAKE;
+    default:
+      return K_OTHER;
   }
 }
 
@@ -187,7 +207,8 @@ function matchKey(data: Buffer, ks: number, ke: number): number {
   for (let k = 0; k < name.length; k++) {
     let c = key.charCodeAt(k);
     if (c >= 0x61 && c <= 0x7a) c -= 0x20;
-    else if (c === 0x017f) c = 0x53; // ſ -> S
+    else if (c === 0x017f)
+      c = 0x53; // ſ -> S
     else if (c === 0x212a) c = 0x4b; // Kelvin sign -> K
     if (c !== name.charCodeAt(k)) return K_OTHER;
   }

@@ -79,7 +79,10 @@ export function scanString(buf: Uint8Array, i: number, end: number = buf.length,
     // Most string bytes are plain: skip them four at a time (the hot loop for large frames).
     while (
       i + 4 <= end &&
-      (STRING_CLASS[buf[i]!]! | STRING_CLASS[buf[i + 1]!]! | STRING_CLASS[buf[i + 2]!]! | STRING_CLASS[buf[i + 3]!]!) ===
+      (STRING_CLASS[buf[i]!]! |
+        STRING_CLASS[buf[i + 1]!]! |
+        STRING_CLASS[buf[i + 2]!]! |
+        STRING_CLASS[buf[i + 3]!]!) ===
         S_PLAIN
     ) {
       i += 4;
@@ -129,26 +132,35 @@ export function scanString(buf: Uint8Array, i: number, end: number = buf.length,
 function scanNumber(buf: Uint8Array, i: number, end: number): number {
   if (buf[i] === 0x2d /* - */) i++;
   if (i >= end) return -1;
-  let c = buf[i]!;
+  const c = buf[i]!;
   if (c === 0x30) {
     i++;
   } else if (c >= 0x31 && c <= 0x39) {
-    i++;
-    while (i < end && (c = buf[i]!) >= 0x30 && c <= 0x39) i++;
+    i = skipDigits(buf, i + 1, end);
   } else {
     return -1;
   }
   if (i < end && buf[i] === 0x2e /* . */) {
     i++;
-    if (i >= end || !((c = buf[i]!) >= 0x30 && c <= 0x39)) return -1;
-    while (i < end && (c = buf[i]!) >= 0x30 && c <= 0x39) i++;
+    if (i >= end || !isDigit(buf[i]!)) return -1;
+    i = skipDigits(buf, i + 1, end);
   }
   if (i < end && (buf[i] === 0x65 || buf[i] === 0x45) /* e E */) {
     i++;
     if (i < end && (buf[i] === 0x2b || buf[i] === 0x2d)) i++;
-    if (i >= end || !((c = buf[i]!) >= 0x30 && c <= 0x39)) return -1;
-    while (i < end && (c = buf[i]!) >= 0x30 && c <= 0x39) i++;
+    if (i >= end || !isDigit(buf[i]!)) return -1;
+    i = skipDigits(buf, i + 1, end);
   }
+  return i;
+}
+
+function isDigit(c: number): boolean {
+  return c >= 0x30 && c <= 0x39;
+}
+
+/** Index of the first non-digit at or after `i` (or `end`). */
+function skipDigits(buf: Uint8Array, i: number, end: number): number {
+  while (i < end && isDigit(buf[i]!)) i++;
   return i;
 }
 
@@ -164,7 +176,13 @@ const NULL = new Uint8Array([0x6e, 0x75, 0x6c, 0x6c]);
 
 /** True when bytes [start, end) are exactly the literal `null`. */
 export function isNullLiteral(buf: Uint8Array, start: number, end: number): boolean {
-  return end - start === 4 && buf[start] === 0x6e && buf[start + 1] === 0x75 && buf[start + 2] === 0x6c && buf[start + 3] === 0x6c;
+  return (
+    end - start === 4 &&
+    buf[start] === 0x6e &&
+    buf[start + 1] === 0x75 &&
+    buf[start + 2] === 0x6c &&
+    buf[start + 3] === 0x6c
+  );
 }
 
 /**
@@ -377,12 +395,23 @@ export function decodeString(buf: Buffer, start: number, end: number): string {
     const esc = buf[i + 1]!;
     if (esc !== 0x75) {
       switch (esc) {
-        case 0x62: out += '\b'; break;
-        case 0x66: out += '\f'; break;
-        case 0x6e: out += '\n'; break;
-        case 0x72: out += '\r'; break;
-        case 0x74: out += '\t'; break;
-        default: out += String.fromCharCode(esc); // " \ /
+        case 0x62:
+          out += '\b';
+          break;
+        case 0x66:
+          out += '\f';
+          break;
+        case 0x6e:
+          out += '\n';
+          break;
+        case 0x72:
+          out += '\r';
+          break;
+        case 0x74:
+          out += '\t';
+          break;
+        default:
+          out += String.fromCharCode(esc); // " \ /
       }
       i += 2;
     } else {

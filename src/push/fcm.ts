@@ -261,7 +261,9 @@ class TokenSource {
     const fetchedAt = this.now();
     let body: Buffer;
     try {
-      body = Buffer.from(new URLSearchParams({ grant_type: JWT_BEARER_GRANT, assertion: this.assertion(fetchedAt) }).toString());
+      body = Buffer.from(
+        new URLSearchParams({ grant_type: JWT_BEARER_GRANT, assertion: this.assertion(fetchedAt) }).toString(),
+      );
     } catch {
       throw new FcmTokenFetchError('relay: fcm token fetch failed: cannot sign the assertion');
     }
@@ -296,11 +298,7 @@ class TokenSource {
   }
 }
 
-function httpError(
-  err: unknown,
-  prefix: string,
-  Kind: new (message: string) => FcmError,
-): FcmError {
+function httpError(err: unknown, prefix: string, Kind: new (message: string) => FcmError): FcmError {
   if (err instanceof HttpFailure) {
     switch (err.kind) {
       case 'cancelled':

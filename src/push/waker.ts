@@ -16,13 +16,7 @@ import { createHash } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
 import { performance } from 'node:perf_hooks';
 import { formatDuration } from '../duration.js';
-import {
-  FcmError,
-  FcmSender,
-  FcmTokenFetchError,
-  FcmUnregisteredError,
-  type FcmOptions,
-} from './fcm.js';
+import { FcmError, FcmSender, FcmTokenFetchError, FcmUnregisteredError, type FcmOptions } from './fcm.js';
 import { decodeString, scanString, scanValue, skipWhitespace } from '../protocol/json.js';
 import type { Logger } from '../log.js';
 import type { RelayMetrics } from '../metrics/metrics.js';

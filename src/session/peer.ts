@@ -32,8 +32,7 @@ export const SEND_TIMED_OUT = new Error('send timed out');
 /** A code `ws` may put on the wire (it throws for anything else). */
 export function isSendableCloseCode(code: number): boolean {
   return (
-    (code >= 1000 && code <= 1014 && code !== 1004 && code !== 1005 && code !== 1006) ||
-    (code >= 3000 && code <= 4999)
+    (code >= 1000 && code <= 1014 && code !== 1004 && code !== 1005 && code !== 1006) || (code >= 3000 && code <= 4999)
   );
 }
 

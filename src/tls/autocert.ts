@@ -318,7 +318,12 @@ export class AutocertManager {
       if (leaf.checkHost(this.domain) === undefined) return null;
       if (!leaf.checkPrivateKey(createPrivateKey(keyPem))) return null;
       const context = createSecureContext({ cert: chainPem, key: keyPem, minVersion: 'TLSv1.2' });
-      return { context, notBeforeMs: Date.parse(leaf.validFrom), notAfterMs: Date.parse(leaf.validTo), serial: leaf.serialNumber };
+      return {
+        context,
+        notBeforeMs: Date.parse(leaf.validFrom),
+        notAfterMs: Date.parse(leaf.validTo),
+        serial: leaf.serialNumber,
+      };
     } catch {
       return null;
     }
@@ -341,7 +346,10 @@ export class AutocertManager {
       sendError(res, 404, NOT_FOUND_BODY);
       return;
     }
-    res.writeHead(200, { 'Content-Type': 'text/plain; charset=utf-8', 'Content-Length': Buffer.byteLength(keyAuthorization) });
+    res.writeHead(200, {
+      'Content-Type': 'text/plain; charset=utf-8',
+      'Content-Length': Buffer.byteLength(keyAuthorization),
+    });
     res.end(keyAuthorization);
   };
 
@@ -361,11 +369,14 @@ export class AutocertManager {
   /** TLS options for the HTTPS listener: TLS 1.2+, ALPN http/1.1 (and acme-tls/1 for a pending
    * TLS-ALPN-01 challenge), certificates by SNI for the domain only. */
   tlsOptions(): TlsOptions {
-    // eslint-disable-next-line @typescript-eslint/no-this-alias
+    // The TLS callbacks below are called with another `this`.
     const manager = this;
     return {
       minVersion: 'TLSv1.2',
-      ALPNCallback(this: unknown, { servername, protocols }: { servername: string; protocols: string[] }): string | undefined {
+      ALPNCallback(
+        this: unknown,
+        { servername, protocols }: { servername: string; protocols: string[] },
+      ): string | undefined {
         // RFC 8737: the validator offers acme-tls/1 alone.
         if (protocols.length === 1 && protocols[0] === ACME_TLS_ALPN) {
           if (manager.alpnContext === null || normalizeName(servername) !== manager.domain) return undefined;

@@ -15,6 +15,7 @@
 
 import { randomBytes } from 'node:crypto';
 import { chmod, mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import type { Stats } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from '../log.js';
 
@@ -45,9 +46,13 @@ export function formatMode(mode: number): string {
  * Applies the cache directory rules to `dir`. Resolves when the directory exists, is a directory
  * and has no group/other bits; rejects with a CertCacheError otherwise.
  */
-export async function prepareCertCache(dir: string, log: Logger, facts: CertCacheFacts = processFacts()): Promise<void> {
+export async function prepareCertCache(
+  dir: string,
+  log: Logger,
+  facts: CertCacheFacts = processFacts(),
+): Promise<void> {
   if (dir === '') throw new CertCacheError('cert cache path is empty');
-  let st;
+  let st: Stats;
   try {
     st = await stat(dir);
   } catch (err) {

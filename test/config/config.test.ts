@@ -76,7 +76,10 @@ describe('drain delay and runtime metrics flags', () => {
     expect(run([...INSECURE, '--drain-delay=0s']).drainDelayMs).toBe(0);
     expect(run([...INSECURE, '--drain-delay', '5s']).drainDelayMs).toBe(5_000);
     expect(refuse([...INSECURE, '--drain-delay', '-1s']).fields).toMatchObject({ flag: '--drain-delay', value: '-1s' });
-    expect(refuse([...INSECURE, '--drain-delay', 'soon']).fields).toMatchObject({ flag: '--drain-delay', value: 'soon' });
+    expect(refuse([...INSECURE, '--drain-delay', 'soon']).fields).toMatchObject({
+      flag: '--drain-delay',
+      value: 'soon',
+    });
   });
 
   it('--metrics-runtime is a boolean', () => {
@@ -231,10 +234,22 @@ describe('command-line syntax refusals', () => {
     [['---insecure-listen=:1'], 'bad flag syntax: ---insecure-listen=:1'],
     [['--=x'], 'bad flag syntax: --=x'],
     [['-=x'], 'bad flag syntax: -=x'],
-    [['serve', ...INSECURE], 'unexpected argument "serve": this command takes flags only, and flag parsing stops at the first non-flag argument'],
-    [[...INSECURE, '-'], 'unexpected argument "-": this command takes flags only, and flag parsing stops at the first non-flag argument'],
-    [[...INSECURE, '--', '--max-connections=5'], 'unexpected argument "--max-connections=5": this command takes flags only, and flag parsing stops at the first non-flag argument'],
-    [['--version', 'extra'], 'unexpected argument "extra": this command takes flags only, and flag parsing stops at the first non-flag argument'],
+    [
+      ['serve', ...INSECURE],
+      'unexpected argument "serve": this command takes flags only, and flag parsing stops at the first non-flag argument',
+    ],
+    [
+      [...INSECURE, '-'],
+      'unexpected argument "-": this command takes flags only, and flag parsing stops at the first non-flag argument',
+    ],
+    [
+      [...INSECURE, '--', '--max-connections=5'],
+      'unexpected argument "--max-connections=5": this command takes flags only, and flag parsing stops at the first non-flag argument',
+    ],
+    [
+      ['--version', 'extra'],
+      'unexpected argument "extra": this command takes flags only, and flag parsing stops at the first non-flag argument',
+    ],
     [['--version', '--bogus'], 'flag provided but not defined: -bogus'],
   ])('%j → %s', (argv, err) => {
     expect(refuse(argv)).toEqual({
@@ -247,24 +262,34 @@ describe('command-line syntax refusals', () => {
 });
 
 describe('help and version', () => {
-  it.each([['-h'], ['--h'], ['-help'], ['--help'], ['--help=1'], ['-h', '--bogus'], [...INSECURE, '--help', 'positional']])(
-    '%j → help',
-    (...argv) => {
-      const out = parseConfig(argv, {}, HOME);
-      expect(out).toEqual({ kind: 'help', text: usage() });
-    },
-  );
+  it.each([
+    ['-h'],
+    ['--h'],
+    ['-help'],
+    ['--help'],
+    ['--help=1'],
+    ['-h', '--bogus'],
+    [...INSECURE, '--help', 'positional'],
+  ])('%j → help', (...argv) => {
+    const out = parseConfig(argv, {}, HOME);
+    expect(out).toEqual({ kind: 'help', text: usage() });
+  });
 
   it('an error before -h wins (Go stops at the first error)', () => {
     expect(refuse(['--bogus', '-h']).fields.err).toBe('flag provided but not defined: -bogus');
   });
 
-  it.each([['--version'], ['-version'], ['--version=true'], ['--version', '--max-connections=0'], ['--version', '--domain', 'x', ...INSECURE]])(
-    '%j → version (before any other validation)',
-    (...argv) => {
-      expect(parseConfig(argv, { PYRYCODE_RELAY_PRODUCTION: 'garbage', FLY_APP_NAME: 'x' }, HOME)).toEqual({ kind: 'version' });
-    },
-  );
+  it.each([
+    ['--version'],
+    ['-version'],
+    ['--version=true'],
+    ['--version', '--max-connections=0'],
+    ['--version', '--domain', 'x', ...INSECURE],
+  ])('%j → version (before any other validation)', (...argv) => {
+    expect(parseConfig(argv, { PYRYCODE_RELAY_PRODUCTION: 'garbage', FLY_APP_NAME: 'x' }, HOME)).toEqual({
+      kind: 'version',
+    });
+  });
 
   it('--version=false runs', () => {
     expect(run(['--version=false', ...INSECURE])).toEqual(DEFAULTS);
@@ -300,7 +325,11 @@ describe('help and version', () => {
       expect(line, flag).toBeDefined();
       expect(line, flag).toContain(tail);
     }
-    for (const env of ['PYRYCODE_RELAY_PRODUCTION=1 ', 'PYRYCODE_RELAY_SINGLE_INSTANCE=1 ', 'PYRYCODE_RELAY_FCM_CREDENTIALS ']) {
+    for (const env of [
+      'PYRYCODE_RELAY_PRODUCTION=1 ',
+      'PYRYCODE_RELAY_SINGLE_INSTANCE=1 ',
+      'PYRYCODE_RELAY_FCM_CREDENTIALS ',
+    ]) {
       expect(text).toContain(`  ${env}`);
     }
     expect(text.endsWith('\n')).toBe(true);
@@ -324,24 +353,114 @@ describe('refusal log format', () => {
 describe('listener mode and conflicting flags', () => {
   const conflicting = (reason: string): LogFields => ({ reason });
   it.each<[string, string[], string, LogFields]>([
-    ['no mode', [], REFUSAL_EVENTS.noMode, { reason: 'one of --insecure-listen, --tls-cert with --tls-key, or --domain is required' }],
-    ['no mode (other flags only)', ['--max-connections', '5', '--https-listen', ':8443'], REFUSAL_EVENTS.noMode, { reason: 'one of --insecure-listen, --tls-cert with --tls-key, or --domain is required' }],
-    ['insecure + domain', [...INSECURE, '--domain', 'relay.example.com'], REFUSAL_EVENTS.conflictingFlags, conflicting('--insecure-listen and --domain are mutually exclusive (choose one listener mode)')],
-    ['insecure + tls', [...INSECURE, ...TLS], REFUSAL_EVENTS.conflictingFlags, conflicting('--insecure-listen and --tls-cert are mutually exclusive (choose one listener mode)')],
-    ['insecure + tls-key only', [...INSECURE, '--tls-key', 'k'], REFUSAL_EVENTS.conflictingFlags, conflicting('--insecure-listen and --tls-key are mutually exclusive (choose one listener mode)')],
-    ['tls + domain', [...TLS, '--domain', 'relay.example.com'], REFUSAL_EVENTS.conflictingFlags, conflicting('--tls-cert and --domain are mutually exclusive (choose one listener mode)')],
-    ['all three', [...TLS, '--domain', 'd', ...INSECURE], REFUSAL_EVENTS.conflictingFlags, conflicting('--insecure-listen and --tls-cert are mutually exclusive (choose one listener mode)')],
-    ['tls-cert without tls-key', ['--tls-cert', 'c'], REFUSAL_EVENTS.conflictingFlags, conflicting('--tls-cert requires --tls-key')],
-    ['tls-key without tls-cert', ['--tls-key', 'k'], REFUSAL_EVENTS.conflictingFlags, conflicting('--tls-key requires --tls-cert')],
-    ['insecure + --https-listen (default value)', [...INSECURE, '--https-listen', ':443'], REFUSAL_EVENTS.conflictingFlags, conflicting('--https-listen cannot be used with --insecure-listen (it applies only to TLS modes)')],
-    ['insecure + --http-listen (default value)', [...INSECURE, '--http-listen=:80'], REFUSAL_EVENTS.conflictingFlags, conflicting('--http-listen cannot be used with --insecure-listen (it applies only to TLS modes)')],
-    ['insecure + --https-proxy-protocol', [...INSECURE, '--https-proxy-protocol'], REFUSAL_EVENTS.conflictingFlags, conflicting('--https-proxy-protocol cannot be used with --insecure-listen (it applies only to TLS modes)')],
-    ['insecure + --https-proxy-protocol=false', [...INSECURE, '--https-proxy-protocol=false'], REFUSAL_EVENTS.conflictingFlags, conflicting('--https-proxy-protocol cannot be used with --insecure-listen (it applies only to TLS modes)')],
-    ['tls + --http-listen', [...TLS, '--http-listen', ':8080'], REFUSAL_EVENTS.conflictingFlags, conflicting('--http-listen applies only to --domain (autocert mode), not to --tls-cert/--tls-key')],
-    ['tls + --https-proxy-protocol', [...TLS, '--https-proxy-protocol'], REFUSAL_EVENTS.conflictingFlags, conflicting('--https-proxy-protocol applies only to --domain (autocert mode), not to --tls-cert/--tls-key')],
-    ['tls + --https-proxy-protocol=false', [...TLS, '--https-proxy-protocol=false'], REFUSAL_EVENTS.conflictingFlags, conflicting('--https-proxy-protocol applies only to --domain (autocert mode), not to --tls-cert/--tls-key')],
-    ['insecure + --acme-directory', [...INSECURE, '--acme-directory', 'https://ca.example/dir'], REFUSAL_EVENTS.conflictingFlags, conflicting('--acme-directory cannot be used with --insecure-listen (it applies only to TLS modes)')],
-    ['tls + --acme-directory', [...TLS, '--acme-directory', 'https://ca.example/dir'], REFUSAL_EVENTS.conflictingFlags, conflicting('--acme-directory applies only to --domain (autocert mode), not to --tls-cert/--tls-key')],
+    [
+      'no mode',
+      [],
+      REFUSAL_EVENTS.noMode,
+      { reason: 'one of --insecure-listen, --tls-cert with --tls-key, or --domain is required' },
+    ],
+    [
+      'no mode (other flags only)',
+      ['--max-connections', '5', '--https-listen', ':8443'],
+      REFUSAL_EVENTS.noMode,
+      { reason: 'one of --insecure-listen, --tls-cert with --tls-key, or --domain is required' },
+    ],
+    [
+      'insecure + domain',
+      [...INSECURE, '--domain', 'relay.example.com'],
+      REFUSAL_EVENTS.conflictingFlags,
+      conflicting('--insecure-listen and --domain are mutually exclusive (choose one listener mode)'),
+    ],
+    [
+      'insecure + tls',
+      [...INSECURE, ...TLS],
+      REFUSAL_EVENTS.conflictingFlags,
+      conflicting('--insecure-listen and --tls-cert are mutually exclusive (choose one listener mode)'),
+    ],
+    [
+      'insecure + tls-key only',
+      [...INSECURE, '--tls-key', 'k'],
+      REFUSAL_EVENTS.conflictingFlags,
+      conflicting('--insecure-listen and --tls-key are mutually exclusive (choose one listener mode)'),
+    ],
+    [
+      'tls + domain',
+      [...TLS, '--domain', 'relay.example.com'],
+      REFUSAL_EVENTS.conflictingFlags,
+      conflicting('--tls-cert and --domain are mutually exclusive (choose one listener mode)'),
+    ],
+    [
+      'all three',
+      [...TLS, '--domain', 'd', ...INSECURE],
+      REFUSAL_EVENTS.conflictingFlags,
+      conflicting('--insecure-listen and --tls-cert are mutually exclusive (choose one listener mode)'),
+    ],
+    [
+      'tls-cert without tls-key',
+      ['--tls-cert', 'c'],
+      REFUSAL_EVENTS.conflictingFlags,
+      conflicting('--tls-cert requires --tls-key'),
+    ],
+    [
+      'tls-key without tls-cert',
+      ['--tls-key', 'k'],
+      REFUSAL_EVENTS.conflictingFlags,
+      conflicting('--tls-key requires --tls-cert'),
+    ],
+    [
+      'insecure + --https-listen (default value)',
+      [...INSECURE, '--https-listen', ':443'],
+      REFUSAL_EVENTS.conflictingFlags,
+      conflicting('--https-listen cannot be used with --insecure-listen (it applies only to TLS modes)'),
+    ],
+    [
+      'insecure + --http-listen (default value)',
+      [...INSECURE, '--http-listen=:80'],
+      REFUSAL_EVENTS.conflictingFlags,
+      conflicting('--http-listen cannot be used with --insecure-listen (it applies only to TLS modes)'),
+    ],
+    [
+      'insecure + --https-proxy-protocol',
+      [...INSECURE, '--https-proxy-protocol'],
+      REFUSAL_EVENTS.conflictingFlags,
+      conflicting('--https-proxy-protocol cannot be used with --insecure-listen (it applies only to TLS modes)'),
+    ],
+    [
+      'insecure + --https-proxy-protocol=false',
+      [...INSECURE, '--https-proxy-protocol=false'],
+      REFUSAL_EVENTS.conflictingFlags,
+      conflicting('--https-proxy-protocol cannot be used with --insecure-listen (it applies only to TLS modes)'),
+    ],
+    [
+      'tls + --http-listen',
+      [...TLS, '--http-listen', ':8080'],
+      REFUSAL_EVENTS.conflictingFlags,
+      conflicting('--http-listen applies only to --domain (autocert mode), not to --tls-cert/--tls-key'),
+    ],
+    [
+      'tls + --https-proxy-protocol',
+      [...TLS, '--https-proxy-protocol'],
+      REFUSAL_EVENTS.conflictingFlags,
+      conflicting('--https-proxy-protocol applies only to --domain (autocert mode), not to --tls-cert/--tls-key'),
+    ],
+    [
+      'tls + --https-proxy-protocol=false',
+      [...TLS, '--https-proxy-protocol=false'],
+      REFUSAL_EVENTS.conflictingFlags,
+      conflicting('--https-proxy-protocol applies only to --domain (autocert mode), not to --tls-cert/--tls-key'),
+    ],
+    [
+      'insecure + --acme-directory',
+      [...INSECURE, '--acme-directory', 'https://ca.example/dir'],
+      REFUSAL_EVENTS.conflictingFlags,
+      conflicting('--acme-directory cannot be used with --insecure-listen (it applies only to TLS modes)'),
+    ],
+    [
+      'tls + --acme-directory',
+      [...TLS, '--acme-directory', 'https://ca.example/dir'],
+      REFUSAL_EVENTS.conflictingFlags,
+      conflicting('--acme-directory applies only to --domain (autocert mode), not to --tls-cert/--tls-key'),
+    ],
   ])('%s', (_name, argv, event, fields) => {
     expect(refuse(argv)).toEqual({ kind: 'refuse', event, fields, logFormat: 'text' });
   });
@@ -356,7 +475,15 @@ describe('listener mode and conflicting flags', () => {
   });
 
   it('the Fly production argv', () => {
-    const c = run(['--domain', 'pyrycode-relay.pyryco.de', '--cert-cache', '/var/lib/relay/autocert', '--http-listen=:8080', '--https-listen=:8443', '--https-proxy-protocol']);
+    const c = run([
+      '--domain',
+      'pyrycode-relay.pyryco.de',
+      '--cert-cache',
+      '/var/lib/relay/autocert',
+      '--http-listen=:8080',
+      '--https-listen=:8443',
+      '--https-proxy-protocol',
+    ]);
     expect(c).toMatchObject({
       mode: 'autocert',
       domain: 'pyrycode-relay.pyryco.de',
@@ -385,32 +512,54 @@ describe('listener mode and conflicting flags', () => {
     flag: '--acme-directory',
     value,
     reason: 'not an absolute https:// URL without user info or fragment',
-    fix: 'pass the CA\'s ACME directory URL, e.g. --acme-directory=https://acme-v02.api.letsencrypt.org/directory',
+    fix: "pass the CA's ACME directory URL, e.g. --acme-directory=https://acme-v02.api.letsencrypt.org/directory",
   });
   it.each<[string, string[], LogFields]>([
     ['--domain=""', ['--domain='], badDomain('', 'must not be empty')],
     ['an IPv4 address', ['--domain', '203.0.113.1'], badDomain('203.0.113.1', 'must be a DNS name, not an IP address')],
     ['an IPv6 address', ['--domain', '::1'], badDomain('::1', 'must be a DNS name, not an IP address')],
-    ['a wildcard', ['--domain', '*.example.com'], badDomain('*.example.com', 'wildcard names are not supported (HTTP-01 and TLS-ALPN-01 cannot validate them)')],
+    [
+      'a wildcard',
+      ['--domain', '*.example.com'],
+      badDomain('*.example.com', 'wildcard names are not supported (HTTP-01 and TLS-ALPN-01 cannot validate them)'),
+    ],
     ['a port', ['--domain', 'relay.example.com:443'], badDomain('relay.example.com:443', 'not a valid DNS name')],
     ['an underscore', ['--domain', 'my_relay.example.com'], badDomain('my_relay.example.com', 'not a valid DNS name')],
-    ['all-digit last label', ['--domain', 'relay.123'], badDomain('relay.123', 'the last label must not be all digits')],
-    ['http:// directory', ['--domain', 'd.example', '--acme-directory', 'http://ca.example/dir'], badDirectory('http://ca.example/dir')],
+    [
+      'all-digit last label',
+      ['--domain', 'relay.123'],
+      badDomain('relay.123', 'the last label must not be all digits'),
+    ],
+    [
+      'http:// directory',
+      ['--domain', 'd.example', '--acme-directory', 'http://ca.example/dir'],
+      badDirectory('http://ca.example/dir'),
+    ],
     ['relative directory', ['--domain', 'd.example', '--acme-directory', '/dir'], badDirectory('/dir')],
     ['empty directory', ['--domain', 'd.example', '--acme-directory='], badDirectory('')],
-    ['directory with user info', ['--domain', 'd.example', '--acme-directory', 'https://u:p@ca.example/dir'], badDirectory('https://u:p@ca.example/dir')],
-    ['--cert-cache=""', ['--domain', 'd.example', '--cert-cache='], {
-      flag: '--cert-cache',
-      value: '',
-      reason: 'must not be empty',
-      fix: 'pass a directory for the ACME account and certificate, e.g. --cert-cache=/var/lib/relay/autocert',
-    }],
+    [
+      'directory with user info',
+      ['--domain', 'd.example', '--acme-directory', 'https://u:p@ca.example/dir'],
+      badDirectory('https://u:p@ca.example/dir'),
+    ],
+    [
+      '--cert-cache=""',
+      ['--domain', 'd.example', '--cert-cache='],
+      {
+        flag: '--cert-cache',
+        value: '',
+        reason: 'must not be empty',
+        fix: 'pass a directory for the ACME account and certificate, e.g. --cert-cache=/var/lib/relay/autocert',
+      },
+    ],
   ])('autocert flag values: %s', (_name, argv, fields) => {
     expect(refuse(argv)).toEqual({ kind: 'refuse', event: REFUSAL_EVENTS.invalidFlagValue, fields, logFormat: 'text' });
   });
 
   it('--domain with an invalid value elsewhere: the mode is accepted, the other value refused', () => {
-    expect(refuse(['--domain', 'd.example', '--max-connections', '0']).fields).toMatchObject({ flag: '--max-connections' });
+    expect(refuse(['--domain', 'd.example', '--max-connections', '0']).fields).toMatchObject({
+      flag: '--max-connections',
+    });
   });
 
   it('--insecure-listen with --cert-cache is accepted (not a listener flag)', () => {
@@ -419,7 +568,9 @@ describe('listener mode and conflicting flags', () => {
 
   it('the mode check precedes value checks', () => {
     expect(refuse(['--max-connections', '0']).event).toBe(REFUSAL_EVENTS.noMode);
-    expect(refuse([...INSECURE, '--https-listen', ':0', '--grace-period', 'x']).event).toBe(REFUSAL_EVENTS.conflictingFlags);
+    expect(refuse([...INSECURE, '--https-listen', ':0', '--grace-period', 'x']).event).toBe(
+      REFUSAL_EVENTS.conflictingFlags,
+    );
   });
 });
 
@@ -458,9 +609,13 @@ describe('invalid flag values', () => {
       });
     });
     it(`--${flag} accepts 1 and 2147483647`, () => {
-      const key = ({ 'max-connections': 'maxConnections', 'max-phones-per-server': 'maxPhonesPerServer', 'rate-limit-burst': 'rateLimitBurst' } as const)[
-        flag as 'max-connections'
-      ];
+      const key = (
+        {
+          'max-connections': 'maxConnections',
+          'max-phones-per-server': 'maxPhonesPerServer',
+          'rate-limit-burst': 'rateLimitBurst',
+        } as const
+      )[flag as 'max-connections'];
       expect(run([...INSECURE, `--${flag}=1`])[key]).toBe(1);
       expect(run([...INSECURE, `--${flag}=2147483647`])[key]).toBe(2147483647);
     });
@@ -514,7 +669,12 @@ describe('invalid flag values', () => {
     expect(refuse([...INSECURE, `--log-format=${value}`])).toEqual({
       kind: 'refuse',
       event: REFUSAL_EVENTS.invalidFlagValue,
-      fields: { flag: '--log-format', value, reason: 'must be "text" or "json"', fix: 'use --log-format=text or --log-format=json' },
+      fields: {
+        flag: '--log-format',
+        value,
+        reason: 'must be "text" or "json"',
+        fix: 'use --log-format=text or --log-format=json',
+      },
       logFormat: 'text',
     });
   });
@@ -532,7 +692,9 @@ describe('invalid flag values', () => {
   });
 
   it('first failure wins, in flag-table order', () => {
-    expect(refuse([...INSECURE, '--shutdown-timeout=0', '--max-connections=0', '--log-format=x']).fields.flag).toBe('--max-connections');
+    expect(refuse([...INSECURE, '--shutdown-timeout=0', '--max-connections=0', '--log-format=x']).fields.flag).toBe(
+      '--max-connections',
+    );
     expect(refuse([...INSECURE, '--shutdown-timeout=0', '--log-format=x']).fields.flag).toBe('--shutdown-timeout');
   });
 
@@ -600,11 +762,17 @@ describe('listener addresses', () => {
       value: ':0',
       reason: 'port 0 is not allowed (the relay must bind a known port)',
     });
-    expect(refuse([...TLS, '--https-listen=']).fields).toEqual({ flag: '--https-listen', value: '', reason: 'address is empty' });
+    expect(refuse([...TLS, '--https-listen=']).fields).toEqual({
+      flag: '--https-listen',
+      value: '',
+      reason: 'address is empty',
+    });
   });
 
   it('listener addresses are checked before --metrics-listen', () => {
-    expect(refuse(['--insecure-listen', ':0', '--metrics-listen', 'localhost:1']).event).toBe(REFUSAL_EVENTS.invalidListenerAddress);
+    expect(refuse(['--insecure-listen', ':0', '--metrics-listen', 'localhost:1']).event).toBe(
+      REFUSAL_EVENTS.invalidListenerAddress,
+    );
   });
 
   it.each<[{ host: string; port: number }, string]>([
@@ -629,7 +797,8 @@ describe('--metrics-listen', () => {
     expect(run([...INSECURE, '--metrics-listen', value]).metricsListen).toEqual(expected);
   });
 
-  const NOT_LITERAL = 'host is not an IP literal (hostnames, localhost included, are refused: DNS can change between check and bind)';
+  const NOT_LITERAL =
+    'host is not an IP literal (hostnames, localhost included, are refused: DNS can change between check and bind)';
   const NOT_LOOPBACK = 'not a loopback address (must be in 127.0.0.0/8 or ::1)';
   it.each<[string, string]>([
     ['localhost:9090', NOT_LITERAL],
@@ -694,7 +863,9 @@ describe('environment flags', () => {
   }
 
   it('exact reason text', () => {
-    expect(refuse(TLS, { PYRYCODE_RELAY_PRODUCTION: 'true' }).fields.reason).toBe('malformed-value: expected "1" or unset, got "true"');
+    expect(refuse(TLS, { PYRYCODE_RELAY_PRODUCTION: 'true' }).fields.reason).toBe(
+      'malformed-value: expected "1" or unset, got "true"',
+    );
   });
 
   it.each<[Env, boolean, boolean]>([
@@ -766,7 +937,9 @@ describe('single instance and production mode', () => {
   });
 
   it('env validation precedes the single-instance check', () => {
-    expect(refuse(TLS, { FLY_APP_NAME: 'x', PYRYCODE_RELAY_SINGLE_INSTANCE: 'true' }).event).toBe(REFUSAL_EVENTS.invalidEnv);
+    expect(refuse(TLS, { FLY_APP_NAME: 'x', PYRYCODE_RELAY_SINGLE_INSTANCE: 'true' }).event).toBe(
+      REFUSAL_EVENTS.invalidEnv,
+    );
   });
 
   it('production + --insecure-listen is refused', () => {
@@ -779,7 +952,9 @@ describe('single instance and production mode', () => {
   });
 
   it('the single-instance check precedes the production check', () => {
-    expect(refuse(INSECURE, { PYRYCODE_RELAY_PRODUCTION: '1', FLY_APP_NAME: 'x' }).event).toBe(REFUSAL_EVENTS.multiInstance);
+    expect(refuse(INSECURE, { PYRYCODE_RELAY_PRODUCTION: '1', FLY_APP_NAME: 'x' }).event).toBe(
+      REFUSAL_EVENTS.multiInstance,
+    );
   });
 
   it('production + static TLS runs', () => {
@@ -805,8 +980,12 @@ describe('PYRYCODE_RELAY_FCM_CREDENTIALS', () => {
     rsaEncrypted = rsa.privateKey
       .export({ type: 'pkcs8', format: 'pem', cipher: 'aes-256-cbc', passphrase: 'pw' })
       .toString();
-    ecPkcs8 = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
-    rsaPssPkcs8 = generateKeyPairSync('rsa-pss', { modulusLength: 2048 }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+    ecPkcs8 = generateKeyPairSync('ec', { namedCurve: 'P-256' })
+      .privateKey.export({ type: 'pkcs8', format: 'pem' })
+      .toString();
+    rsaPssPkcs8 = generateKeyPairSync('rsa-pss', { modulusLength: 2048 })
+      .privateKey.export({ type: 'pkcs8', format: 'pem' })
+      .toString();
   });
 
   const key = (over: Record<string, unknown> = {}): Record<string, unknown> => ({
@@ -835,7 +1014,9 @@ describe('PYRYCODE_RELAY_FCM_CREDENTIALS', () => {
   });
 
   it('PKCS#1 RSA key', () => {
-    expect(run(TLS, creds(JSON.stringify(key({ private_key: rsaPkcs1 })))).fcmCredentials?.privateKeyPem).toBe(rsaPkcs1);
+    expect(run(TLS, creds(JSON.stringify(key({ private_key: rsaPkcs1 })))).fcmCredentials?.privateKeyPem).toBe(
+      rsaPkcs1,
+    );
   });
 
   it('defaults: token_uri and project_id', () => {
@@ -860,7 +1041,10 @@ describe('PYRYCODE_RELAY_FCM_CREDENTIALS', () => {
     ['RSA-PSS key', () => JSON.stringify(key({ private_key: rsaPssPkcs8 }))],
     ['encrypted PKCS#8 key', () => JSON.stringify(key({ private_key: rsaEncrypted }))],
     ['public key instead of private', () => JSON.stringify(key({ private_key: rsaPublic }))],
-    ['garbage PEM', () => JSON.stringify(key({ private_key: `-----BEGIN PRIVATE KEY-----\n${MARKER}\n-----END PRIVATE KEY-----\n` }))],
+    [
+      'garbage PEM',
+      () => JSON.stringify(key({ private_key: `-----BEGIN PRIVATE KEY-----\n${MARKER}\n-----END PRIVATE KEY-----\n` })),
+    ],
     ['truncated PEM', () => JSON.stringify(key({ private_key: rsaPkcs8.slice(0, 200) }))],
     ['private_key missing', () => JSON.stringify(key({ private_key: undefined }))],
     ['private_key not a string', () => JSON.stringify(key({ private_key: { pem: rsaPkcs8 } }))],
@@ -871,7 +1055,10 @@ describe('PYRYCODE_RELAY_FCM_CREDENTIALS', () => {
     ['client_email empty', () => JSON.stringify(key({ client_email: '' }))],
     ['client_email not a string', () => JSON.stringify(key({ client_email: [MARKER] }))],
     ['garbage (not JSON)', () => `{"private_key": "${MARKER}`],
-    ['JSON with the PEM unescaped', () => `{"type":"service_account","client_email":"${MARKER}","private_key":"${rsaPkcs8}"}`],
+    [
+      'JSON with the PEM unescaped',
+      () => `{"type":"service_account","client_email":"${MARKER}","private_key":"${rsaPkcs8}"}`,
+    ],
     ['JSON array', () => JSON.stringify([key()])],
     ['JSON null', () => 'null'],
     ['JSON string', () => JSON.stringify(JSON.stringify(key()))],
@@ -902,13 +1089,18 @@ describe('PYRYCODE_RELAY_FCM_CREDENTIALS', () => {
 
   it('refusals after a valid key never carry it either', () => {
     const value = JSON.stringify(key());
-    for (const out of [refuse(TLS, { ...creds(value), FLY_APP_NAME: 'x' }), refuse(INSECURE, { ...creds(value), PYRYCODE_RELAY_PRODUCTION: '1' })]) {
+    for (const out of [
+      refuse(TLS, { ...creds(value), FLY_APP_NAME: 'x' }),
+      refuse(INSECURE, { ...creds(value), PYRYCODE_RELAY_PRODUCTION: '1' }),
+    ]) {
       assertNoLeak(value, out);
     }
   });
 
   it('env vars are checked in order: PRODUCTION, SINGLE_INSTANCE, then FCM', () => {
-    expect(refuse(TLS, { ...creds('x'), PYRYCODE_RELAY_SINGLE_INSTANCE: 'no' }).fields.env_var).toBe('PYRYCODE_RELAY_SINGLE_INSTANCE');
+    expect(refuse(TLS, { ...creds('x'), PYRYCODE_RELAY_SINGLE_INSTANCE: 'no' }).fields.env_var).toBe(
+      'PYRYCODE_RELAY_SINGLE_INSTANCE',
+    );
   });
 
   /**
@@ -935,7 +1127,17 @@ describe('PYRYCODE_RELAY_FCM_CREDENTIALS', () => {
 
 describe('robustness', () => {
   it('never throws, whatever the input', () => {
-    const weird = ['\u0000', '--\u0000', '-\uffff', '--insecure-listen=\u2028:80', '--=', '-=', '--metrics-listen=[', '--metrics-listen=[]:1', '--insecure-listen=[]:1'];
+    const weird = [
+      '\u0000',
+      '--\u0000',
+      '-\uffff',
+      '--insecure-listen=\u2028:80',
+      '--=',
+      '-=',
+      '--metrics-listen=[',
+      '--metrics-listen=[]:1',
+      '--insecure-listen=[]:1',
+    ];
     for (const a of weird) {
       expect(() => parseConfig([a], {}, HOME)).not.toThrow();
       expect(() => parseConfig([...INSECURE, a], { PYRYCODE_RELAY_FCM_CREDENTIALS: a }, HOME)).not.toThrow();

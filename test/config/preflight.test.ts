@@ -42,7 +42,11 @@ function status(capEff: string): string {
   ].join('\n');
 }
 
-const linux = (euid: number | null, procStatus: string | null): ProcessFacts => ({ euid, procStatus, platform: 'linux' });
+const linux = (euid: number | null, procStatus: string | null): ProcessFacts => ({
+  euid,
+  procStatus,
+  platform: 'linux',
+});
 
 const CAPS_FIX =
   'drop every capability except CAP_NET_BIND_SERVICE (e.g. docker run --cap-drop=ALL --cap-add=NET_BIND_SERVICE, or systemd CapabilityBoundingSet=CAP_NET_BIND_SERVICE)';
@@ -120,7 +124,11 @@ describe('preflight in production mode', () => {
     ['CapEff too long', status('00000000000000400'), 'CapEff in /proc/self/status is not a 64-bit hex mask'],
     ['CapEff with 0x prefix', status('0x400'), 'CapEff in /proc/self/status is not a 64-bit hex mask'],
     ['CapEff with trailing junk', status('0000000000000400 x'), 'CapEff in /proc/self/status is not a 64-bit hex mask'],
-    ['two CapEff lines', status('0000000000000000') + 'CapEff:\t0000000000000400\n', 'more than one CapEff line in /proc/self/status'],
+    [
+      'two CapEff lines',
+      status('0000000000000000') + 'CapEff:\t0000000000000400\n',
+      'more than one CapEff line in /proc/self/status',
+    ],
   ])('%s → refused (fail closed)', (_name, procStatus, reason) => {
     expect(preflight(prod, linux(65532, procStatus))).toEqual({
       event: PREFLIGHT_EVENTS.capabilitiesUnknown,
@@ -155,7 +163,11 @@ describe('helpers', () => {
   it('capabilityNames', () => {
     expect(capabilityNames(0n)).toEqual([]);
     expect(capabilityNames(1n << 10n)).toEqual(['CAP_NET_BIND_SERVICE']);
-    expect(capabilityNames((1n << 21n) | (1n << 13n) | (1n << 50n))).toEqual(['CAP_NET_RAW', 'CAP_SYS_ADMIN', 'cap_50']);
+    expect(capabilityNames((1n << 21n) | (1n << 13n) | (1n << 50n))).toEqual([
+      'CAP_NET_RAW',
+      'CAP_SYS_ADMIN',
+      'cap_50',
+    ]);
   });
 
   it('readProcessFacts describes this process', () => {

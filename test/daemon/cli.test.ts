@@ -8,7 +8,16 @@ import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { accepts, cleanEnv, DAEMON_MAIN, freePort, REPO_ROOT, runDaemon, startDaemon, type DaemonHandle } from '../helpers/daemon.js';
+import {
+  accepts,
+  cleanEnv,
+  DAEMON_MAIN,
+  freePort,
+  REPO_ROOT,
+  runDaemon,
+  startDaemon,
+  type DaemonHandle,
+} from '../helpers/daemon.js';
 import { binaryHeaders, httpGet, phoneHeaders, TestClient } from '../helpers/relay.js';
 import { waitFor, withTimeout } from '../helpers/wait.js';
 
@@ -57,30 +66,153 @@ interface RefusalCase {
 
 const REFUSALS: RefusalCase[] = [
   { name: 'no flags', args: [], event: 'refusing to start: no listener mode' },
-  { name: 'unknown flag', args: ['--insecure-listen', '127.0.0.1:1', '--bogus'], event: 'refusing to start: invalid command line', contains: ['bogus'] },
-  { name: '--max-connections 0', args: ['--insecure-listen', '127.0.0.1:1', '--max-connections', '0'], event: 'refusing to start: invalid flag value', contains: ['--max-connections'] },
-  { name: '--grace-period abc', args: ['--insecure-listen', '127.0.0.1:1', '--grace-period', 'abc'], event: 'refusing to start: invalid flag value', contains: ['--grace-period', 'value=abc'] },
-  { name: '--metrics-listen localhost:9090', args: ['--insecure-listen', '127.0.0.1:1', '--metrics-listen', 'localhost:9090'], event: 'refusing to start: invalid --metrics-listen address', contains: ['value=localhost:9090'] },
-  { name: '--metrics-listen 0.0.0.0:9090', args: ['--insecure-listen', '127.0.0.1:1', '--metrics-listen', '0.0.0.0:9090'], event: 'refusing to start: invalid --metrics-listen address', contains: ['value=0.0.0.0:9090'] },
-  { name: '--metrics-listen 127.0.0.1:0', args: ['--insecure-listen', '127.0.0.1:1', '--metrics-listen', '127.0.0.1:0'], event: 'refusing to start: invalid --metrics-listen address', contains: ['value=127.0.0.1:0'] },
-  { name: '--insecure-listen with --https-listen', args: ['--insecure-listen', '127.0.0.1:1', '--https-listen', ':8443'], event: 'refusing to start: conflicting flags', contains: ['--https-listen'] },
-  { name: '--insecure-listen with --domain', args: ['--insecure-listen', '127.0.0.1:1', '--domain', 'x'], event: 'refusing to start: conflicting flags', contains: ['--domain'] },
-  { name: '--insecure-listen with --https-proxy-protocol', args: ['--insecure-listen', '127.0.0.1:1', '--https-proxy-protocol'], event: 'refusing to start: conflicting flags', contains: ['--https-proxy-protocol'] },
-  { name: '--insecure-listen with --http-listen', args: ['--insecure-listen', '127.0.0.1:1', '--http-listen', ':80'], event: 'refusing to start: conflicting flags', contains: ['--http-listen'] },
-  { name: '--insecure-listen with --acme-directory', args: ['--insecure-listen', '127.0.0.1:1', '--acme-directory', 'https://ca.example/dir'], event: 'refusing to start: conflicting flags', contains: ['--acme-directory'] },
-  { name: '--domain with --tls-cert/--tls-key', args: ['--domain', 'relay.example.com', '--tls-cert', 'c', '--tls-key', 'k'], event: 'refusing to start: conflicting flags', contains: ['--domain'] },
-  { name: '--tls-cert/--tls-key with --https-proxy-protocol', args: ['--tls-cert', 'c', '--tls-key', 'k', '--https-proxy-protocol'], event: 'refusing to start: conflicting flags', contains: ['--https-proxy-protocol'] },
-  { name: '--domain=""', args: ['--domain='], event: 'refusing to start: invalid flag value', contains: ['flag=--domain'] },
-  { name: '--domain with an IP address', args: ['--domain', '203.0.113.1'], event: 'refusing to start: invalid flag value', contains: ['flag=--domain', 'value=203.0.113.1'] },
-  { name: '--domain with an http:// --acme-directory', args: ['--domain', 'relay.example.com', '--acme-directory', 'http://ca.example/dir'], event: 'refusing to start: invalid flag value', contains: ['flag=--acme-directory'] },
-  { name: '--domain with --https-listen port 0', args: ['--domain', 'relay.example.com', '--https-listen', '127.0.0.1:0'], event: 'refusing to start: invalid listener address', contains: ['flag=--https-listen'] },
-  { name: '--domain with an out-of-range --http-listen port', args: ['--domain', 'relay.example.com', '--http-listen', '127.0.0.1:65536'], event: 'refusing to start: invalid listener address', contains: ['flag=--http-listen'] },
-  { name: 'PYRYCODE_RELAY_PRODUCTION=true', args: ['--insecure-listen', '127.0.0.1:1'], env: { PYRYCODE_RELAY_PRODUCTION: 'true' }, event: 'refusing to start: invalid env-var config', contains: ['env_var=PYRYCODE_RELAY_PRODUCTION', 'malformed-value'] },
-  { name: 'PYRYCODE_RELAY_PRODUCTION=1 with --insecure-listen', args: ['--insecure-listen', '127.0.0.1:1'], env: { PYRYCODE_RELAY_PRODUCTION: '1' }, event: 'refusing to start: --insecure-listen is not allowed in production mode' },
-  { name: 'PYRYCODE_RELAY_FCM_CREDENTIALS not a service-account key', args: ['--insecure-listen', '127.0.0.1:1'], env: { PYRYCODE_RELAY_FCM_CREDENTIALS: FCM_SECRET }, event: 'refusing to start: invalid env-var config', contains: ['env_var=PYRYCODE_RELAY_FCM_CREDENTIALS', 'reason="not a service-account JSON key (value withheld)"'] },
-  { name: 'FLY_APP_NAME=x', args: ['--insecure-listen', '127.0.0.1:1'], env: { FLY_APP_NAME: 'x' }, event: 'refusing to start: multi-instance deploy detected' },
-  { name: 'OTEL_METRICS_EXPORTER=zipkin', args: ['--insecure-listen', '127.0.0.1:1'], env: { OTEL_METRICS_EXPORTER: 'zipkin' }, event: 'refusing to start: invalid env-var config', contains: ['env_var=OTEL_METRICS_EXPORTER'] },
-  { name: '--tls-cert/--tls-key that do not exist', args: ['--tls-cert', '/nonexistent', '--tls-key', '/nonexistent'], event: 'refusing to start: cannot read TLS file', contains: ['/nonexistent'] },
+  {
+    name: 'unknown flag',
+    args: ['--insecure-listen', '127.0.0.1:1', '--bogus'],
+    event: 'refusing to start: invalid command line',
+    contains: ['bogus'],
+  },
+  {
+    name: '--max-connections 0',
+    args: ['--insecure-listen', '127.0.0.1:1', '--max-connections', '0'],
+    event: 'refusing to start: invalid flag value',
+    contains: ['--max-connections'],
+  },
+  {
+    name: '--grace-period abc',
+    args: ['--insecure-listen', '127.0.0.1:1', '--grace-period', 'abc'],
+    event: 'refusing to start: invalid flag value',
+    contains: ['--grace-period', 'value=abc'],
+  },
+  {
+    name: '--metrics-listen localhost:9090',
+    args: ['--insecure-listen', '127.0.0.1:1', '--metrics-listen', 'localhost:9090'],
+    event: 'refusing to start: invalid --metrics-listen address',
+    contains: ['value=localhost:9090'],
+  },
+  {
+    name: '--metrics-listen 0.0.0.0:9090',
+    args: ['--insecure-listen', '127.0.0.1:1', '--metrics-listen', '0.0.0.0:9090'],
+    event: 'refusing to start: invalid --metrics-listen address',
+    contains: ['value=0.0.0.0:9090'],
+  },
+  {
+    name: '--metrics-listen 127.0.0.1:0',
+    args: ['--insecure-listen', '127.0.0.1:1', '--metrics-listen', '127.0.0.1:0'],
+    event: 'refusing to start: invalid --metrics-listen address',
+    contains: ['value=127.0.0.1:0'],
+  },
+  {
+    name: '--insecure-listen with --https-listen',
+    args: ['--insecure-listen', '127.0.0.1:1', '--https-listen', ':8443'],
+    event: 'refusing to start: conflicting flags',
+    contains: ['--https-listen'],
+  },
+  {
+    name: '--insecure-listen with --domain',
+    args: ['--insecure-listen', '127.0.0.1:1', '--domain', 'x'],
+    event: 'refusing to start: conflicting flags',
+    contains: ['--domain'],
+  },
+  {
+    name: '--insecure-listen with --https-proxy-protocol',
+    args: ['--insecure-listen', '127.0.0.1:1', '--https-proxy-protocol'],
+    event: 'refusing to start: conflicting flags',
+    contains: ['--https-proxy-protocol'],
+  },
+  {
+    name: '--insecure-listen with --http-listen',
+    args: ['--insecure-listen', '127.0.0.1:1', '--http-listen', ':80'],
+    event: 'refusing to start: conflicting flags',
+    contains: ['--http-listen'],
+  },
+  {
+    name: '--insecure-listen with --acme-directory',
+    args: ['--insecure-listen', '127.0.0.1:1', '--acme-directory', 'https://ca.example/dir'],
+    event: 'refusing to start: conflicting flags',
+    contains: ['--acme-directory'],
+  },
+  {
+    name: '--domain with --tls-cert/--tls-key',
+    args: ['--domain', 'relay.example.com', '--tls-cert', 'c', '--tls-key', 'k'],
+    event: 'refusing to start: conflicting flags',
+    contains: ['--domain'],
+  },
+  {
+    name: '--tls-cert/--tls-key with --https-proxy-protocol',
+    args: ['--tls-cert', 'c', '--tls-key', 'k', '--https-proxy-protocol'],
+    event: 'refusing to start: conflicting flags',
+    contains: ['--https-proxy-protocol'],
+  },
+  {
+    name: '--domain=""',
+    args: ['--domain='],
+    event: 'refusing to start: invalid flag value',
+    contains: ['flag=--domain'],
+  },
+  {
+    name: '--domain with an IP address',
+    args: ['--domain', '203.0.113.1'],
+    event: 'refusing to start: invalid flag value',
+    contains: ['flag=--domain', 'value=203.0.113.1'],
+  },
+  {
+    name: '--domain with an http:// --acme-directory',
+    args: ['--domain', 'relay.example.com', '--acme-directory', 'http://ca.example/dir'],
+    event: 'refusing to start: invalid flag value',
+    contains: ['flag=--acme-directory'],
+  },
+  {
+    name: '--domain with --https-listen port 0',
+    args: ['--domain', 'relay.example.com', '--https-listen', '127.0.0.1:0'],
+    event: 'refusing to start: invalid listener address',
+    contains: ['flag=--https-listen'],
+  },
+  {
+    name: '--domain with an out-of-range --http-listen port',
+    args: ['--domain', 'relay.example.com', '--http-listen', '127.0.0.1:65536'],
+    event: 'refusing to start: invalid listener address',
+    contains: ['flag=--http-listen'],
+  },
+  {
+    name: 'PYRYCODE_RELAY_PRODUCTION=true',
+    args: ['--insecure-listen', '127.0.0.1:1'],
+    env: { PYRYCODE_RELAY_PRODUCTION: 'true' },
+    event: 'refusing to start: invalid env-var config',
+    contains: ['env_var=PYRYCODE_RELAY_PRODUCTION', 'malformed-value'],
+  },
+  {
+    name: 'PYRYCODE_RELAY_PRODUCTION=1 with --insecure-listen',
+    args: ['--insecure-listen', '127.0.0.1:1'],
+    env: { PYRYCODE_RELAY_PRODUCTION: '1' },
+    event: 'refusing to start: --insecure-listen is not allowed in production mode',
+  },
+  {
+    name: 'PYRYCODE_RELAY_FCM_CREDENTIALS not a service-account key',
+    args: ['--insecure-listen', '127.0.0.1:1'],
+    env: { PYRYCODE_RELAY_FCM_CREDENTIALS: FCM_SECRET },
+    event: 'refusing to start: invalid env-var config',
+    contains: ['env_var=PYRYCODE_RELAY_FCM_CREDENTIALS', 'reason="not a service-account JSON key (value withheld)"'],
+  },
+  {
+    name: 'FLY_APP_NAME=x',
+    args: ['--insecure-listen', '127.0.0.1:1'],
+    env: { FLY_APP_NAME: 'x' },
+    event: 'refusing to start: multi-instance deploy detected',
+  },
+  {
+    name: 'OTEL_METRICS_EXPORTER=zipkin',
+    args: ['--insecure-listen', '127.0.0.1:1'],
+    env: { OTEL_METRICS_EXPORTER: 'zipkin' },
+    event: 'refusing to start: invalid env-var config',
+    contains: ['env_var=OTEL_METRICS_EXPORTER'],
+  },
+  {
+    name: '--tls-cert/--tls-key that do not exist',
+    args: ['--tls-cert', '/nonexistent', '--tls-key', '/nonexistent'],
+    event: 'refusing to start: cannot read TLS file',
+    contains: ['/nonexistent'],
+  },
 ];
 
 describe.concurrent('boot refusals: exit 2 with exactly one stderr line', () => {
@@ -131,10 +263,20 @@ describe.concurrent('boot refusals: exit 2 with exactly one stderr line', () => 
 describe('listener failure', () => {
   it('port already in use: exits 1 and logs "listener failed"', async () => {
     const blocker: Server = createServer();
-    await withTimeout(new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', () => resolve())), 3_000, 'blocker listen');
+    await withTimeout(
+      new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', () => resolve())),
+      3_000,
+      'blocker listen',
+    );
     const port = (blocker.address() as { port: number }).port;
     try {
-      const res = await runDaemon(['--insecure-listen', `127.0.0.1:${port}`, '--metrics-listen=', '--shutdown-timeout', '2s']);
+      const res = await runDaemon([
+        '--insecure-listen',
+        `127.0.0.1:${port}`,
+        '--metrics-listen=',
+        '--shutdown-timeout',
+        '2s',
+      ]);
       expect(res.code).toBe(1);
       const failed = lines(res.stderr).filter((l) => l.includes(textMsg('listener failed')));
       expect(failed).toHaveLength(1);
@@ -148,14 +290,21 @@ describe('listener failure', () => {
 
   it('metrics port already in use: exits 1 and logs "listener failed"', async () => {
     const blocker: Server = createServer();
-    await withTimeout(new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', () => resolve())), 3_000, 'blocker listen');
+    await withTimeout(
+      new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', () => resolve())),
+      3_000,
+      'blocker listen',
+    );
     const metricsPort = (blocker.address() as { port: number }).port;
     const port = await freePort();
     try {
       const res = await runDaemon([
-        '--insecure-listen', `127.0.0.1:${port}`,
-        '--metrics-listen', `127.0.0.1:${metricsPort}`,
-        '--shutdown-timeout', '2s',
+        '--insecure-listen',
+        `127.0.0.1:${port}`,
+        '--metrics-listen',
+        `127.0.0.1:${metricsPort}`,
+        '--shutdown-timeout',
+        '2s',
       ]);
       expect(res.code).toBe(1);
       expect(res.stderr).toContain(textMsg('listener failed'));
@@ -171,9 +320,12 @@ async function startRunning(args: string[]): Promise<{ d: DaemonHandle; port: nu
   const port = await freePort();
   const metricsPort = await freePort();
   const d = startDaemon([
-    '--insecure-listen', `127.0.0.1:${port}`,
-    '--metrics-listen', `127.0.0.1:${metricsPort}`,
-    '--shutdown-timeout', '2s',
+    '--insecure-listen',
+    `127.0.0.1:${port}`,
+    '--metrics-listen',
+    `127.0.0.1:${metricsPort}`,
+    '--shutdown-timeout',
+    '2s',
     ...args,
   ]);
   try {
@@ -279,7 +431,23 @@ describe('static TLS mode', () => {
       new Promise<void>((resolve, reject) =>
         execFile(
           'openssl',
-          ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-days', '1', '-keyout', 'key.pem', '-out', 'cert.pem'],
+          [
+            'req',
+            '-x509',
+            '-newkey',
+            'rsa:2048',
+            '-nodes',
+            '-subj',
+            '/CN=127.0.0.1',
+            '-addext',
+            'subjectAltName=IP:127.0.0.1',
+            '-days',
+            '1',
+            '-keyout',
+            'key.pem',
+            '-out',
+            'cert.pem',
+          ],
           { cwd: dir },
           (err) => (err ? reject(err) : resolve()),
         ),
@@ -295,11 +463,15 @@ describe('static TLS mode', () => {
   it('serves wss:// with --tls-cert/--tls-key/--https-listen: a binary and a phone exchange frames', async () => {
     const port = await freePort();
     const d = startDaemon([
-      '--tls-cert', join(dir, 'cert.pem'),
-      '--tls-key', join(dir, 'key.pem'),
-      '--https-listen', `127.0.0.1:${port}`,
+      '--tls-cert',
+      join(dir, 'cert.pem'),
+      '--tls-key',
+      join(dir, 'key.pem'),
+      '--https-listen',
+      `127.0.0.1:${port}`,
       '--metrics-listen=',
-      '--shutdown-timeout', '2s',
+      '--shutdown-timeout',
+      '2s',
     ]);
     const clients: TestClient[] = [];
     try {

@@ -13,11 +13,15 @@ describe('npm start', () => {
   it('SIGTERM to npm drains the daemon and npm exits 0; a refused flag exits 2', async () => {
     const port = await freePort();
     const metricsPort = await freePort();
-    const child = spawn(npm, ['start', '--', '--insecure-listen', `127.0.0.1:${port}`, '--metrics-listen', `127.0.0.1:${metricsPort}`], {
-      cwd: REPO_ROOT,
-      env: cleanEnv(),
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const child = spawn(
+      npm,
+      ['start', '--', '--insecure-listen', `127.0.0.1:${port}`, '--metrics-listen', `127.0.0.1:${metricsPort}`],
+      {
+        cwd: REPO_ROOT,
+        env: cleanEnv(),
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
     let stderr = '';
     child.stderr!.setEncoding('utf8').on('data', (c: string) => (stderr += c));
     const exited = new Promise<number | null>((resolve) => child.once('close', (code) => resolve(code)));

@@ -16,7 +16,14 @@ interface OtlpJson {
         name: string;
         description: string;
         gauge?: { dataPoints: { asDouble?: number; asInt?: string | number }[] };
-        sum?: { isMonotonic: boolean; dataPoints: { asDouble?: number; asInt?: string | number; attributes: { key: string; value: { stringValue?: string } }[] }[] };
+        sum?: {
+          isMonotonic: boolean;
+          dataPoints: {
+            asDouble?: number;
+            asInt?: string | number;
+            attributes: { key: string; value: { stringValue?: string } }[];
+          }[];
+        };
       }[];
     }[];
   }[];
@@ -40,7 +47,7 @@ function pointValue(p: { asDouble?: number; asInt?: string | number }): number {
 }
 
 /** The value of a metric (optionally one attribute cell) in one export. */
-function valueOf(payload: OtlpJson, name: string, attr?: [string, string]): number | undefined {
+function otlpValue(payload: OtlpJson, name: string, attr?: [string, string]): number | undefined {
   for (const rm of payload.resourceMetrics) {
     for (const sm of rm.scopeMetrics) {
       for (const m of sm.metrics) {
@@ -62,7 +69,14 @@ describe('daemon OTLP export', () => {
     const port = await freePort();
     const metricsPort = await freePort();
     daemon = startDaemon(
-      ['--insecure-listen', `127.0.0.1:${port}`, '--metrics-listen', `127.0.0.1:${metricsPort}`, '--shutdown-timeout', '3s'],
+      [
+        '--insecure-listen',
+        `127.0.0.1:${port}`,
+        '--metrics-listen',
+        `127.0.0.1:${metricsPort}`,
+        '--shutdown-timeout',
+        '3s',
+      ],
       cleanEnv({
         OTEL_METRICS_EXPORTER: 'otlp',
         OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json',
@@ -82,13 +96,13 @@ describe('daemon OTLP export', () => {
       binary.once('error', reject);
     });
     const withBinary = await waitFor(
-      () => payloads(receiver!).find((p) => valueOf(p, 'pyrycode_relay_connected_binaries') === 1),
+      () => payloads(receiver!).find((p) => otlpValue(p, 'pyrycode_relay_connected_binaries') === 1),
       10_000,
       'an OTLP export showing connected_binaries = 1',
     );
     // Names, HELP and cells are the Prometheus ones; the resource carries the OTel env settings.
-    expect(valueOf(withBinary, 'pyrycode_relay_ws_upgrade_attempts_total', ['outcome', 'accept'])).toBeDefined();
-    expect(valueOf(withBinary, 'pyrycode_relay_frames_forwarded_total', ['direction', 'phone_to_binary'])).toBe(0);
+    expect(otlpValue(withBinary, 'pyrycode_relay_ws_upgrade_attempts_total', ['outcome', 'accept'])).toBeDefined();
+    expect(otlpValue(withBinary, 'pyrycode_relay_frames_forwarded_total', ['direction', 'phone_to_binary'])).toBe(0);
     const attrs = Object.fromEntries(
       withBinary.resourceMetrics[0]!.resource.attributes.map((a) => [a.key, a.value.stringValue]),
     );
@@ -96,7 +110,9 @@ describe('daemon OTLP export', () => {
     expect(attrs['service.version']).toMatch(/^\d+\.\d+\.\d+/);
     expect(attrs['deployment.environment']).toBe('ci');
     expect(attrs['host.role']).toBe('relay');
-    const metricNames = new Set(withBinary.resourceMetrics.flatMap((rm) => rm.scopeMetrics.flatMap((sm) => sm.metrics.map((m) => m.name))));
+    const metricNames = new Set(
+      withBinary.resourceMetrics.flatMap((rm) => rm.scopeMetrics.flatMap((sm) => sm.metrics.map((m) => m.name))),
+    );
     expect([...metricNames].sort()).toEqual([
       'pyrycode_relay_build_info',
       'pyrycode_relay_bytes_forwarded_total',
@@ -126,7 +142,7 @@ describe('daemon OTLP export', () => {
     expect(exit.code).toBe(0);
     expect(receiver.requests.length).toBeGreaterThan(before);
     const last = payloads(receiver).at(-1)!;
-    expect(valueOf(last, 'pyrycode_relay_connected_binaries')).toBe(0);
+    expect(otlpValue(last, 'pyrycode_relay_connected_binaries')).toBe(0);
     expect(daemon.stderr()).not.toContain('otlp_export_failed');
   });
 

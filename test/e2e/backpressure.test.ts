@@ -247,7 +247,11 @@ describe('per-message read deadline', () => {
     await waitFor(() => r.relay.registry.binaryFor('srv-rd'), 3_000, 'claim');
     const t0 = Date.now();
     ws.socket.write(maskedFrame(true, 0x1, 100, Buffer.from('{"conn_id"')));
-    const released = waitFor(() => logsOf(r, 'server_released').length === 1 && Date.now() - t0, 10_000, 'server_released');
+    const released = waitFor(
+      () => logsOf(r, 'server_released').length === 1 && Date.now() - t0,
+      10_000,
+      'server_released',
+    );
     const seen = await observeClose(ws, t0);
     expect(parseCloseFrame(ws.data())).toEqual({ code: 1008, reason: 'message read timeout' });
     expect(seen.frameMs).toBeGreaterThanOrEqual(DEADLINE - 50);

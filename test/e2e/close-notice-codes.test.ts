@@ -20,7 +20,9 @@ describe('close notices for library-initiated closes', () => {
     phone.send(Buffer.alloc(262_145, 0x20));
     expect((await phone.waitClose()).code).toBe(1009);
     expect(await binary.message(2)).toBe(`{"conn_id":"${connId}","close_code":1009}`);
-    expect(await relay.metric('pyrycode_relay_connections_closed_total{endpoint="client",reason="too_big_1009"}')).toBe(1);
+    expect(await relay.metric('pyrycode_relay_connections_closed_total{endpoint="client",reason="too_big_1009"}')).toBe(
+      1,
+    );
   });
 
   it('invalid UTF-8 in a text frame: phone gets 1007, the binary a notice with 1007', async () => {
@@ -32,6 +34,8 @@ describe('close notices for library-initiated closes', () => {
     phone.ws.send(Buffer.from([0x22, 0xff, 0xfe, 0x22]), { binary: false });
     expect((await phone.waitClose()).code).toBe(1007);
     expect(await binary.message(2)).toBe(`{"conn_id":"${connId}","close_code":1007}`);
-    expect(await relay.metric('pyrycode_relay_connections_closed_total{endpoint="client",reason="invalid_payload_1007"}')).toBe(1);
+    expect(
+      await relay.metric('pyrycode_relay_connections_closed_total{endpoint="client",reason="invalid_payload_1007"}'),
+    ).toBe(1);
   });
 });

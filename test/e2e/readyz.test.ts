@@ -81,7 +81,10 @@ describe('/readyz on the public listener (in-process relay)', () => {
     }
     expect((await upgradeStatus(relay, '/readyz', {})).status).toBe(200);
     expect(
-      sampleValue(await relay.scrape(), 'pyrycode_relay_ws_upgrade_attempts_total{endpoint="server",outcome="reject_rate_limit"}'),
+      sampleValue(
+        await relay.scrape(),
+        'pyrycode_relay_ws_upgrade_attempts_total{endpoint="server",outcome="reject_rate_limit"}',
+      ),
     ).toBe(1);
   });
 
@@ -190,7 +193,9 @@ async function daemonBinary(run: Running, serverId: string, clients: TestClient[
   clients.push(binary);
   await binary.open();
   await waitFor(
-    async () => (JSON.parse((await httpGet(`${run.url}/healthz`)).body) as { connected_binaries: number }).connected_binaries >= 1,
+    async () =>
+      (JSON.parse((await httpGet(`${run.url}/healthz`)).body) as { connected_binaries: number }).connected_binaries >=
+      1,
     3_000,
     'the daemon to count the binary',
   );
@@ -304,7 +309,14 @@ describe('daemon: --drain-delay and --metrics-runtime', () => {
       const res = await httpGet(run.metrics);
       expect(res.status).toBe(200);
       const text = res.body;
-      const present = [...new Set(text.split('\n').filter((l) => l.startsWith('pyrycode_relay_runtime_')).map((l) => l.split(/[ {]/)[0]!))];
+      const present = [
+        ...new Set(
+          text
+            .split('\n')
+            .filter((l) => l.startsWith('pyrycode_relay_runtime_'))
+            .map((l) => l.split(/[ {]/)[0]!),
+        ),
+      ];
       expect(present.sort()).toEqual(RUNTIME_SERIES);
       for (const name of RUNTIME_SERIES) {
         expect(text, name).toContain(`# TYPE ${name} gauge`);

@@ -75,8 +75,8 @@ const PHONES = 'pyrycode_relay_connected_phones';
 
 const COUNTER_SERIES: string[] = [
   ...(['server', 'client'] as Endpoint[]).flatMap((e) =>
-    (['accept', 'reject_headers', 'reject_409', 'reject_404', 'reject_429', 'reject_rate_limit'] as Outcome[]).map((o) =>
-      UP(e, o),
+    (['accept', 'reject_headers', 'reject_409', 'reject_404', 'reject_429', 'reject_rate_limit'] as Outcome[]).map(
+      (o) => UP(e, o),
     ),
   ),
   ...(['no_server', 'server_in_use', 'phones_at_cap', 'ratelimit'] as Kind[]).map(RF),
@@ -435,7 +435,12 @@ describe('gauges (3.7, 8.3)', () => {
         async () => {
           const g = await gauges(r);
           const c = r.relay.registry.counts();
-          return g.binaries === want.binaries && g.phones === want.phones && c.binaries === want.binaries && c.phones === want.phones;
+          return (
+            g.binaries === want.binaries &&
+            g.phones === want.phones &&
+            c.binaries === want.binaries &&
+            c.phones === want.phones
+          );
         },
         3_000,
         what,

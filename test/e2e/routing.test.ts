@@ -27,7 +27,12 @@ function logsOf(r: TestRelay, msg: string): LogLine[] {
   return r.logs.filter((l) => l.msg === msg);
 }
 
-async function waitLog(r: TestRelay, msg: string, match: (l: LogLine) => boolean = () => true, timeoutMs = 3_000): Promise<LogLine> {
+async function waitLog(
+  r: TestRelay,
+  msg: string,
+  match: (l: LogLine) => boolean = () => true,
+  timeoutMs = 3_000,
+): Promise<LogLine> {
   return waitFor(() => r.logs.find((l) => l.msg === msg && match(l)), timeoutMs, `log line ${msg}`);
 }
 
@@ -43,7 +48,9 @@ function noticesIn(binary: TestClient): string[] {
   return binary.messages.filter((m) => m.includes('"close_code"'));
 }
 
-async function setup(serverId = 'srv-r'): Promise<{ r: TestRelay; binary: TestClient; phone: TestClient; connId: string }> {
+async function setup(
+  serverId = 'srv-r',
+): Promise<{ r: TestRelay; binary: TestClient; phone: TestClient; connId: string }> {
   const r = await startRelay();
   relay = r;
   const binary = await connectBinary(r, serverId);
@@ -64,7 +71,9 @@ describe('phone -> binary envelope bytes', () => {
   it('compacts insignificant whitespace', async () => {
     const { binary, phone, connId } = await setup();
     phone.send(' {\n  "a" : 1 ,\t"b" : [ 1 , 2 ,\r\n 3 ] , "s" : "keep  these  spaces" }\n ');
-    expect(await binary.message(2)).toBe(`{"conn_id":"${connId}","frame":{"a":1,"b":[1,2,3],"s":"keep  these  spaces"}}`);
+    expect(await binary.message(2)).toBe(
+      `{"conn_id":"${connId}","frame":{"a":1,"b":[1,2,3],"s":"keep  these  spaces"}}`,
+    );
   });
 
   it('HTML-escapes < > & inside strings as \\u003c \\u003e \\u0026', async () => {
@@ -123,7 +132,11 @@ describe('binary -> phone delivery', () => {
     const r = await startRelay();
     relay = r;
     const binary = await connectBinary(r, 'srv-multi');
-    const phones = [await connectPhone(r, 'srv-multi'), await connectPhone(r, 'srv-multi'), await connectPhone(r, 'srv-multi')];
+    const phones = [
+      await connectPhone(r, 'srv-multi'),
+      await connectPhone(r, 'srv-multi'),
+      await connectPhone(r, 'srv-multi'),
+    ];
     const ids: string[] = [];
     for (const p of phones) ids.push(await phoneConnId(p, binary));
     expect(new Set(ids).size).toBe(3);
@@ -141,7 +154,7 @@ describe('binary -> phone delivery', () => {
     expect(phones[2]!.messages).toEqual(['{"marker":2}']);
   });
 
-  it("a binary cannot address a phone of another server-id (unknown_conn_id, nothing delivered)", async () => {
+  it('a binary cannot address a phone of another server-id (unknown_conn_id, nothing delivered)', async () => {
     const r = await startRelay();
     relay = r;
     const binaryA = await connectBinary(r, 'srv-a');
@@ -188,7 +201,11 @@ describe('malformed binary envelopes', () => {
       '',
     ];
     for (const b of bad) binary.send(b);
-    await waitFor(() => logsOf(r, 'binary_forwarder_unmarshal_err').length >= bad.length, 3_000, 'one unmarshal_err per bad envelope');
+    await waitFor(
+      () => logsOf(r, 'binary_forwarder_unmarshal_err').length >= bad.length,
+      3_000,
+      'one unmarshal_err per bad envelope',
+    );
     const lines = logsOf(r, 'binary_forwarder_unmarshal_err');
     expect(lines).toHaveLength(bad.length);
     for (const line of lines) {

@@ -75,7 +75,8 @@ export function startDaemon(args: string[], env: Record<string, string> = cleanE
         `daemon stderr ${String(needle)}`,
       );
       const found = typeof needle === 'string' ? err.includes(needle) : needle.test(err);
-      if (!found) throw new Error(`daemon exited (${JSON.stringify(done)}) before printing ${String(needle)}; stderr:\n${err}`);
+      if (!found)
+        throw new Error(`daemon exited (${JSON.stringify(done)}) before printing ${String(needle)}; stderr:\n${err}`);
     },
     async stop() {
       if (done !== undefined) return;

@@ -105,9 +105,7 @@ export function fcmErrorBody(code: number, status: string, errorCode?: string): 
       message: FCM_FREE_TEXT,
       status,
       details:
-        errorCode === undefined
-          ? []
-          : [{ '@type': 'type.googleapis.com/google.firebase.fcm.v1.FcmError', errorCode }],
+        errorCode === undefined ? [] : [{ '@type': 'type.googleapis.com/google.firebase.fcm.v1.FcmError', errorCode }],
     },
   };
 }

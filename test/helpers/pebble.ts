@@ -65,9 +65,23 @@ export async function startPebble(options: PebbleOptions): Promise<Pebble> {
       execFile(
         'openssl',
         [
-          'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes',
-          '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1',
-          '-days', '2', '-keyout', keyPath, '-out', certPath,
+          'req',
+          '-x509',
+          '-newkey',
+          'ec',
+          '-pkeyopt',
+          'ec_paramgen_curve:P-256',
+          '-nodes',
+          '-subj',
+          '/CN=localhost',
+          '-addext',
+          'subjectAltName=DNS:localhost,IP:127.0.0.1',
+          '-days',
+          '2',
+          '-keyout',
+          keyPath,
+          '-out',
+          certPath,
         ],
         (err) => (err ? reject(err) : resolve()),
       ),
@@ -100,10 +114,12 @@ export async function startPebble(options: PebbleOptions): Promise<Pebble> {
   let exited = false;
   child.stdout!.setEncoding('utf8').on('data', (c: string) => (out += c));
   child.stderr!.setEncoding('utf8').on('data', (c: string) => (out += c));
-  const closed = new Promise<void>((resolve) => child.once('close', () => {
-    exited = true;
-    resolve();
-  }));
+  const closed = new Promise<void>((resolve) =>
+    child.once('close', () => {
+      exited = true;
+      resolve();
+    }),
+  );
   child.once('error', () => (exited = true));
   const stop = async (): Promise<void> => {
     if (!exited) child.kill('SIGKILL');
@@ -114,7 +130,9 @@ export async function startPebble(options: PebbleOptions): Promise<Pebble> {
     await waitFor(
       async () => {
         if (exited) throw new Error(`pebble exited during startup:\n${out}`);
-        return out.includes('ACME directory available') && (await accepts(listenPort)) && (await accepts(managementPort));
+        return (
+          out.includes('ACME directory available') && (await accepts(listenPort)) && (await accepts(managementPort))
+        );
       },
       STARTUP_TIMEOUT_MS,
       'pebble to listen',
@@ -147,7 +165,9 @@ function fetchText(url: string, ca: Buffer): Promise<string> {
       const req = httpsGet(url, { ca }, (res) => {
         let body = '';
         res.setEncoding('utf8').on('data', (c: string) => (body += c));
-        res.on('end', () => (res.statusCode === 200 ? resolve(body) : reject(new Error(`GET ${url}: HTTP ${res.statusCode}`))));
+        res.on('end', () =>
+          res.statusCode === 200 ? resolve(body) : reject(new Error(`GET ${url}: HTTP ${res.statusCode}`)),
+        );
       });
       req.on('error', reject);
     }),

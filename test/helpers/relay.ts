@@ -194,7 +194,11 @@ export async function connectBinary(
 ): Promise<TestClient> {
   const client = new TestClient(`${relay.wsUrl}/v1/server`, binaryHeaders(serverId, extra));
   await client.open();
-  await waitFor(() => relay.relay.registry.binaryFor(serverId) !== undefined && !client.closed, 3_000, `claim of ${serverId}`);
+  await waitFor(
+    () => relay.relay.registry.binaryFor(serverId) !== undefined && !client.closed,
+    3_000,
+    `claim of ${serverId}`,
+  );
   return client;
 }
 
@@ -207,7 +211,11 @@ export async function connectPhone(
   const before = relay.relay.metrics.phonesSinceBoot;
   const client = new TestClient(`${relay.wsUrl}/v1/client`, phoneHeaders(serverId, extra));
   await client.open();
-  await waitFor(() => relay.relay.metrics.phonesSinceBoot > before || client.closed, 3_000, `registration on ${serverId}`);
+  await waitFor(
+    () => relay.relay.metrics.phonesSinceBoot > before || client.closed,
+    3_000,
+    `registration on ${serverId}`,
+  );
   return client;
 }
 
@@ -234,13 +242,21 @@ export function httpGet(
 ): Promise<RawResponse> {
   return withTimeout(
     new Promise((resolve, reject) => {
-      const req = httpRequest(url, { method: options.method ?? 'GET', headers: options.headers, agent: false }, (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () =>
-          resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }),
-        );
-      });
+      const req = httpRequest(
+        url,
+        { method: options.method ?? 'GET', headers: options.headers, agent: false },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () =>
+            resolve({
+              status: res.statusCode ?? 0,
+              headers: res.headers,
+              body: Buffer.concat(chunks).toString('utf8'),
+            }),
+          );
+        },
+      );
       req.on('error', reject);
       req.end();
     }),

@@ -62,7 +62,10 @@ export function rawRequest(port: number, request: string | Buffer, options: RawO
     const timer = setTimeout(finish, waitMs);
     socket.on('data', (c: Buffer) => {
       chunks.push(c);
-      if (options.untilStatus && /^HTTP\/1\.[01] \d{3}[^\r\n]*\r\n[\s\S]*?\r\n\r\n/.test(Buffer.concat(chunks).toString('latin1'))) {
+      if (
+        options.untilStatus &&
+        /^HTTP\/1\.[01] \d{3}[^\r\n]*\r\n[\s\S]*?\r\n\r\n/.test(Buffer.concat(chunks).toString('latin1'))
+      ) {
         finish();
       }
     });
@@ -124,7 +127,11 @@ export function closeOf(frame: WireFrame | undefined): { code: number; reason: s
 }
 
 /** A masked client frame. `announced` overrides the length field (to announce more than is sent). */
-export function clientFrame(opcode: number, payload: Buffer, options: { fin?: boolean; announced?: number; mask?: boolean; rsv?: number } = {}): Buffer {
+export function clientFrame(
+  opcode: number,
+  payload: Buffer,
+  options: { fin?: boolean; announced?: number; mask?: boolean; rsv?: number } = {},
+): Buffer {
   const fin = options.fin ?? true;
   const masked = options.mask ?? true;
   const len = options.announced ?? payload.length;
@@ -190,10 +197,12 @@ export class RawWs {
       status = head.subarray(0, end).toString('latin1').split('\r\n')[0]!;
       raw.buf = head.subarray(end + 4);
     });
-    await withTimeout(new Promise<void>((resolve) => socket.once('connect', () => resolve())), options.timeoutMs ?? 3_000, 'TCP connect');
-    socket.write(
-      `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n${UPGRADE_HEADERS}${headerLines(headers)}\r\n`,
+    await withTimeout(
+      new Promise<void>((resolve) => socket.once('connect', () => resolve())),
+      options.timeoutMs ?? 3_000,
+      'TCP connect',
     );
+    socket.write(`GET ${path} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n${UPGRADE_HEADERS}${headerLines(headers)}\r\n`);
     await waitFor(() => status !== '' || raw.ended, options.timeoutMs ?? 3_000, `101 for ${path}`, 2);
     if (!status.startsWith('HTTP/1.1 101')) {
       socket.destroy();
@@ -438,7 +447,10 @@ function familyOf(series: string): string {
 }
 
 /** A diff split into the reference families and the operator-signal families. */
-export function splitDiff(diff: Record<string, number>): { reference: Record<string, number>; extra: Record<string, number> } {
+export function splitDiff(diff: Record<string, number>): {
+  reference: Record<string, number>;
+  extra: Record<string, number>;
+} {
   const reference: Record<string, number> = {};
   const extra: Record<string, number> = {};
   for (const [series, d] of Object.entries(diff)) {
@@ -501,7 +513,11 @@ interface OtlpPoint {
   attributes?: { key: string; value: { stringValue?: string } }[];
 }
 interface OtlpPayload {
-  resourceMetrics: { scopeMetrics: { metrics: { name: string; gauge?: { dataPoints: OtlpPoint[] }; sum?: { dataPoints: OtlpPoint[] } }[] }[] }[];
+  resourceMetrics: {
+    scopeMetrics: {
+      metrics: { name: string; gauge?: { dataPoints: OtlpPoint[] }; sum?: { dataPoints: OtlpPoint[] } }[];
+    }[];
+  }[];
 }
 
 /** Sum of the points of metric `name` whose attributes include all of `attrs`. */
@@ -512,7 +528,9 @@ export function otlpSum(payload: unknown, name: string, attrs: Record<string, st
       for (const m of sm.metrics) {
         if (m.name !== name) continue;
         for (const p of m.sum?.dataPoints ?? m.gauge?.dataPoints ?? []) {
-          const ok = Object.entries(attrs).every(([k, v]) => p.attributes?.some((a) => a.key === k && a.value.stringValue === v));
+          const ok = Object.entries(attrs).every(([k, v]) =>
+            p.attributes?.some((a) => a.key === k && a.value.stringValue === v),
+          );
           if (ok) total += p.asDouble ?? Number(p.asInt);
         }
       }

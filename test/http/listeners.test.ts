@@ -27,7 +27,8 @@ describe('listener port allowlist', () => {
 });
 
 describe('requestHost', () => {
-  const req = (host: string | undefined): IncomingMessage => ({ headers: host === undefined ? {} : { host } }) as IncomingMessage;
+  const req = (host: string | undefined): IncomingMessage =>
+    ({ headers: host === undefined ? {} : { host } }) as IncomingMessage;
   it.each<[string | undefined, string]>([
     ['relay.example.com', 'relay.example.com'],
     ['relay.example.com:443', 'relay.example.com'],
@@ -44,7 +45,11 @@ describe('requestHost', () => {
 
 describe('missingHost', () => {
   const req = (major: number, minor: number, host?: string): IncomingMessage =>
-    ({ httpVersionMajor: major, httpVersionMinor: minor, headers: host === undefined ? {} : { host } }) as IncomingMessage;
+    ({
+      httpVersionMajor: major,
+      httpVersionMinor: minor,
+      headers: host === undefined ? {} : { host },
+    }) as IncomingMessage;
   it('only an HTTP/1.1 (or later 1.x) request without any Host header', () => {
     expect(missingHost(req(1, 1))).toBe(true);
     expect(missingHost(req(1, 1, ''))).toBe(false); // present but empty: the Host check's business (421)

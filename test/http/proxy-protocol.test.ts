@@ -44,7 +44,9 @@ function ipv6(text: string): Buffer {
   const t = text.includes('::') ? groups(tailText) : [];
   const all = [...h, ...new Array<number>(8 - h.length - t.length).fill(0), ...t];
   const buf = Buffer.alloc(16);
-  all.forEach((g, i) => buf.writeUInt16BE(g, i * 2));
+  all.forEach((g, i) => {
+    buf.writeUInt16BE(g, i * 2);
+  });
   return buf;
 }
 
@@ -101,7 +103,13 @@ describe('parseProxyV2', () => {
     expect(parsed).toEqual({
       kind: 'ok',
       length: 28,
-      peer: { family: 'IPv4', sourceAddress: '203.0.113.9', sourcePort: 51234, destinationAddress: '192.0.2.1', destinationPort: 443 },
+      peer: {
+        family: 'IPv4',
+        sourceAddress: '203.0.113.9',
+        sourcePort: 51234,
+        destinationAddress: '192.0.2.1',
+        destinationPort: 443,
+      },
     });
   });
 
@@ -109,7 +117,13 @@ describe('parseProxyV2', () => {
     expect(parseProxyV2(header({ family: TCP6, src: '2001:db8:0:0:0:0:0:9', srcPort: 1 }))).toEqual({
       kind: 'ok',
       length: 52,
-      peer: { family: 'IPv6', sourceAddress: '2001:db8::9', sourcePort: 1, destinationAddress: '2001:db8::1', destinationPort: 443 },
+      peer: {
+        family: 'IPv6',
+        sourceAddress: '2001:db8::9',
+        sourcePort: 1,
+        destinationAddress: '2001:db8::1',
+        destinationPort: 443,
+      },
     });
     const mapped = parseProxyV2(header({ family: TCP6, src: '::ffff:c612:1' }));
     expect(mapped).toMatchObject({ kind: 'ok', peer: { family: 'IPv4', sourceAddress: '198.18.0.1' } });
@@ -126,7 +140,8 @@ describe('parseProxyV2', () => {
 
   it('every proper prefix of a valid header is incomplete', () => {
     for (const h of [header(), header({ family: TCP6 }), header({ tlv: Buffer.alloc(7) })]) {
-      for (let n = 0; n < h.length; n++) expect(parseProxyV2(h.subarray(0, n)), `prefix ${n}`).toEqual({ kind: 'incomplete' });
+      for (let n = 0; n < h.length; n++)
+        expect(parseProxyV2(h.subarray(0, n)), `prefix ${n}`).toEqual({ kind: 'incomplete' });
     }
   });
 
@@ -148,7 +163,11 @@ describe('parseProxyV2', () => {
     ['UNIX datagram', header({ family: UNIX_DGRAM }), 'unsupported_family'],
     ['TCP4 block shorter than the addresses', header({ length: 8 }), 'short_address_block'],
     ['TCP6 block shorter than the addresses', header({ family: TCP6, length: 12 }), 'short_address_block'],
-    ['declared block over the cap', header({ length: PROXY_V2_MAX_ADDRESS_BLOCK + 1 }).subarray(0, 16), 'header_too_large'],
+    [
+      'declared block over the cap',
+      header({ length: PROXY_V2_MAX_ADDRESS_BLOCK + 1 }).subarray(0, 16),
+      'header_too_large',
+    ],
     ['declared block at the wire maximum', header({ length: 65535 }).subarray(0, 16), 'header_too_large'],
   ])('refuses %s', (_name, bytes, reason) => {
     expect(parseProxyV2(bytes)).toEqual({ kind: 'reject', reason });
@@ -191,7 +210,8 @@ describe('parseProxyV2', () => {
 // requireProxyV2 in front of a real HTTPS server
 
 const hasOpenssl = spawnSync('openssl', ['version']).status === 0;
-if (!hasOpenssl && process.env.CI) throw new Error('openssl not installed: .ci/run must install the Debian package `openssl`');
+if (!hasOpenssl && process.env.CI)
+  throw new Error('openssl not installed: .ci/run must install the Debian package `openssl`');
 
 describe.skipIf(!hasOpenssl)('requireProxyV2', () => {
   let dir: string;
@@ -205,7 +225,25 @@ describe.skipIf(!hasOpenssl)('requireProxyV2', () => {
       new Promise<void>((resolve, reject) =>
         execFile(
           'openssl',
-          ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-subj', '/CN=relay.test', '-addext', 'subjectAltName=DNS:relay.test', '-days', '1', '-keyout', 'key.pem', '-out', 'cert.pem'],
+          [
+            'req',
+            '-x509',
+            '-newkey',
+            'ec',
+            '-pkeyopt',
+            'ec_paramgen_curve:P-256',
+            '-nodes',
+            '-subj',
+            '/CN=relay.test',
+            '-addext',
+            'subjectAltName=DNS:relay.test',
+            '-days',
+            '1',
+            '-keyout',
+            'key.pem',
+            '-out',
+            'cert.pem',
+          ],
           { cwd: dir },
           (err) => (err ? reject(err) : resolve()),
         ),
@@ -292,13 +330,20 @@ describe.skipIf(!hasOpenssl)('requireProxyV2', () => {
   const deliveries: Delivery[] = ['with the ClientHello', 'in its own write', 'one byte at a time'];
   it.each(deliveries)('TCP4 header %s: the request sees the header source', async (delivery) => {
     const s = await serve();
-    expect(await proxiedRequest(s.port, header({ src: '203.0.113.77', srcPort: 1234 }), delivery)).toBe('203.0.113.77 1234 IPv4');
+    expect(await proxiedRequest(s.port, header({ src: '203.0.113.77', srcPort: 1234 }), delivery)).toBe(
+      '203.0.113.77 1234 IPv4',
+    );
     expect(s.rejections).toEqual([]);
   });
 
   it.each(deliveries)('TCP6 header with TLVs %s: the request sees the header source', async (delivery) => {
     const s = await serve();
-    const h = header({ family: TCP6, src: '2001:db8:1::77', srcPort: 4321, tlv: Buffer.from([0x04, 0x00, 0x01, 0x00]) });
+    const h = header({
+      family: TCP6,
+      src: '2001:db8:1::77',
+      srcPort: 4321,
+      tlv: Buffer.from([0x04, 0x00, 0x01, 0x00]),
+    });
     expect(await proxiedRequest(s.port, h, delivery)).toBe('2001:db8:1::77 4321 IPv6');
   });
 
@@ -400,7 +445,9 @@ describe.skipIf(!hasOpenssl)('requireProxyV2', () => {
     try {
       await sleep(50);
       const started = Date.now();
-      expect(await proxiedRequest(s.port, header({ src: '198.51.100.7' }), 'with the ClientHello')).toBe('198.51.100.7 40000 IPv4');
+      expect(await proxiedRequest(s.port, header({ src: '198.51.100.7' }), 'with the ClientHello')).toBe(
+        '198.51.100.7 40000 IPv4',
+      );
       expect(Date.now() - started).toBeLessThan(1_000);
     } finally {
       for (const socket of stalled) socket.destroy();
@@ -409,7 +456,12 @@ describe.skipIf(!hasOpenssl)('requireProxyV2', () => {
 });
 
 /** Connects, writes each chunk (with a pause between), returns all bytes until the server closed. */
-function exchange(port: number, chunks: Buffer[], pauseMs = 0, timeoutMs = 5_000): Promise<{ data: string; bytes: number; closedAfterMs: number }> {
+function exchange(
+  port: number,
+  chunks: Buffer[],
+  pauseMs = 0,
+  timeoutMs = 5_000,
+): Promise<{ data: string; bytes: number; closedAfterMs: number }> {
   return withTimeout(
     new Promise((resolve) => {
       const started = Date.now();

@@ -68,8 +68,8 @@ const GRACE = 'pyrycode_relay_grace_expiries_total';
 
 const COUNTER_SERIES: string[] = [
   ...(['server', 'client'] as Endpoint[]).flatMap((e) =>
-    (['accept', 'reject_headers', 'reject_409', 'reject_404', 'reject_429', 'reject_rate_limit'] as Outcome[]).map((o) =>
-      UP(e, o),
+    (['accept', 'reject_headers', 'reject_409', 'reject_404', 'reject_429', 'reject_rate_limit'] as Outcome[]).map(
+      (o) => UP(e, o),
     ),
   ),
   ...(['no_server', 'server_in_use', 'phones_at_cap', 'ratelimit'] as Kind[]).map(RF),
@@ -271,7 +271,12 @@ describe('outcome matrix (2.5) with exact metric cells', () => {
     await expectCounters(r, { [UP('server', 'accept')]: 1, [UP('client', 'accept')]: 1 });
     const reg = logsOf(r, 'phone_registered');
     expect(reg).toHaveLength(1);
-    expect(fields(reg[0]!)).toEqual({ server_id: 'srv-ok', conn_id: connId, device_name: 'Pixel 9', remote: '127.0.0.1' });
+    expect(fields(reg[0]!)).toEqual({
+      server_id: 'srv-ok',
+      conn_id: connId,
+      device_name: 'Pixel 9',
+      remote: '127.0.0.1',
+    });
   });
 
   it('/v1/server held by a live binary: 4409 "server-id already claimed", reject_409 + server_in_use', async () => {
@@ -377,7 +382,8 @@ describe('header gate (2.3)', () => {
     server: ['X-Pyrycode-Server', 'X-Pyrycode-Version', 'User-Agent'],
     client: ['X-Pyrycode-Server', 'X-Pyrycode-Token', 'User-Agent'],
   };
-  const full = (e: Endpoint, id: string): Record<string, string> => (e === 'server' ? binaryHeaders(id) : phoneHeaders(id));
+  const full = (e: Endpoint, id: string): Record<string, string> =>
+    e === 'server' ? binaryHeaders(id) : phoneHeaders(id);
 
   for (const endpoint of ['server', 'client'] as Endpoint[]) {
     it(`/v1/${endpoint}: each required header missing, empty or whitespace-only -> 400 "\\n"`, async () => {
@@ -389,7 +395,10 @@ describe('header gate (2.3)', () => {
           const headers = pairs(full(endpoint, 'gate-id')).filter(([k]) => k !== name);
           if (variant === 'empty') headers.push([name, '']);
           if (variant === 'whitespace') headers.push([name, ' \t  ']);
-          const res = await rawHttp(r.port, rawRequest('GET', `/v1/${endpoint}`, [...headers, ...wsHandshakeHeaders()]));
+          const res = await rawHttp(
+            r.port,
+            rawRequest('GET', `/v1/${endpoint}`, [...headers, ...wsHandshakeHeaders()]),
+          );
           expect(res.status, `${name} ${variant}`).toBe(400);
           expect(res.body, `${name} ${variant}`).toBe('\n');
           expectRawErrorHeaders(res);
@@ -402,7 +411,12 @@ describe('header gate (2.3)', () => {
       const dup = pairs(full(endpoint, 'gate-id')).filter(([k]) => k !== 'X-Pyrycode-Server');
       const res = await rawHttp(
         r.port,
-        rawRequest('GET', `/v1/${endpoint}`, [['X-Pyrycode-Server', ''], ['X-Pyrycode-Server', 'gate-id'], ...dup, ...wsHandshakeHeaders()]),
+        rawRequest('GET', `/v1/${endpoint}`, [
+          ['X-Pyrycode-Server', ''],
+          ['X-Pyrycode-Server', 'gate-id'],
+          ...dup,
+          ...wsHandshakeHeaders(),
+        ]),
       );
       expect(res.status).toBe(400);
       await expectCounters(r, { [UP(endpoint, 'reject_headers')]: 10 });
@@ -446,7 +460,8 @@ describe('header gate (2.3)', () => {
     const p = client(r, '/v1/client', phoneHeaders('nobody', { 'X-Pyrycode-Token': 'TOKEN-SECRET-4' }));
     await p.waitClose();
     const text = r.logText();
-    for (const secret of ['UA-SECRET-1', 'TOKEN-SECRET-2', 'UA-SECRET-3', 'TOKEN-SECRET-4']) expect(text).not.toContain(secret);
+    for (const secret of ['UA-SECRET-1', 'TOKEN-SECRET-2', 'UA-SECRET-3', 'TOKEN-SECRET-4'])
+      expect(text).not.toContain(secret);
   });
 });
 
@@ -521,7 +536,11 @@ describe('rate limiting (6.1, 6.2)', () => {
     expect((await gateFail(' , 10.0.0.9')).status).toBe(429); // empty left-most -> socket IP
     const remotes = logsOf(r, 'rate_limited').map((l) => l.remote);
     expect(remotes).toEqual(['"10.0.0.1"', '"127.0.0.1"', '"127.0.0.1"']);
-    await expectCounters(r, { [UP('server', 'reject_headers')]: 4, [UP('server', 'reject_rate_limit')]: 3, [RF('ratelimit')]: 3 });
+    await expectCounters(r, {
+      [UP('server', 'reject_headers')]: 4,
+      [UP('server', 'reject_rate_limit')]: 3,
+      [RF('ratelimit')]: 3,
+    });
     // Everywhere else `remote` is the socket's host, not XFF.
     const p = client(r, '/v1/client', phoneHeaders('nobody', { 'X-Forwarded-For': '10.9.9.9' }));
     expect((await p.waitClose()).code).toBe(4404);
@@ -731,7 +750,10 @@ describe('routing (2.1) and handshake (2.4)', () => {
     const r = await boot({ rateLimitBurst: 1, rateLimitIntervalMs: 60_000 });
     const res = await rawHttp(
       r.port,
-      rawRequest('GET', '/v1/server', [...pairs(binaryHeaders('hs-id')), ...wsHandshakeHeaders().filter(([k]) => k !== 'Sec-WebSocket-Key')]),
+      rawRequest('GET', '/v1/server', [
+        ...pairs(binaryHeaders('hs-id')),
+        ...wsHandshakeHeaders().filter(([k]) => k !== 'Sec-WebSocket-Key'),
+      ]),
     );
     expect(res.status).toBe(400);
     expect((await upgradeStatus(r, '/v1/server', binaryHeaders('hs-id'))).status).toBe(429);
@@ -798,15 +820,25 @@ describe('routing (2.1) and handshake (2.4)', () => {
 // ---------------------------------------------------------------------------------------------
 
 describe('header size limit (64 KiB)', () => {
-  it('a 60 KiB header is accepted (above Node\'s 16 KiB default); over 64 KiB is 431', async () => {
+  it("a 60 KiB header is accepted (above Node's 16 KiB default); over 64 KiB is 431", async () => {
     const r = await boot();
-    const ok = await rawHttp(r.port, rawRequest('GET', '/healthz', [['Connection', 'close'], ['X-Pad', 'a'.repeat(60 * 1024)]]));
+    const ok = await rawHttp(
+      r.port,
+      rawRequest('GET', '/healthz', [
+        ['Connection', 'close'],
+        ['X-Pad', 'a'.repeat(60 * 1024)],
+      ]),
+    );
     expect(ok.status).toBe(200);
     const big = await rawExchange(r.port, rawRequest('GET', '/healthz', [['X-Pad', 'a'.repeat(64 * 1024 + 10)]]));
     expect(big).toMatch(/^HTTP\/1\.1 431 /);
     const bigUpgrade = await rawExchange(
       r.port,
-      rawRequest('GET', '/v1/server', [...pairs(binaryHeaders('hdr-id')), ...wsHandshakeHeaders(), ['X-Pad', 'a'.repeat(70 * 1024)]]),
+      rawRequest('GET', '/v1/server', [
+        ...pairs(binaryHeaders('hdr-id')),
+        ...wsHandshakeHeaders(),
+        ['X-Pad', 'a'.repeat(70 * 1024)],
+      ]),
     );
     expect(bigUpgrade).toMatch(/^HTTP\/1\.1 431 /);
     // A 40 KiB server-id (no length validation of its own) is fine.

@@ -224,7 +224,9 @@ describe('golden scrape', () => {
 
   it('with push on, the push family is served in sorted order with its five cells at 0', async () => {
     const key = testKey('http://127.0.0.1:9/token');
-    relay = await startRelay({ push: { credentials: key.credentials, endpoint: 'http://127.0.0.1:9', tokenUrl: 'http://127.0.0.1:9/token' } });
+    relay = await startRelay({
+      push: { credentials: key.credentials, endpoint: 'http://127.0.0.1:9', tokenUrl: 'http://127.0.0.1:9/token' },
+    });
     const res = await httpGet(relay.metricsUrl);
     expect(res.status).toBe(200);
     const at = GOLDEN_BOOT_SCRAPE.indexOf(REGISTER_FAILURES_HELP);
@@ -256,9 +258,9 @@ describe('counter semantics', () => {
       expect(await extra.waitClose()).toEqual({ code: 4429, reason: 'too many phones for server-id' });
     }
     // Header gate (no register failure).
-    expect((await upgradeStatus(relay, '/v1/client', { 'X-Pyrycode-Server': 'lock-a', 'User-Agent': 'x' })).status).toBe(
-      400,
-    );
+    expect(
+      (await upgradeStatus(relay, '/v1/client', { 'X-Pyrycode-Server': 'lock-a', 'User-Agent': 'x' })).status,
+    ).toBe(400);
     // Rate limit: burn the rest of the bucket (40 tokens) from this IP.
     let limited = 0;
     for (let i = 0; i < 40 && limited < 2; i++) {
@@ -345,7 +347,8 @@ describe('counter semantics', () => {
       binary.close();
       await Promise.all([binary.waitClose(), ...phones.map((p) => p.waitClose())]);
     };
-    for (let round = 0; round < 5; round++) await Promise.all(Array.from({ length: 8 }, (_, i) => cycle(round * 8 + i)));
+    for (let round = 0; round < 5; round++)
+      await Promise.all(Array.from({ length: 8 }, (_, i) => cycle(round * 8 + i)));
     // Everyone left: after the grace windows the gauges must read exactly 0, like the registry.
     await waitFor(
       async () => {

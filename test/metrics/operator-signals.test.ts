@@ -25,8 +25,9 @@ import type { RelayOptions } from '../../src/relay.js';
 import { sleep, waitFor, withTimeout } from '../helpers/wait.js';
 import { clientFrame, closeOf, parseServerFrames } from '../helpers/reliability.js';
 
-const PKG_VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string })
-  .version;
+const PKG_VERSION = (
+  JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
+).version;
 
 const CLOSED = 'pyrycode_relay_connections_closed_total';
 const REJECTIONS = 'pyrycode_relay_upgrade_rejections_total';
@@ -78,7 +79,8 @@ function cells(text: string, name: string, keys: string[]): Record<string, numbe
 
 function value(text: string, series: string, labels: Record<string, string> = {}): number {
   const found = samples(text, series).filter((s) => Object.entries(labels).every(([k, v]) => s.labels[k] === v));
-  if (found.length !== 1) throw new Error(`expected one sample of ${series} ${JSON.stringify(labels)}, got ${found.length}`);
+  if (found.length !== 1)
+    throw new Error(`expected one sample of ${series} ${JSON.stringify(labels)}, got ${found.length}`);
   return found[0]!.value;
 }
 
@@ -206,7 +208,10 @@ async function floodUntilBacklogFull(
 ): Promise<number> {
   const big = `{"conn_id":"${connId}","frame":"${'x'.repeat(64 * 1024)}"}`;
   const gaveUp = (): boolean =>
-    r.logs.some((l) => l.msg === 'binary_forwarder_phone_enqueue_failed' && l.conn_id === connId && l.err === 'phone backlog full');
+    r.logs.some(
+      (l) =>
+        l.msg === 'binary_forwarder_phone_enqueue_failed' && l.conn_id === connId && l.err === 'phone backlog full',
+    );
   let sent = 0;
   while (!gaveUp()) {
     if (sent >= 1_000) throw new Error('the relay never gave up on the paused phone');
@@ -432,7 +437,7 @@ describe('connections_closed_total: one increment per connection, in the cell of
     await expectClosed(r, before, { 'server/normal_1000': 1, 'client/grace_expired': 2 });
   });
 
-  it("a phone whose outbox overflows -> backlog_full", async () => {
+  it('a phone whose outbox overflows -> backlog_full', async () => {
     const r = await boot({ heartbeatIntervalMs: 60_000 });
     const binary = await connectBinary(r, 'backlog');
     const phone = await connectPhone(r, 'backlog');
@@ -579,7 +584,10 @@ async function writeFailed(r: TestRelay): Promise<void> {
     );
   }
   const stalled = { binary_to_phone: drop(text, 'binary_to_phone'), phone_to_binary: drop(text, 'phone_to_binary') };
-  expect(Math.min(stalled.binary_to_phone, stalled.phone_to_binary), `dropped{write_failed} ${JSON.stringify(stalled)}`).toBeGreaterThanOrEqual(1);
+  expect(
+    Math.min(stalled.binary_to_phone, stalled.phone_to_binary),
+    `dropped{write_failed} ${JSON.stringify(stalled)}`,
+  ).toBeGreaterThanOrEqual(1);
 }
 
 // =============================================================================================
@@ -608,7 +616,9 @@ describe('frames and bytes: received = forwarded + dropped once idle', () => {
     };
     const allRead = async (): Promise<void> => {
       await waitFor(
-        () => metrics.framesReceivedPhoneToBinary === sent.p2bFrames && metrics.framesReceivedBinaryToPhone === sent.b2pFrames,
+        () =>
+          metrics.framesReceivedPhoneToBinary === sent.p2bFrames &&
+          metrics.framesReceivedBinaryToPhone === sent.b2pFrames,
         5_000,
         'the relay to read everything sent so far',
       );
@@ -722,7 +732,8 @@ describe('frames and bytes: received = forwarded + dropped once idle', () => {
     binaries.push(bc2);
     await bc2.open();
     await waitFor(() => r.logs.some((l) => l.msg === 'server_id_takeover'), 3_000, 'takeover of mix-c');
-    for (const m of ['{"conn_id":"client-mix-c-00000000","frame":1}', 'garbage', '{"push_wake":{}}', '{}']) fromBinary(bc1, m);
+    for (const m of ['{"conn_id":"client-mix-c-00000000","frame":1}', 'garbage', '{"push_wake":{}}', '{}'])
+      fromBinary(bc1, m);
     await allRead();
     bc1.ws.terminate();
 
@@ -816,9 +827,13 @@ describe('frames and bytes: received = forwarded + dropped once idle', () => {
     const phoneMessages = phones.flatMap((p) => p.messages);
     const envelopes = binaries.flatMap((b) => b.messages).filter((m) => /^\{"conn_id":"client-[^"]*","frame":/.test(m));
     expect(v('pyrycode_relay_frames_forwarded_total', B2P)).toBe(phoneMessages.length);
-    expect(v('pyrycode_relay_bytes_forwarded_total', B2P)).toBe(phoneMessages.reduce((a, m) => a + Buffer.byteLength(m), 0));
+    expect(v('pyrycode_relay_bytes_forwarded_total', B2P)).toBe(
+      phoneMessages.reduce((a, m) => a + Buffer.byteLength(m), 0),
+    );
     expect(v('pyrycode_relay_frames_forwarded_total', P2B)).toBe(envelopes.length);
-    expect(v('pyrycode_relay_bytes_forwarded_total', P2B)).toBe(envelopes.reduce((a, m) => a + Buffer.byteLength(m), 0));
+    expect(v('pyrycode_relay_bytes_forwarded_total', P2B)).toBe(
+      envelopes.reduce((a, m) => a + Buffer.byteLength(m), 0),
+    );
   }, 30_000);
 });
 
@@ -880,9 +895,17 @@ describe('upgrade_rejections_total', () => {
       const post = await rawExchange(r.port, rawRequest('POST', path, [...gate, ...WS_HANDSHAKE]));
       expect(statusOf(post), `${endpoint} POST upgrade`).toBe(405);
       const v8 = WS_HANDSHAKE.map(([k, v]): [string, string] => (k === 'Sec-WebSocket-Version' ? [k, '8'] : [k, v]));
-      expect(statusOf(await rawExchange(r.port, rawRequest('GET', path, [...gate, ...v8]))), `${endpoint} version 8`).toBe(400);
-      const badKey = WS_HANDSHAKE.map(([k, v]): [string, string] => (k === 'Sec-WebSocket-Key' ? [k, 'short'] : [k, v]));
-      expect(statusOf(await rawExchange(r.port, rawRequest('GET', path, [...gate, ...badKey]))), `${endpoint} bad key`).toBe(400);
+      expect(
+        statusOf(await rawExchange(r.port, rawRequest('GET', path, [...gate, ...v8]))),
+        `${endpoint} version 8`,
+      ).toBe(400);
+      const badKey = WS_HANDSHAKE.map(([k, v]): [string, string] =>
+        k === 'Sec-WebSocket-Key' ? [k, 'short'] : [k, v],
+      );
+      expect(
+        statusOf(await rawExchange(r.port, rawRequest('GET', path, [...gate, ...badKey]))),
+        `${endpoint} bad key`,
+      ).toBe(400);
     }
     expectCells(cells(await r.scrape(), REJECTIONS, ['endpoint', 'reason']), {
       'client/not_websocket_426': 1,
@@ -1002,7 +1025,8 @@ describe('grace_reclaims_total, grace_reclaim_seconds, phones_parked', () => {
     await sleep(Math.max(0, startedAt + 300 - Date.now()));
     await connectBinary(r, 'reclaim');
     const elapsed = (Date.now() - startedAt) / 1000;
-    for (const phone of phones) expect(await phone.waitClose()).toEqual({ code: 4404, reason: 'binary reclaimed server-id' });
+    for (const phone of phones)
+      expect(await phone.waitClose()).toEqual({ code: 4404, reason: 'binary reclaimed server-id' });
 
     text = await r.scrape();
     expect(value(text, 'pyrycode_relay_grace_reclaims_total')).toBe(1);
@@ -1047,7 +1071,11 @@ describe('grace_reclaims_total, grace_reclaim_seconds, phones_parked', () => {
   it('an expiry is not a reclaim; parked phones drop to 0 when it evicts them', async () => {
     const r = await boot({ gracePeriodMs: 400 });
     const binary = await connectBinary(r, 'no-reclaim');
-    const phones = [await connectPhone(r, 'no-reclaim'), await connectPhone(r, 'no-reclaim'), await connectPhone(r, 'no-reclaim')];
+    const phones = [
+      await connectPhone(r, 'no-reclaim'),
+      await connectPhone(r, 'no-reclaim'),
+      await connectPhone(r, 'no-reclaim'),
+    ];
     await connectBinary(r, 'bystander');
     await connectPhone(r, 'bystander');
     binary.close(1000);

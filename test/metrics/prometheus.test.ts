@@ -12,7 +12,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { connectBinary, connectPhone, phoneConnId, startRelay, type TestRelay } from '../helpers/relay.js';
 import { waitFor } from '../helpers/wait.js';
 
-const hasPrometheus = spawnSync('prometheus', ['--version']).status === 0 && spawnSync('promtool', ['--version']).status === 0;
+const hasPrometheus =
+  spawnSync('prometheus', ['--version']).status === 0 && spawnSync('promtool', ['--version']).status === 0;
 if (!hasPrometheus && process.env.CI) {
   throw new Error('prometheus/promtool not installed: .ci/run must install Debian package `prometheus`');
 }
@@ -22,7 +23,9 @@ function freePort(): Promise<number> {
     const server = createServer();
     server.listen(0, '127.0.0.1', () => {
       const address = server.address();
-      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
+      server.close(() =>
+        typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port')),
+      );
     });
   });
 }
@@ -99,7 +102,11 @@ describe.skipIf(!hasPrometheus)('real Prometheus', () => {
       }
     };
     try {
-      await waitFor(async () => (await query('up{job="pyrycode-relay"}')) === 1, 20_000, 'Prometheus to scrape the relay (up == 1)');
+      await waitFor(
+        async () => (await query('up{job="pyrycode-relay"}')) === 1,
+        20_000,
+        'Prometheus to scrape the relay (up == 1)',
+      );
     } catch (err) {
       throw new Error(`${(err as Error).message}\nprometheus output:\n${output.join('').slice(-3000)}`);
     }
@@ -110,13 +117,19 @@ describe.skipIf(!hasPrometheus)('real Prometheus', () => {
     expect(await query('count(pyrycode_relay_ws_upgrade_attempts_total)')).toBe(12);
     expect(await query('count(pyrycode_relay_register_failures_total)')).toBe(4);
     // Prometheus ingested every sample line the endpoint serves (the golden test pins the set).
-    const served = (await (await fetch(relay.metricsUrl)).text()).split('\n').filter((l) => l.startsWith('pyrycode_relay_')).length;
+    const served = (await (await fetch(relay.metricsUrl)).text())
+      .split('\n')
+      .filter((l) => l.startsWith('pyrycode_relay_')).length;
     expect(served).toBeGreaterThan(21);
     expect(await query('scrape_samples_scraped{job="pyrycode-relay"}')).toBe(served);
 
     // A change on the relay shows up in the next scrapes.
     phones[1]!.close();
-    await waitFor(async () => (await query('pyrycode_relay_connected_phones')) === 1, 10_000, 'phones gauge = 1 in Prometheus');
+    await waitFor(
+      async () => (await query('pyrycode_relay_connected_phones')) === 1,
+      10_000,
+      'phones gauge = 1 in Prometheus',
+    );
     binary.close();
   }, 45_000);
 });

@@ -13,7 +13,6 @@ const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const DOC_PATH = join(ROOT, 'docs/architecture.md');
 const doc = readFileSync(DOC_PATH, 'utf8');
 
-
 describe('docs/architecture.md', () => {
   it('the module table lists every file of src/ and telemetry/, and only files that exist', () => {
     const tableFiles = [...doc.matchAll(/^\| `((?:src|telemetry)\/[\w/-]+\.ts)` \|/gm)].map((m) => m[1]!);
@@ -39,7 +38,12 @@ describe('docs/architecture.md', () => {
     const fences = doc.match(/^```/gm) ?? [];
     expect(fences.length % 2, 'balanced code fences').toBe(0);
     const blocks = [...doc.matchAll(/^```mermaid\n([\s\S]*?)^```$/gm)].map((m) => m[1]!);
-    expect(blocks.map((b) => b.trim().split(/\s/)[0])).toEqual(['flowchart', 'sequenceDiagram', 'sequenceDiagram', 'stateDiagram-v2']);
+    expect(blocks.map((b) => b.trim().split(/\s/)[0])).toEqual([
+      'flowchart',
+      'sequenceDiagram',
+      'sequenceDiagram',
+      'stateDiagram-v2',
+    ]);
     // Sequence diagrams: every alt/opt/loop block is closed.
     for (const block of blocks.filter((b) => b.startsWith('sequenceDiagram'))) {
       const opened = block.match(/^\s*(alt|opt|loop|par|critical)\b/gm)?.length ?? 0;

@@ -61,7 +61,8 @@ function scalar(text: string, where: string): string | string[] {
     if (!text.endsWith("'") || text.length < 2) throw new Error(`${where}: unterminated quote`);
     return text.slice(1, -1).replace(/''/g, "'");
   }
-  if (/^[&*!|>{%@`-]/.test(text) || /:\s/.test(text)) throw new Error(`${where}: unsupported YAML ${JSON.stringify(text)}`);
+  if (/^[&*!|>{%@`-]/.test(text) || /:\s/.test(text))
+    throw new Error(`${where}: unsupported YAML ${JSON.stringify(text)}`);
   return text;
 }
 
@@ -123,7 +124,10 @@ const documentedEnv: Record<string, string> = Object.fromEntries(
 function readersOf(name: string): string[] {
   const files = [
     ...['telemetry', 'src'].flatMap((dir) => sourceFiles(dir).map((f) => join(ROOT, f))),
-    join(ROOT, 'node_modules/@opentelemetry/otlp-exporter-base/build/src/configuration/otlp-node-http-env-configuration.js'),
+    join(
+      ROOT,
+      'node_modules/@opentelemetry/otlp-exporter-base/build/src/configuration/otlp-node-http-env-configuration.js',
+    ),
   ].filter((f) => existsSync(f));
   const read = new RegExp(`['"\`]${name}['"\`]|\\.${name}\\b`);
   return files.filter((f) => read.test(readFileSync(f, 'utf8'))).map((f) => f.slice(ROOT.length));
@@ -196,7 +200,11 @@ describe('the relay environment documented in docs/ops/otel-collector.yaml', () 
 
   it("is accepted by the relay's own parser: OTLP on, http/protobuf, exports every 15 s", () => {
     const parsed = parseOtelEnv(documentedEnv);
-    expect(parsed).toEqual({ ok: true, otlp: { protocol: 'http/protobuf', intervalMs: 15_000, timeoutMs: 15_000 }, targetInfo: false });
+    expect(parsed).toEqual({
+      ok: true,
+      otlp: { protocol: 'http/protobuf', intervalMs: 15_000, timeoutMs: 15_000 },
+      targetInfo: false,
+    });
   });
 
   it('points at the collector receiver, and names the service as the alert rules select it', () => {
@@ -229,17 +237,29 @@ describe('the built daemon with the documented environment', () => {
   it.skipIf(!built)('pushes its metrics over OTLP/HTTP protobuf to the receiver at that endpoint', async () => {
     receiver = await startOtlpReceiver();
     // Only the endpoint (a test receiver instead of the collector) and the interval (not 15 s) change.
-    const env = cleanEnv({ ...documentedEnv, OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url, OTEL_METRIC_EXPORT_INTERVAL: '200' });
+    const env = cleanEnv({
+      ...documentedEnv,
+      OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
+      OTEL_METRIC_EXPORT_INTERVAL: '200',
+    });
     const port = await freePort();
     daemon = startDaemon(['--insecure-listen', `127.0.0.1:${port}`, '--metrics-listen='], env);
-    await waitFor(() => receiver!.requests.some((r) => r.url === '/v1/metrics'), 10_000, 'an OTLP export').catch((err: unknown) => {
-      throw new Error(`${(err as Error).message}\ndaemon stderr:\n${daemon!.stderr()}`);
-    });
+    await waitFor(() => receiver!.requests.some((r) => r.url === '/v1/metrics'), 10_000, 'an OTLP export').catch(
+      (err: unknown) => {
+        throw new Error(`${(err as Error).message}\ndaemon stderr:\n${daemon!.stderr()}`);
+      },
+    );
     const request = receiver.requests.find((r) => r.url === '/v1/metrics')!;
     expect(request.method).toBe('POST');
     expect(request.headers['content-type']).toBe('application/x-protobuf');
     const body = request.body.toString('latin1');
-    for (const needle of ['pyrycode_relay_connected_binaries', 'pyrycode_relay_frames_forwarded_total', 'pyrycode-relay', 'relay-1', 'production']) {
+    for (const needle of [
+      'pyrycode_relay_connected_binaries',
+      'pyrycode_relay_frames_forwarded_total',
+      'pyrycode-relay',
+      'relay-1',
+      'production',
+    ]) {
       expect(body, needle).toContain(needle);
     }
   });

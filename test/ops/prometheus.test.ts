@@ -18,7 +18,14 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { registerRuntimeMetrics } from '../../src/metrics/runtime.js';
 import { freePort } from '../helpers/daemon.js';
-import { connectBinary, connectPhone, phoneConnId, startRelay, type TestClient, type TestRelay } from '../helpers/relay.js';
+import {
+  connectBinary,
+  connectPhone,
+  phoneConnId,
+  startRelay,
+  type TestClient,
+  type TestRelay,
+} from '../helpers/relay.js';
 import { waitFor } from '../helpers/wait.js';
 
 const OPS = fileURLToPath(new URL('../../docs/ops/', import.meta.url));
@@ -53,10 +60,16 @@ function inventoryOf(scrape: string): Inventory {
     const m = /^([a-zA-Z_:][\w:]*)(?:\{(.*)\})?\s+\S+$/.exec(line);
     if (m === null) throw new Error(`unparsed scrape line: ${line}`);
     let labels = inventory.get(m[1]!);
-    if (labels === undefined) inventory.set(m[1]!, (labels = new Map()));
+    if (labels === undefined) {
+      labels = new Map();
+      inventory.set(m[1]!, labels);
+    }
     for (const lm of (m[2] ?? '').matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)) {
       let values = labels.get(lm[1]!);
-      if (values === undefined) labels.set(lm[1]!, (values = new Set()));
+      if (values === undefined) {
+        values = new Set();
+        labels.set(lm[1]!, values);
+      }
       values.add(lm[2]!);
     }
   }
@@ -78,7 +91,11 @@ async function traffic(relay: TestRelay, serverId: string): Promise<TestClient> 
   await leaving.waitClose();
   binary.close(1000);
   await binary.waitClose();
-  await waitFor(async () => (await relay.metric('pyrycode_relay_phones_parked')) > 0, 5_000, 'the binary to enter its grace window');
+  await waitFor(
+    async () => (await relay.metric('pyrycode_relay_phones_parked')) > 0,
+    5_000,
+    'the binary to enter its grace window',
+  );
   const successor = await connectBinary(relay, serverId);
   await waitFor(
     async () => (await relay.metric('pyrycode_relay_grace_reclaims_total')) > reclaimsBefore,
@@ -107,7 +124,13 @@ function metricNamesIn(expr: string): string[] {
   const names: string[] = [];
   for (const m of s.matchAll(/[a-zA-Z_:][\w:]*/g)) {
     if (PROMQL_KEYWORDS.has(m[0])) continue;
-    if (s.slice(m.index! + m[0].length).trimStart().startsWith('(')) continue; // a function call
+    if (
+      s
+        .slice(m.index! + m[0].length)
+        .trimStart()
+        .startsWith('(')
+    )
+      continue; // a function call
     names.push(m[0]);
   }
   return names;
@@ -142,7 +165,9 @@ function checkAgainstInventory(expr: string, inventory: Inventory): string[] {
 /** Runs `promtool check rules` on the expressions as recording rules: promtool parses each one. */
 function promtoolParses(exprs: string[], dir: string): { status: number | null; output: string } {
   const file = join(dir, `queries-${Math.random().toString(36).slice(2)}.yml`);
-  const rules = exprs.map((expr, i) => `      - record: ops_query_${i}\n        expr: ${JSON.stringify(expr)}\n`).join('');
+  const rules = exprs
+    .map((expr, i) => `      - record: ops_query_${i}\n        expr: ${JSON.stringify(expr)}\n`)
+    .join('');
   writeFileSync(file, `groups:\n  - name: queries\n    rules:\n${rules}`);
   return run('promtool', ['check', 'rules', file]);
 }
@@ -238,7 +263,7 @@ function dashboardQueries(): { where: string; expr: string }[] {
   }
   for (const v of d.templating.list) {
     if (v.type !== 'query') continue;
-    const q = typeof v.query === 'string' ? v.query : (v.query as { query?: string }).query ?? '';
+    const q = typeof v.query === 'string' ? v.query : ((v.query as { query?: string }).query ?? '');
     const m = /^label_values\((.+),\s*(\w+)\)$/.exec(q.trim());
     if (m === null) throw new Error(`variable ${v.name}: expected label_values(<selector>, <label>), got ${q}`);
     queries.push({ where: `variable $${v.name}`, expr: m[1]! });
@@ -384,8 +409,14 @@ describe('docs/ops/alerts.yml content', () => {
     const cases = [...text.matchAll(/alertname:\s*(\w+)\s*\n\s*exp_alerts:\s*(\[\])?/g)];
     for (const name of expected) {
       const mine = cases.filter((c) => c[1] === name);
-      expect(mine.some((c) => c[2] === undefined), `${name} fires in some case`).toBe(true);
-      expect(mine.some((c) => c[2] === '[]'), `${name} stays quiet in some case`).toBe(true);
+      expect(
+        mine.some((c) => c[2] === undefined),
+        `${name} fires in some case`,
+      ).toBe(true);
+      expect(
+        mine.some((c) => c[2] === '[]'),
+        `${name} stays quiet in some case`,
+      ).toBe(true);
     }
     expect(new Set(cases.map((c) => c[1]))).toEqual(new Set(expected));
   });
@@ -402,6 +433,7 @@ describe('docs/ops/grafana-dashboard.json', () => {
     for (const p of panels) {
       expect(p.gridPos.x + p.gridPos.w, p.title).toBeLessThanOrEqual(24);
       if (p.type === 'row') continue;
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: a Grafana dashboard variable, literally
       expect(p.datasource, p.title).toEqual({ type: 'prometheus', uid: '${datasource}' });
       expect(p.targets?.length, p.title).toBeGreaterThan(0);
       for (const t of p.targets ?? []) expect(t.datasource, p.title).toEqual(p.datasource);
@@ -426,7 +458,9 @@ describe('docs/ops/grafana-dashboard.json', () => {
     const using = (re: RegExp): Panel[] => panels.filter((p) => (p.targets ?? []).some((t) => re.test(t.expr ?? '')));
     expect(using(/pyrycode_relay_connected_binaries/).length).toBeGreaterThan(0);
     expect(using(/pyrycode_relay_connected_phones/).length).toBeGreaterThan(0);
-    expect(using(/by \(direction\) \(rate\(pyrycode_relay_frames_forwarded_total/).map((p) => p.type)).toContain('timeseries');
+    expect(using(/by \(direction\) \(rate\(pyrycode_relay_frames_forwarded_total/).map((p) => p.type)).toContain(
+      'timeseries',
+    );
     const outcomes = using(/by \(endpoint, outcome\) \(rate\(pyrycode_relay_ws_upgrade_attempts_total/);
     expect(outcomes.map((p) => p.fieldConfig?.defaults?.custom?.stacking?.mode)).toContain('normal');
     expect(using(/by \(kind\) \(rate\(pyrycode_relay_register_failures_total/).length).toBeGreaterThan(0);
@@ -434,7 +468,11 @@ describe('docs/ops/grafana-dashboard.json', () => {
     const rows = panels.filter((p) => p.type === 'row').map((p) => p.title);
     expect(rows.some((t) => /since boot/i.test(t))).toBe(true);
     // Since-boot totals are plain sums of counters, shown as stats.
-    const sinceBoot = panels.filter((p) => p.type === 'stat' && (p.targets ?? []).some((t) => /^sum\(pyrycode_relay_\w+_total\{[^}]*\}\)$/.test(t.expr ?? '')));
+    const sinceBoot = panels.filter(
+      (p) =>
+        p.type === 'stat' &&
+        (p.targets ?? []).some((t) => /^sum\(pyrycode_relay_\w+_total\{[^}]*\}\)$/.test(t.expr ?? '')),
+    );
     expect(sinceBoot.length).toBeGreaterThanOrEqual(4);
   });
 
@@ -590,7 +628,9 @@ describe.skipIf(!hasPrometheus)('the shipped prometheus.yml and alerts.yml in a 
     }
 
     // A healthy relay with traffic: nothing firing, nothing pending.
-    const alerts = await api<{ data: { alerts: { labels: Record<string, string>; state: string }[] } }>('/api/v1/alerts');
+    const alerts = await api<{ data: { alerts: { labels: Record<string, string>; state: string }[] } }>(
+      '/api/v1/alerts',
+    );
     expect(alerts?.data.alerts.map((a) => `${a.labels.alertname} ${a.state}`)).toEqual([]);
   }, 60_000);
 });

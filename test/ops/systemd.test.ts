@@ -164,7 +164,9 @@ describe('docs/ops/pyrycode-relay.service content', () => {
     const facts = { euid: 61_234, procStatus: 'Name:\tnode\nCapEff:\t0000000000000400\n', platform: 'linux' as const };
     expect(preflight(outcome.config, facts)).toBeNull();
     // ...and the same check refuses a unit that forgot the bounding set (a root-like mask).
-    expect(preflight(outcome.config, { ...facts, procStatus: 'CapEff:\t000001ffffffffff\n' })?.event).toMatch(/capabilities/);
+    expect(preflight(outcome.config, { ...facts, procStatus: 'CapEff:\t000001ffffffffff\n' })?.event).toMatch(
+      /capabilities/,
+    );
     expect(preflight(outcome.config, { ...facts, euid: 0 })?.event).toMatch(/root/);
   });
 

@@ -1,6 +1,12 @@
 import { describe, it, expect } from 'vitest';
 import fc from 'fast-check';
-import { type BinaryEnvelope, closeNotice, connIdPrefix, decodeBinaryEnvelope, wrapPhoneFrame } from '../../src/protocol/envelope.js';
+import {
+  type BinaryEnvelope,
+  closeNotice,
+  connIdPrefix,
+  decodeBinaryEnvelope,
+  wrapPhoneFrame,
+} from '../../src/protocol/envelope.js';
 
 const b = (s: string): Buffer => Buffer.from(s, 'utf8');
 const nested = (depth: number): string => '['.repeat(depth) + ']'.repeat(depth);
@@ -37,19 +43,47 @@ const SENTINELS = new Set([
 
 // JSON-ish token soup: near-valid text so both accept and reject paths are exercised.
 const TOKENS = [
-  '{', '}', '[', ']', ',', ':', '"', '"', '\\', 'u', '0', '1', '9', '-', '.', 'e', 'true', 'null',
-  ' ', '\n', '\f', 'x', '<', '&', '\u2028', '\u0001', 'é', '\\u00', '\\"', '"conn_id":', '"frame":', '01',
+  '{',
+  '}',
+  '[',
+  ']',
+  ',',
+  ':',
+  '"',
+  '"',
+  '\\',
+  'u',
+  '0',
+  '1',
+  '9',
+  '-',
+  '.',
+  'e',
+  'true',
+  'null',
+  ' ',
+  '\n',
+  '\f',
+  'x',
+  '<',
+  '&',
+  '\u2028',
+  '\u0001',
+  'é',
+  '\\u00',
+  '\\"',
+  '"conn_id":',
+  '"frame":',
+  '01',
 ];
 const jsonishString = fc.oneof(
   fc.string(),
   fc.json(),
   fc.array(fc.constantFrom(...TOKENS), { maxLength: 30 }).map((a) => a.join('')),
-  fc
-    .tuple(fc.json(), fc.nat(), fc.constantFrom(...TOKENS), fc.boolean())
-    .map(([j, pos, tok, del]) => {
-      const p = pos % (j.length + 1);
-      return del ? j.slice(0, p) + j.slice(p + 1) : j.slice(0, p) + tok + j.slice(p);
-    }),
+  fc.tuple(fc.json(), fc.nat(), fc.constantFrom(...TOKENS), fc.boolean()).map(([j, pos, tok, del]) => {
+    const p = pos % (j.length + 1);
+    return del ? j.slice(0, p) + j.slice(p + 1) : j.slice(0, p) + tok + j.slice(p);
+  }),
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -125,7 +159,21 @@ describe('wrapPhoneFrame', () => {
   });
 
   it('rejects anything that is not exactly one valid JSON value', () => {
-    for (const p of ['', ' ', '{', '}', '{"a":1} x', '{"a":1}{}', '"\\u12"', '"a\u0001b"', '"a\tb"', "{'a':1}", '[1,]', 'NaN', '01']) {
+    for (const p of [
+      '',
+      ' ',
+      '{',
+      '}',
+      '{"a":1} x',
+      '{"a":1}{}',
+      '"\\u12"',
+      '"a\u0001b"',
+      '"a\tb"',
+      "{'a':1}",
+      '[1,]',
+      'NaN',
+      '01',
+    ]) {
       expect(wrap(p), JSON.stringify(p)).toBeNull();
     }
   });
@@ -197,7 +245,16 @@ describe('decodeBinaryEnvelope: classification', () => {
   });
 
   it('frame bytes are never re-serialised', () => {
-    for (const f of ['12345678901234567890', '1.50E+3', '"\\u003c<\u2028"', '{"a":1,"a":2}', 'true', '[ ]', '""', '0']) {
+    for (const f of [
+      '12345678901234567890',
+      '1.50E+3',
+      '"\\u003c<\u2028"',
+      '{"a":1,"a":2}',
+      'true',
+      '[ ]',
+      '""',
+      '0',
+    ]) {
       expect(decode('{"conn_id":"c","frame":' + f + '}')).toEqual(route('c', f));
     }
   });
@@ -220,13 +277,27 @@ describe('decodeBinaryEnvelope: classification', () => {
   });
 
   it('missing conn_id', () => {
-    for (const s of ['{}', ' { } ', '{"frame":1}', '{"conn_id":"","frame":1}', '{"conn_id":null,"frame":1}', '{"push_wake":null}', 'null', ' null\n']) {
+    for (const s of [
+      '{}',
+      ' { } ',
+      '{"frame":1}',
+      '{"conn_id":"","frame":1}',
+      '{"conn_id":null,"frame":1}',
+      '{"push_wake":null}',
+      'null',
+      ' null\n',
+    ]) {
       expect(decode(s), s).toEqual(MISSING_CONN_ID);
     }
   });
 
   it('missing frame', () => {
-    for (const s of ['{"conn_id":"c"}', '{"conn_id":"c","frame":null}', '{"conn_id":"c","frame": null ,"close_code":0}', '{"conn_id":"c","close_code":null}']) {
+    for (const s of [
+      '{"conn_id":"c"}',
+      '{"conn_id":"c","frame":null}',
+      '{"conn_id":"c","frame": null ,"close_code":0}',
+      '{"conn_id":"c","close_code":null}',
+    ]) {
       expect(decode(s), s).toEqual(MISSING_FRAME);
     }
   });
@@ -239,9 +310,23 @@ describe('decodeBinaryEnvelope: classification', () => {
 
   it('syntax errors, trailing garbage, empty input', () => {
     for (const s of [
-      '', '   ', '{', '}', 'nul', '{"conn_id":"c","frame":1} x', '{"conn_id":"c","frame":1}}', '{"conn_id":"c","frame":1}{}',
-      '{"conn_id":"c","frame":1,}', '{"conn_id":"c" "frame":1}', '{"conn_id":"c","frame":}', '{"conn_id":"c","frame":1,"x":tru}',
-      '{"conn_id":"c\\x","frame":1}', '{"conn_id":"c","frame":"\\ud8"}', '{conn_id:"c"}', '{"conn_id":"c","frame":1', 'null x',
+      '',
+      '   ',
+      '{',
+      '}',
+      'nul',
+      '{"conn_id":"c","frame":1} x',
+      '{"conn_id":"c","frame":1}}',
+      '{"conn_id":"c","frame":1}{}',
+      '{"conn_id":"c","frame":1,}',
+      '{"conn_id":"c" "frame":1}',
+      '{"conn_id":"c","frame":}',
+      '{"conn_id":"c","frame":1,"x":tru}',
+      '{"conn_id":"c\\x","frame":1}',
+      '{"conn_id":"c","frame":"\\ud8"}',
+      '{conn_id:"c"}',
+      '{"conn_id":"c","frame":1',
+      'null x',
       '{"conn_id":1,"frame":', // a type error does not hide a later syntax error (Go validates first)
     ]) {
       expect(decode(s), s).toEqual(MALFORMED);
@@ -286,7 +371,20 @@ describe('decodeBinaryEnvelope: keys (Go case-insensitive matching)', () => {
   });
 
   it('near misses are unknown keys (ignored, but their values must be valid)', () => {
-    for (const k of ['conn_ıd', 'conn_İd', 'conn_id ', ' conn_id', 'conn-id', 'connid', 'conn_id\\u0000', 'framé', 'frame\\u00a0', 'ｆrame', 'close_codes', '']) {
+    for (const k of [
+      'conn_ıd',
+      'conn_İd',
+      'conn_id ',
+      ' conn_id',
+      'conn-id',
+      'connid',
+      'conn_id\\u0000',
+      'framé',
+      'frame\\u00a0',
+      'ｆrame',
+      'close_codes',
+      '',
+    ]) {
       expect(decode('{"' + k + '":"c","conn_id":"x","frame":1}'), k).toEqual(route('x', '1'));
       expect(decode('{"conn_id":"x","' + k + '":5}'), k).toEqual(MISSING_FRAME);
     }
@@ -311,7 +409,22 @@ describe('decodeBinaryEnvelope: values, duplicates and nulls', () => {
     expect(cc('0')).toEqual(route('c', '1', 0));
     expect(cc('65535')).toEqual(route('c', '1', 65535));
     expect(cc('null')).toEqual(route('c', '1', 0));
-    for (const v of ['65536', '100000', '99999999999999999999999', '-1', '-0', '1.0', '1e3', '1E3', '0.5', '"4401"', 'true', '{}', '[]', '[4401]']) {
+    for (const v of [
+      '65536',
+      '100000',
+      '99999999999999999999999',
+      '-1',
+      '-0',
+      '1.0',
+      '1e3',
+      '1E3',
+      '0.5',
+      '"4401"',
+      'true',
+      '{}',
+      '[]',
+      '[4401]',
+    ]) {
       expect(cc(v), v).toEqual(CLOSE_CODE_TYPE);
     }
     expect(decode('{"conn_id":"c","close_code":0}')).toEqual(MISSING_FRAME);
@@ -347,14 +460,50 @@ describe('decodeBinaryEnvelope: values, duplicates and nulls', () => {
 type Field = 'conn_id' | 'frame' | 'close_code' | 'push_wake' | null;
 // Raw key tokens and the Go field each one selects.
 const KEY_VARIANTS: Array<[string, Field]> = [
-  ['"conn_id"', 'conn_id'], ['"CONN_ID"', 'conn_id'], ['"Conn_Id"', 'conn_id'], ['"conn\\u005fid"', 'conn_id'],
-  ['"frame"', 'frame'], ['"FRAME"', 'frame'], ['"fr\\u0061me"', 'frame'],
-  ['"close_code"', 'close_code'], ['"Close_Code"', 'close_code'], ['"clo\\u017fe_code"', 'close_code'], ['"cloſe_code"', 'close_code'],
-  ['"push_wake"', 'push_wake'], ['"PUSH_WAKE"', 'push_wake'], ['"push_wa\\u212ae"', 'push_wake'], ['"push_waKe"', 'push_wake'],
-  ['"conn_ıd"', null], ['"frame "', null], ['"close-code"', null], ['"x"', null], ['""', null],
+  ['"conn_id"', 'conn_id'],
+  ['"CONN_ID"', 'conn_id'],
+  ['"Conn_Id"', 'conn_id'],
+  ['"conn\\u005fid"', 'conn_id'],
+  ['"frame"', 'frame'],
+  ['"FRAME"', 'frame'],
+  ['"fr\\u0061me"', 'frame'],
+  ['"close_code"', 'close_code'],
+  ['"Close_Code"', 'close_code'],
+  ['"clo\\u017fe_code"', 'close_code'],
+  ['"cloſe_code"', 'close_code'],
+  ['"push_wake"', 'push_wake'],
+  ['"PUSH_WAKE"', 'push_wake'],
+  ['"push_wa\\u212ae"', 'push_wake'],
+  ['"push_waKe"', 'push_wake'],
+  ['"conn_ıd"', null],
+  ['"frame "', null],
+  ['"close-code"', null],
+  ['"x"', null],
+  ['""', null],
 ];
 const VALUE_TEXT = fc.oneof(
-  fc.constantFrom('null', ' null ', '""', '"c"', '"client-1"', '"\\u0063"', '0', '1', '4401', '65535', '65536', '-1', '1.0', '1e3', '-0', 'true', '[]', '{}', ' 7 ', '{ "a" : 1 }'),
+  fc.constantFrom(
+    'null',
+    ' null ',
+    '""',
+    '"c"',
+    '"client-1"',
+    '"\\u0063"',
+    '0',
+    '1',
+    '4401',
+    '65535',
+    '65536',
+    '-1',
+    '1.0',
+    '1e3',
+    '-0',
+    'true',
+    '[]',
+    '{}',
+    ' 7 ',
+    '{ "a" : 1 }',
+  ),
   fc.jsonValue({ maxDepth: 2 }).map((v) => JSON.stringify(v)),
   fc.string().map((s) => JSON.stringify(s)),
   fc.integer({ min: -5, max: 70000 }).map(String),
@@ -438,11 +587,17 @@ describe('decodeBinaryEnvelope: properties', () => {
   };
 
   it('never throws on arbitrary bytes', () => {
-    fc.assert(fc.property(fc.uint8Array({ maxLength: 300 }), (a) => neverThrows(Buffer.from(a))), { numRuns: 2000 });
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 300 }), (a) => neverThrows(Buffer.from(a))),
+      { numRuns: 2000 },
+    );
   });
 
   it('never throws on arbitrary / JSON-ish strings', () => {
-    fc.assert(fc.property(jsonishString, (s) => neverThrows(b(s))), { numRuns: 2000 });
+    fc.assert(
+      fc.property(jsonishString, (s) => neverThrows(b(s))),
+      { numRuns: 2000 },
+    );
   });
 
   it('never throws on JSON values wrapped in random objects', () => {

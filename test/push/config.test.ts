@@ -70,7 +70,9 @@ describe('parsePushEnv', () => {
       env_var: 'PYRYCODE_RELAY_FCM_CREDENTIALS',
       reason: FCM_TOKEN_URI_REFUSAL_REASON,
     });
-    expect(parsePushEnv({ PYRYCODE_RELAY_FCM_TOKEN_URL: 'https://proxy.example/token' }, creds('garbage')).ok).toBe(true);
+    expect(parsePushEnv({ PYRYCODE_RELAY_FCM_TOKEN_URL: 'https://proxy.example/token' }, creds('garbage')).ok).toBe(
+      true,
+    );
   });
 
   it('checks the endpoint before the token URL', () => {
@@ -80,7 +82,9 @@ describe('parsePushEnv', () => {
 
   it('--help lists both variables with their defaults', () => {
     const text = usage();
-    expect(text).toMatch(/PYRYCODE_RELAY_FCM_ENDPOINT +FCM API base URL for push wakes \(default https:\/\/fcm\.googleapis\.com\)/);
+    expect(text).toMatch(
+      /PYRYCODE_RELAY_FCM_ENDPOINT +FCM API base URL for push wakes \(default https:\/\/fcm\.googleapis\.com\)/,
+    );
     expect(text).toMatch(/PYRYCODE_RELAY_FCM_TOKEN_URL +OAuth2 token URL for push wakes/);
   });
 });

@@ -52,15 +52,21 @@ function expectNoSecrets(stderr: string): void {
   }
 }
 
-async function startPushDaemon(env: Record<string, string>): Promise<{ d: DaemonHandle; port: number; metricsPort: number }> {
+async function startPushDaemon(
+  env: Record<string, string>,
+): Promise<{ d: DaemonHandle; port: number; metricsPort: number }> {
   const port = await freePort();
   const metricsPort = await freePort();
   const d = startDaemon(
     [
-      '--insecure-listen', `127.0.0.1:${port}`,
-      '--metrics-listen', `127.0.0.1:${metricsPort}`,
-      '--shutdown-timeout', '2s',
-      '--log-format', 'json',
+      '--insecure-listen',
+      `127.0.0.1:${port}`,
+      '--metrics-listen',
+      `127.0.0.1:${metricsPort}`,
+      '--shutdown-timeout',
+      '2s',
+      '--log-format',
+      'json',
     ],
     cleanEnv(env),
   );
@@ -184,7 +190,9 @@ describe('daemon with push off', () => {
   it('credentials unset: "push off" is logged, the family is absent, wakes are refused', async () => {
     const { d, port, metricsPort } = await startPushDaemon({ PYRYCODE_RELAY_FCM_ENDPOINT: g.fcm.url });
     try {
-      expect(jsonLines(d.stderr()).find((l) => l.msg === 'push off: PYRYCODE_RELAY_FCM_CREDENTIALS unset')).toMatchObject({
+      expect(
+        jsonLines(d.stderr()).find((l) => l.msg === 'push off: PYRYCODE_RELAY_FCM_CREDENTIALS unset'),
+      ).toMatchObject({
         level: 'INFO',
       });
       expect((await httpGet(`http://127.0.0.1:${metricsPort}/metrics`)).body).not.toContain('push_wakes');
@@ -236,12 +244,15 @@ describe('endpoint env vars at boot', () => {
   });
 
   it('an invalid endpoint is refused even with push off', async () => {
-    const res = await runDaemon(['--insecure-listen', '127.0.0.1:1'], cleanEnv({ PYRYCODE_RELAY_FCM_ENDPOINT: 'nope' }));
+    const res = await runDaemon(
+      ['--insecure-listen', '127.0.0.1:1'],
+      cleanEnv({ PYRYCODE_RELAY_FCM_ENDPOINT: 'nope' }),
+    );
     expect(res.code).toBe(2);
     expect(res.stderr).toContain('env_var=PYRYCODE_RELAY_FCM_ENDPOINT');
   });
 
-  it("a key whose token_uri is not an http(s) URL (and no override) -> exit 2 on the credentials var", async () => {
+  it('a key whose token_uri is not an http(s) URL (and no override) -> exit 2 on the credentials var', async () => {
     const key = testKey('file:///etc/SECRET-MARKER');
     const res = await runDaemon(
       ['--insecure-listen', '127.0.0.1:1', '--log-format', 'json'],

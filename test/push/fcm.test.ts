@@ -109,7 +109,7 @@ describe('OAuth2 service-account flow', () => {
     expect(send.body).toBe(`{"message":{"token":"${DEVICE_TOKEN}","android":{"priority":"HIGH"}}}`);
   });
 
-  it('a token URL override receives the request; the JWT audience stays the key\'s token_uri', async () => {
+  it("a token URL override receives the request; the JWT audience stays the key's token_uri", async () => {
     const proxy = await FakeServer.start(okToken());
     extra.push(proxy);
     const s = makeSender({ tokenUrl: `${proxy.url}/oauth/proxy` });
@@ -208,12 +208,32 @@ describe('OAuth2 service-account flow', () => {
 
 describe('token fetch failures are FcmTokenFetchError, with the status only', () => {
   it.each<[string, (req: RecordedRequest, res: ServerResponse) => void, string]>([
-    ['401', (_r, res) => json(res, 401, { error: 'invalid_grant', error_description: FCM_FREE_TEXT }), 'relay: fcm token fetch failed: status 401'],
+    [
+      '401',
+      (_r, res) => json(res, 401, { error: 'invalid_grant', error_description: FCM_FREE_TEXT }),
+      'relay: fcm token fetch failed: status 401',
+    ],
     ['500', (_r, res) => json(res, 500, 'oops'), 'relay: fcm token fetch failed: status 500'],
-    ['no access_token', (_r, res) => json(res, 200, { token_type: 'Bearer', expires_in: 3599 }), 'relay: fcm token fetch failed: malformed reply'],
-    ['not JSON', (_r, res) => json(res, 200, `<html>${FCM_FREE_TEXT}</html>`), 'relay: fcm token fetch failed: malformed reply'],
-    ['token with a newline', (_r, res) => json(res, 200, { access_token: `${ACCESS_TOKEN}\nX: y`, expires_in: 3599 }), 'relay: fcm token fetch failed: malformed reply'],
-    ['reply over 4 KiB', (_r, res) => json(res, 200, { access_token: ACCESS_TOKEN, expires_in: 3599, pad: 'x'.repeat(5000) }), 'relay: fcm token fetch failed: malformed reply'],
+    [
+      'no access_token',
+      (_r, res) => json(res, 200, { token_type: 'Bearer', expires_in: 3599 }),
+      'relay: fcm token fetch failed: malformed reply',
+    ],
+    [
+      'not JSON',
+      (_r, res) => json(res, 200, `<html>${FCM_FREE_TEXT}</html>`),
+      'relay: fcm token fetch failed: malformed reply',
+    ],
+    [
+      'token with a newline',
+      (_r, res) => json(res, 200, { access_token: `${ACCESS_TOKEN}\nX: y`, expires_in: 3599 }),
+      'relay: fcm token fetch failed: malformed reply',
+    ],
+    [
+      'reply over 4 KiB',
+      (_r, res) => json(res, 200, { access_token: ACCESS_TOKEN, expires_in: 3599, pad: 'x'.repeat(5000) }),
+      'relay: fcm token fetch failed: malformed reply',
+    ],
   ])('%s', async (_name, handler, text) => {
     g.token.handler = handler;
     const s = makeSender();
@@ -248,15 +268,80 @@ describe('FCM replies', () => {
   });
 
   it.each<[string, number, unknown, string, typeof FcmSendFailedError | typeof FcmUnregisteredError]>([
-    ['UNREGISTERED', 404, fcmErrorBody(404, 'NOT_FOUND', 'UNREGISTERED'), 'relay: fcm send failed: status 404 (NOT_FOUND, UNREGISTERED)', FcmUnregisteredError],
-    ['UNREGISTERED under another status', 400, fcmErrorBody(400, 'INVALID_ARGUMENT', 'UNREGISTERED'), 'relay: fcm send failed: status 400 (INVALID_ARGUMENT, UNREGISTERED)', FcmUnregisteredError],
-    ['INVALID_ARGUMENT', 400, fcmErrorBody(400, 'INVALID_ARGUMENT', 'INVALID_ARGUMENT'), 'relay: fcm send failed: status 400 (INVALID_ARGUMENT, INVALID_ARGUMENT)', FcmSendFailedError],
-    ['INTERNAL without details', 500, fcmErrorBody(500, 'INTERNAL'), 'relay: fcm send failed: status 500 (INTERNAL)', FcmSendFailedError],
-    ['QUOTA_EXCEEDED', 429, fcmErrorBody(429, 'RESOURCE_EXHAUSTED', 'QUOTA_EXCEEDED'), 'relay: fcm send failed: status 429 (RESOURCE_EXHAUSTED, QUOTA_EXCEEDED)', FcmSendFailedError],
-    ['a non-enum status and errorCode', 404, { error: { status: 'Not Found!', message: FCM_FREE_TEXT, details: [{ '@type': 'type.googleapis.com/google.firebase.fcm.v1.FcmError', errorCode: 'unregistered' }] } }, 'relay: fcm send failed: status 404', FcmSendFailedError],
-    ['an errorCode in a detail of another type', 404, { error: { status: 'NOT_FOUND', details: [{ '@type': 'type.googleapis.com/google.rpc.BadRequest', errorCode: 'UNREGISTERED' }] } }, 'relay: fcm send failed: status 404 (NOT_FOUND)', FcmSendFailedError],
-    ['an over-long enum', 500, fcmErrorBody(500, 'A'.repeat(65)), 'relay: fcm send failed: status 500', FcmSendFailedError],
-    ['not JSON', 503, `Service Unavailable: ${FCM_FREE_TEXT}`, 'relay: fcm send failed: status 503', FcmSendFailedError],
+    [
+      'UNREGISTERED',
+      404,
+      fcmErrorBody(404, 'NOT_FOUND', 'UNREGISTERED'),
+      'relay: fcm send failed: status 404 (NOT_FOUND, UNREGISTERED)',
+      FcmUnregisteredError,
+    ],
+    [
+      'UNREGISTERED under another status',
+      400,
+      fcmErrorBody(400, 'INVALID_ARGUMENT', 'UNREGISTERED'),
+      'relay: fcm send failed: status 400 (INVALID_ARGUMENT, UNREGISTERED)',
+      FcmUnregisteredError,
+    ],
+    [
+      'INVALID_ARGUMENT',
+      400,
+      fcmErrorBody(400, 'INVALID_ARGUMENT', 'INVALID_ARGUMENT'),
+      'relay: fcm send failed: status 400 (INVALID_ARGUMENT, INVALID_ARGUMENT)',
+      FcmSendFailedError,
+    ],
+    [
+      'INTERNAL without details',
+      500,
+      fcmErrorBody(500, 'INTERNAL'),
+      'relay: fcm send failed: status 500 (INTERNAL)',
+      FcmSendFailedError,
+    ],
+    [
+      'QUOTA_EXCEEDED',
+      429,
+      fcmErrorBody(429, 'RESOURCE_EXHAUSTED', 'QUOTA_EXCEEDED'),
+      'relay: fcm send failed: status 429 (RESOURCE_EXHAUSTED, QUOTA_EXCEEDED)',
+      FcmSendFailedError,
+    ],
+    [
+      'a non-enum status and errorCode',
+      404,
+      {
+        error: {
+          status: 'Not Found!',
+          message: FCM_FREE_TEXT,
+          details: [{ '@type': 'type.googleapis.com/google.firebase.fcm.v1.FcmError', errorCode: 'unregistered' }],
+        },
+      },
+      'relay: fcm send failed: status 404',
+      FcmSendFailedError,
+    ],
+    [
+      'an errorCode in a detail of another type',
+      404,
+      {
+        error: {
+          status: 'NOT_FOUND',
+          details: [{ '@type': 'type.googleapis.com/google.rpc.BadRequest', errorCode: 'UNREGISTERED' }],
+        },
+      },
+      'relay: fcm send failed: status 404 (NOT_FOUND)',
+      FcmSendFailedError,
+    ],
+    [
+      'an over-long enum',
+      500,
+      fcmErrorBody(500, 'A'.repeat(65)),
+      'relay: fcm send failed: status 500',
+      FcmSendFailedError,
+    ],
+    [
+      'not JSON',
+      503,
+      `Service Unavailable: ${FCM_FREE_TEXT}`,
+      'relay: fcm send failed: status 503',
+      FcmSendFailedError,
+    ],
   ])('error: %s', async (_name, status, body, text, kind) => {
     g.fcm.handler = (_r, res) => json(res, status, body);
     const err = await rejection(makeSender().send(DEVICE_TOKEN, live()));
@@ -335,7 +420,11 @@ describe('no redirects', () => {
 
 describe('4 KiB reply cap', () => {
   /** Writes `bytes` bytes and then keeps the reply open; records when the client hung up. */
-  function oversized(status: number, bytes: number, hungUp: { at?: number }): (req: RecordedRequest, res: ServerResponse) => void {
+  function oversized(
+    status: number,
+    bytes: number,
+    hungUp: { at?: number },
+  ): (req: RecordedRequest, res: ServerResponse) => void {
     return (_r, res) => {
       res.writeHead(status, { 'Content-Type': 'application/json' });
       res.write(`{"name":"${MESSAGE_NAME}","pad":"${'x'.repeat(bytes)}`);

@@ -112,13 +112,28 @@ afterEach(async () => {
     await relay.relay.push.close(2_000);
     // Log hygiene, for every test.
     const text = relay.logText();
-    const secrets = [...tokensUsed, ACCESS_TOKEN, FCM_FREE_TEXT, 'FCM-FREE-TEXT-MARKER', 'DEVICE-TOKEN-MARKER', ...g.key.pemBodyLines];
+    const secrets = [
+      ...tokensUsed,
+      ACCESS_TOKEN,
+      FCM_FREE_TEXT,
+      'FCM-FREE-TEXT-MARKER',
+      'DEVICE-TOKEN-MARKER',
+      ...g.key.pemBodyLines,
+    ];
     for (const s of secrets) expect(text.includes(s), `log contains ${s.slice(0, 24)}`).toBe(false);
     // Every outcome line carries exactly the spec's keys.
     for (const l of relay.logs) {
       if (l.msg === 'push_wake_sent') {
         expect(Object.keys(l).sort()).toEqual(
-          ['duration', 'level', 'msg', 'server_id', 'time', 'token_fp', ...('fcm_message_id' in l ? ['fcm_message_id'] : [])].sort(),
+          [
+            'duration',
+            'level',
+            'msg',
+            'server_id',
+            'time',
+            'token_fp',
+            ...('fcm_message_id' in l ? ['fcm_message_id'] : []),
+          ].sort(),
         );
         expect(l.level).toBe('INFO');
       }
@@ -309,7 +324,7 @@ describe('push on', () => {
 });
 
 describe('admission', () => {
-  it('the limits are the reference\'s', () => {
+  it("the limits are the reference's", () => {
     expect([PUSH_RATE_BURST, PUSH_RATE_INTERVAL_MS, PUSH_MAX_IN_FLIGHT]).toEqual([6, 10_000, 32]);
   });
 
@@ -387,15 +402,19 @@ describe('admission', () => {
     }
     // Go's decoder: case-insensitive keys, last duplicate wins, unknown keys ignored.
     tokensUsed.push('DEVICE-TOKEN-MARKER-ci');
-    binary.send('{"push_wake":{"PLATFORM":"fcm","To\u212aen":"DEVICE-TOKEN-MARKER-x","token":"DEVICE-TOKEN-MARKER-ci","extra":{"a":[1]}}}');
+    binary.send(
+      '{"push_wake":{"PLATFORM":"fcm","To\u212aen":"DEVICE-TOKEN-MARKER-x","token":"DEVICE-TOKEN-MARKER-ci","extra":{"a":[1]}}}',
+    );
     const [line] = await outcomeLines(relay, 1);
     expect(line).toMatchObject({ msg: 'push_wake_sent', token_fp: tokenFingerprint('DEVICE-TOKEN-MARKER-ci') });
-    expect(JSON.parse(g.sends()[0]!.body)).toEqual({ message: { token: 'DEVICE-TOKEN-MARKER-ci', android: { priority: 'HIGH' } } });
+    expect(JSON.parse(g.sends()[0]!.body)).toEqual({
+      message: { token: 'DEVICE-TOKEN-MARKER-ci', android: { priority: 'HIGH' } },
+    });
     expect(await cells(relay)).toEqual({ ...zero, sent: 1 });
     expect(binary.closed).toBeUndefined();
   });
 
-  it('a stalled send never blocks the binary\'s read loop, and survives the binary leaving', async () => {
+  it("a stalled send never blocks the binary's read loop, and survives the binary leaving", async () => {
     const relay = await boot(10_000);
     g.fcm.handler = (_r, res) => g.fcm.stall(res);
     const binary = await connectBinary(relay, 'push-loop');
@@ -430,11 +449,21 @@ describe('shutdown', () => {
     expect(relay.relay.push.inFlightCount).toBe(0);
     const out = await outcomeLines(relay, 3);
     expect(out).toHaveLength(3);
-    for (const l of out) expect(l).toMatchObject({ level: 'WARN', msg: 'push_wake_send_failed', server_id: 'push-shut', err: CANCELLED_TEXT });
+    for (const l of out)
+      expect(l).toMatchObject({
+        level: 'WARN',
+        msg: 'push_wake_send_failed',
+        server_id: 'push-shut',
+        err: CANCELLED_TEXT,
+      });
     expect(new Set(out.map((l) => l['token_fp'])).size).toBe(3);
     expect(await cells(relay)).toEqual({ ...zero, send_failed: 3 });
     // Closed: new wakes are refused as push off, counting nothing.
-    relay.relay.push.wake('push-shut', 'server-push-shut-00000000', Buffer.from('{"platform":"fcm","token":"DEVICE-TOKEN-MARKER-late"}'));
+    relay.relay.push.wake(
+      'push-shut',
+      'server-push-shut-00000000',
+      Buffer.from('{"platform":"fcm","token":"DEVICE-TOKEN-MARKER-late"}'),
+    );
     expect(lines(relay, 'binary_forwarder_push_wake_dropped').at(-1)).toMatchObject({ err: PUSH_OFF });
     expect(relay.relay.push.enabled).toBe(false);
     expect(await cells(relay)).toEqual({ ...zero, send_failed: 3 });

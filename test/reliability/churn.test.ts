@@ -60,7 +60,15 @@ const SCENARIOS: Scenario[] = ['talk', 'reclaim', 'takeover', 'talk', 'conflict'
 class Churn {
   readonly perId = new Map<string, PerId>();
   readonly exp: Expected = { acceptServer: 0, acceptClient: 0, r409: 0, r404: 0, r429: 0, expiries: 0, p2b: 0, b2p: 0 };
-  readonly ran: Record<Scenario, number> = { talk: 0, reclaim: 0, takeover: 0, conflict: 0, no_server: 0, at_cap: 0, expiry: 0 };
+  readonly ran: Record<Scenario, number> = {
+    talk: 0,
+    reclaim: 0,
+    takeover: 0,
+    conflict: 0,
+    no_server: 0,
+    at_cap: 0,
+    expiry: 0,
+  };
   connections = 0;
   reclaimsThatExpiredFirst = 0;
   r!: TestRelay;
@@ -133,7 +141,11 @@ class Churn {
           phones.push(p);
         }
         for (const p of phones) await this.leave(p);
-        await waitFor(() => b.messages.filter((m) => m.endsWith(',"close_code":1000}')).length === k, 5_000, 'close notices');
+        await waitFor(
+          () => b.messages.filter((m) => m.endsWith(',"close_code":1000}')).length === k,
+          5_000,
+          'close notices',
+        );
         await this.leave(b);
         this.exp.expiries++;
         return;
@@ -202,7 +214,11 @@ class Churn {
         this.exp.r429++;
         // Abrupt drops: the binary learns 1001 for each.
         for (const p of phones) p.ws.terminate();
-        await waitFor(() => b.messages.filter((m) => m.endsWith(',"close_code":1001}')).length === MAX_PHONES, 5_000, '1001 notices');
+        await waitFor(
+          () => b.messages.filter((m) => m.endsWith(',"close_code":1001}')).length === MAX_PHONES,
+          5_000,
+          '1001 notices',
+        );
         await this.leave(b);
         this.exp.expiries++;
         return;
@@ -298,7 +314,14 @@ async function soak(target: number, label: string): Promise<SoakResult> {
     // Everything settles: grace windows run out, every structure is empty.
     await waitFor(() => isEmpty(relayState(r)), 10_000, 'registry, cap and sessions empty');
     await sleep(GRACE_MS * 2);
-    expect(relayState(r)).toEqual({ binaries: 0, phoneLists: 0, graces: 0, counts: { binaries: 0, phones: 0 }, capUsed: 0, live: 0 });
+    expect(relayState(r)).toEqual({
+      binaries: 0,
+      phoneLists: 0,
+      graces: 0,
+      counts: { binaries: 0, phones: 0 },
+      capUsed: 0,
+      live: 0,
+    });
     expect(r.relay.limiter.size).toBe(1); // one client IP, one bucket
 
     // Counters equal what the clients observed.
@@ -342,8 +365,14 @@ async function soak(target: number, label: string): Promise<SoakResult> {
     figure(`churn ${label}: duration (ms), connections/s`, `${ms}, ${Math.round(churn.connections / (ms / 1000))}`);
     figure(`churn ${label}: scrapes during the run`, scrapes);
     figure(`churn ${label}: counters`, want);
-    figure(`churn ${label}: active resources baseline -> end`, `${JSON.stringify(resourcesBaseline)} -> ${JSON.stringify(resourcesEnd)}`);
-    figure(`churn ${label}: heap after GC start / peak (no GC) / end after GC (MiB)`, `${(heapStart / MiB).toFixed(1)} / ${(heapPeak / MiB).toFixed(1)} / ${(heapEnd / MiB).toFixed(1)}`);
+    figure(
+      `churn ${label}: active resources baseline -> end`,
+      `${JSON.stringify(resourcesBaseline)} -> ${JSON.stringify(resourcesEnd)}`,
+    );
+    figure(
+      `churn ${label}: heap after GC start / peak (no GC) / end after GC (MiB)`,
+      `${(heapStart / MiB).toFixed(1)} / ${(heapPeak / MiB).toFixed(1)} / ${(heapEnd / MiB).toFixed(1)}`,
+    );
     figure(`churn ${label}: heap growth after GC (MiB)`, ((heapEnd - heapStart) / MiB).toFixed(2));
     return { connections: churn.connections, ms, scrapes, heapStart, heapPeak, heapEnd };
   } finally {
@@ -361,15 +390,23 @@ describe('churn soak', () => {
     // After close() the relay holds nothing at all: back to the state before it started.
     await sleep(50);
     const after = resourceCounts();
-    for (const type of ['TCPSocketWrap', 'TCPServerWrap']) expect(after[type] ?? 0, type).toBe(resourcesBefore[type] ?? 0);
+    for (const type of ['TCPSocketWrap', 'TCPServerWrap'])
+      expect(after[type] ?? 0, type).toBe(resourcesBefore[type] ?? 0);
     expect(after.Timeout ?? 0).toBeLessThanOrEqual(resourcesBefore.Timeout ?? 0);
-    figure('churn ci: active resources before start -> after close', `${JSON.stringify(resourcesBefore)} -> ${JSON.stringify(after)}`);
+    figure(
+      'churn ci: active resources before start -> after close',
+      `${JSON.stringify(resourcesBefore)} -> ${JSON.stringify(after)}`,
+    );
   }, 90_000);
 
-  it.skipIf(process.env.RELAY_SOAK !== '1')('long soak (RELAY_SOAK=1): 20,000 connections by default', async () => {
-    const target = Number(process.env.RELAY_SOAK_CONNECTIONS ?? 20_000);
-    const res = await soak(target, 'soak');
-    expect(res.connections).toBeGreaterThanOrEqual(target);
-    expect(res.heapEnd - res.heapStart).toBeLessThan(50 * MiB);
-  }, 60 * 60_000);
+  it.skipIf(process.env.RELAY_SOAK !== '1')(
+    'long soak (RELAY_SOAK=1): 20,000 connections by default',
+    async () => {
+      const target = Number(process.env.RELAY_SOAK_CONNECTIONS ?? 20_000);
+      const res = await soak(target, 'soak');
+      expect(res.connections).toBeGreaterThanOrEqual(target);
+      expect(res.heapEnd - res.heapStart).toBeLessThan(50 * MiB);
+    },
+    60 * 60_000,
+  );
 });

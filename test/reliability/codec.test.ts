@@ -10,7 +10,12 @@ import { isUtf8 } from 'node:buffer';
 import fc from 'fast-check';
 import WebSocket from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connIdPrefix, decodeBinaryEnvelope, wrapPhoneFrame, type BinaryEnvelope } from '../../src/protocol/envelope.js';
+import {
+  connIdPrefix,
+  decodeBinaryEnvelope,
+  wrapPhoneFrame,
+  type BinaryEnvelope,
+} from '../../src/protocol/envelope.js';
 import { B2P, figure, goCompact, jsonEqual, P2B } from '../helpers/reliability.js';
 import { connectBinary, phoneHeaders, startRelay, type TestClient, type TestRelay } from '../helpers/relay.js';
 import { waitFor, withTimeout } from '../helpers/wait.js';
@@ -42,19 +47,69 @@ const digits = (min: number, max: number): fc.Arbitrary<string> =>
 const numberText: fc.Arbitrary<string> = fc
   .tuple(
     fc.boolean(),
-    fc.oneof(fc.constant('0'), fc.tuple(fc.constantFrom(...'123456789'), digits(0, 40)).map(([a, b]) => a + b), fc.tuple(fc.constantFrom(...'123456789'), digits(300, 400)).map(([a, b]) => a + b)),
+    fc.oneof(
+      fc.constant('0'),
+      fc.tuple(fc.constantFrom(...'123456789'), digits(0, 40)).map(([a, b]) => a + b),
+      fc.tuple(fc.constantFrom(...'123456789'), digits(300, 400)).map(([a, b]) => a + b),
+    ),
     fc.option(digits(1, 30), { nil: undefined }),
-    fc.option(fc.tuple(fc.constantFrom('e', 'E'), fc.constantFrom('', '+', '-'), fc.oneof(digits(1, 3), fc.constantFrom('999', '400', '0000'))), { nil: undefined }),
+    fc.option(
+      fc.tuple(
+        fc.constantFrom('e', 'E'),
+        fc.constantFrom('', '+', '-'),
+        fc.oneof(digits(1, 3), fc.constantFrom('999', '400', '0000')),
+      ),
+      { nil: undefined },
+    ),
   )
-  .map(([neg, int, frac, exp]) => (neg ? '-' : '') + int + (frac !== undefined ? '.' + frac : '') + (exp !== undefined ? exp.join('') : ''));
+  .map(
+    ([neg, int, frac, exp]) =>
+      (neg ? '-' : '') + int + (frac !== undefined ? '.' + frac : '') + (exp !== undefined ? exp.join('') : ''),
+  );
 
 /** String bodies with every escape, lone/reversed surrogate escapes, HTML-sensitive and non-ASCII characters. */
 const STRING_PIECES = [
-  'a', 'Z', ' ', 'conn_id', 'frame', '<', '>', '&', '\u2028', '\u2029', '€', 'é', '𝄞', '日本', '\u00a0', '\u007f',
-  '\\"', '\\\\', '\\/', '\\b', '\\f', '\\n', '\\r', '\\t', '\\u0000', '\\u001f', '\\u0041', '\\u00e9', '\\uFFFF',
-  '\\ud800', '\\udc00', '\\udbff\\udfff', '\\ud83d\\ude00', '\\udc00\\ud800', '\\uD800\\uDC00', '\\u2028', '\\u003c',
+  'a',
+  'Z',
+  ' ',
+  'conn_id',
+  'frame',
+  '<',
+  '>',
+  '&',
+  '\u2028',
+  '\u2029',
+  '€',
+  'é',
+  '𝄞',
+  '日本',
+  '\u00a0',
+  '\u007f',
+  '\\"',
+  '\\\\',
+  '\\/',
+  '\\b',
+  '\\f',
+  '\\n',
+  '\\r',
+  '\\t',
+  '\\u0000',
+  '\\u001f',
+  '\\u0041',
+  '\\u00e9',
+  '\\uFFFF',
+  '\\ud800',
+  '\\udc00',
+  '\\udbff\\udfff',
+  '\\ud83d\\ude00',
+  '\\udc00\\ud800',
+  '\\uD800\\uDC00',
+  '\\u2028',
+  '\\u003c',
 ];
-const stringText: fc.Arbitrary<string> = fc.array(fc.constantFrom(...STRING_PIECES), { maxLength: 12 }).map((a) => '"' + a.join('') + '"');
+const stringText: fc.Arbitrary<string> = fc
+  .array(fc.constantFrom(...STRING_PIECES), { maxLength: 12 })
+  .map((a) => '"' + a.join('') + '"');
 
 const scalar: fc.Arbitrary<Val> = fc.oneof(
   stringText.map((text) => ({ text, kind: 'string' as const, depth: 0 })),
@@ -73,11 +128,16 @@ const composite: fc.Arbitrary<Val> = fc.letrec<{ value: Val; arr: Val; obj: Val 
     kind: 'array' as const,
     depth: 1 + Math.max(0, ...items.map(([, v]) => v.depth)),
   })),
-  obj: fc.tuple(fc.array(fc.tuple(WS, innerKey, WS, WS, tie('value'), WS), { maxLength: 4 }), WS).map(([members, w]) => ({
-    text: '{' + (members.length === 0 ? w : members.map(([a, k, b, c, v, d]) => a + k + b + ':' + c + v.text + d).join(',')) + '}',
-    kind: 'object' as const,
-    depth: 1 + Math.max(0, ...members.map(([, , , , v]) => v.depth)),
-  })),
+  obj: fc
+    .tuple(fc.array(fc.tuple(WS, innerKey, WS, WS, tie('value'), WS), { maxLength: 4 }), WS)
+    .map(([members, w]) => ({
+      text:
+        '{' +
+        (members.length === 0 ? w : members.map(([a, k, b, c, v, d]) => a + k + b + ':' + c + v.text + d).join(',')) +
+        '}',
+      kind: 'object' as const,
+      depth: 1 + Math.max(0, ...members.map(([, , , , v]) => v.depth)),
+    })),
 })).value;
 
 /** A value nested `d` levels deep (mixing arrays and objects). */
@@ -106,15 +166,58 @@ const routable: fc.Arbitrary<Val> = validValue.filter((v) => v.text !== 'null' &
 
 /** Texts that are not one valid JSON value (any of them makes a whole envelope malformed). */
 const INVALID_VALUES = [
-  '"\\x"', '"\\u12"', '"\\uZZZZ"', '"\\u00G0"', '"abc', '"\u0001"', '"\t"', '"\\', "'single'",
-  '01', '-', '1.', '.5', '1e', '1e+', '+1', 'NaN', 'Infinity', '-Infinity', '0x10', '1_000', '- 1', '--1',
-  'tru', 'nul', 'True', 'NULL', 'undefined', '', '[1,]', '[,1]', '{"a":1,}', '{a:1}', "{'a':1}", '{"a" 1}', '{"a":}', '[', ']', '{', '}',
-  '[1 2]', '{"a":1 "b":2}', '\u00a01', '\u20281',
+  '"\\x"',
+  '"\\u12"',
+  '"\\uZZZZ"',
+  '"\\u00G0"',
+  '"abc',
+  '"\u0001"',
+  '"\t"',
+  '"\\',
+  "'single'",
+  '01',
+  '-',
+  '1.',
+  '.5',
+  '1e',
+  '1e+',
+  '+1',
+  'NaN',
+  'Infinity',
+  '-Infinity',
+  '0x10',
+  '1_000',
+  '- 1',
+  '--1',
+  'tru',
+  'nul',
+  'True',
+  'NULL',
+  'undefined',
+  '',
+  '[1,]',
+  '[,1]',
+  '{"a":1,}',
+  '{a:1}',
+  "{'a':1}",
+  '{"a" 1}',
+  '{"a":}',
+  '[',
+  ']',
+  '{',
+  '}',
+  '[1 2]',
+  '{"a":1 "b":2}',
+  '\u00a01',
+  '\u20281',
 ];
 const invalidValue: fc.Arbitrary<string> = fc.oneof(
   fc.constantFrom(...INVALID_VALUES),
   fc.constantFrom(10_000, 10_001, 20_000).map((d) => deepText(d, false)), // past the limit as a member
-  fc.tuple(composite, fc.nat()).map(([v, cut]) => v.text.slice(0, cut % Math.max(1, v.text.length))).filter((t) => !isValidJson(t)),
+  fc
+    .tuple(composite, fc.nat())
+    .map(([v, cut]) => v.text.slice(0, cut % Math.max(1, v.text.length)))
+    .filter((t) => !isValidJson(t)),
 );
 
 function isValidJson(t: string): boolean {
@@ -131,17 +234,72 @@ function isValidJson(t: string): boolean {
 
 type Field = 'conn_id' | 'frame' | 'close_code' | 'push_wake' | null;
 const KEYS: Array<[string, Field]> = [
-  ['"conn_id"', 'conn_id'], ['"CONN_ID"', 'conn_id'], ['"cOnN_iD"', 'conn_id'], ['"\\u0063onn_id"', 'conn_id'], ['"conn\\u005Fid"', 'conn_id'], ['"\\u0043\\u004f\\u004e\\u004e\\u005f\\u0049\\u0044"', 'conn_id'],
-  ['"frame"', 'frame'], ['"FRAME"', 'frame'], ['"fRaMe"', 'frame'], ['"\\u0066rame"', 'frame'],
-  ['"close_code"', 'close_code'], ['"CLOSE_CODE"', 'close_code'], ['"clo\u017fe_code"', 'close_code'], ['"clo\\u017Fe_code"', 'close_code'], ['"cloſe_coDe"', 'close_code'],
-  ['"push_wake"', 'push_wake'], ['"PUSH_WAKE"', 'push_wake'], ['"push_wa\u212ae"', 'push_wake'], ['"pu\\u0073h_wake"', 'push_wake'],
+  ['"conn_id"', 'conn_id'],
+  ['"CONN_ID"', 'conn_id'],
+  ['"cOnN_iD"', 'conn_id'],
+  ['"\\u0063onn_id"', 'conn_id'],
+  ['"conn\\u005Fid"', 'conn_id'],
+  ['"\\u0043\\u004f\\u004e\\u004e\\u005f\\u0049\\u0044"', 'conn_id'],
+  ['"frame"', 'frame'],
+  ['"FRAME"', 'frame'],
+  ['"fRaMe"', 'frame'],
+  ['"\\u0066rame"', 'frame'],
+  ['"close_code"', 'close_code'],
+  ['"CLOSE_CODE"', 'close_code'],
+  ['"clo\u017fe_code"', 'close_code'],
+  ['"clo\\u017Fe_code"', 'close_code'],
+  ['"cloſe_coDe"', 'close_code'],
+  ['"push_wake"', 'push_wake'],
+  ['"PUSH_WAKE"', 'push_wake'],
+  ['"push_wa\u212ae"', 'push_wake'],
+  ['"pu\\u0073h_wake"', 'push_wake'],
   // near misses: unknown keys (ignored, value still validated)
-  ['"conn_\u0131d"', null], ['"conn_\u0130d"', null], ['"conn_id "', null], ['" conn_id"', null], ['"conn-id"', null], ['"connid"', null], ['"frames"', null],
-  ['"fram"', null], ['""', null], ['"\\u0000frame"', null], ['"frame\\u0000"', null], ['"close_cod\u0435"', null], ['"token"', null], ['"x"', null],
+  ['"conn_\u0131d"', null],
+  ['"conn_\u0130d"', null],
+  ['"conn_id "', null],
+  ['" conn_id"', null],
+  ['"conn-id"', null],
+  ['"connid"', null],
+  ['"frames"', null],
+  ['"fram"', null],
+  ['""', null],
+  ['"\\u0000frame"', null],
+  ['"frame\\u0000"', null],
+  ['"close_cod\u0435"', null],
+  ['"token"', null],
+  ['"x"', null],
 ];
 
-const CLOSE_CODE_TEXTS = ['0', '1', '1000', '1004', '1005', '1006', '1015', '2999', '3000', '4401', '4999', '5000', '65535', '65536', '99999', '4294967296',
-  '18446744073709551616', '-1', '-0', '1.0', '4401.5', '1e3', '4.401e3', '"4401"', 'true', '[]', '{}', '[4401]'];
+const CLOSE_CODE_TEXTS = [
+  '0',
+  '1',
+  '1000',
+  '1004',
+  '1005',
+  '1006',
+  '1015',
+  '2999',
+  '3000',
+  '4401',
+  '4999',
+  '5000',
+  '65535',
+  '65536',
+  '99999',
+  '4294967296',
+  '18446744073709551616',
+  '-1',
+  '-0',
+  '1.0',
+  '4401.5',
+  '1e3',
+  '4.401e3',
+  '"4401"',
+  'true',
+  '[]',
+  '{}',
+  '[4401]',
+];
 
 interface Member {
   key: [string, Field];
@@ -152,7 +310,10 @@ interface Member {
 
 const memberValue: fc.Arbitrary<{ value: string; valid: boolean; kind: Kind | 'invalid' }> = fc.oneof(
   { weight: 6, arbitrary: validValue.map((v) => ({ value: v.text, valid: true, kind: v.kind })) },
-  { weight: 2, arbitrary: fc.constantFrom(...CLOSE_CODE_TEXTS).map((t) => ({ value: t, valid: true, kind: kindOf(t) })) },
+  {
+    weight: 2,
+    arbitrary: fc.constantFrom(...CLOSE_CODE_TEXTS).map((t) => ({ value: t, valid: true, kind: kindOf(t) })),
+  },
   { weight: 2, arbitrary: stringText.map((t) => ({ value: t, valid: true, kind: 'string' as const })) },
   { weight: 1, arbitrary: fc.constant({ value: 'null', valid: true, kind: 'null' as const }) },
   { weight: 1, arbitrary: invalidValue.map((t) => ({ value: t, valid: false, kind: 'invalid' as const })) },
@@ -177,15 +338,28 @@ interface Envelope {
   trailing: string;
 }
 
-function buildEnvelope(ms: Array<[string, Member, string, string]>, lead: string, inner: string, trailing: string): Envelope {
+function buildEnvelope(
+  ms: Array<[string, Member, string, string]>,
+  lead: string,
+  inner: string,
+  trailing: string,
+): Envelope {
   return {
-    text: lead + '{' + (ms.length === 0 ? inner : ms.map(([a, m, b, c]) => a + m.key[0] + b + ':' + c + m.value + ' ').join(',')) + '}' + trailing,
+    text:
+      lead +
+      '{' +
+      (ms.length === 0 ? inner : ms.map(([a, m, b, c]) => a + m.key[0] + b + ':' + c + m.value + ' ').join(',')) +
+      '}' +
+      trailing,
     members: ms.map(([, m]) => m),
     trailing,
   };
 }
 
-const TRAILING = fc.oneof({ weight: 8, arbitrary: WS }, { weight: 1, arbitrary: fc.constantFrom('x', ',', '}', '{}', '"', '\u0000') });
+const TRAILING = fc.oneof(
+  { weight: 8, arbitrary: WS },
+  { weight: 1, arbitrary: fc.constantFrom('x', ',', '}', '{}', '"', '\u0000') },
+);
 const placed = (m: fc.Arbitrary<Member>): fc.Arbitrary<[string, Member, string, string]> => fc.tuple(WS, m, WS, WS);
 
 /** Any mix of members. */
@@ -199,14 +373,27 @@ const keyFor = (field: Field): fc.Arbitrary<[string, Field]> => fc.constantFrom(
 const routeish: fc.Arbitrary<Envelope> = fc
   .tuple(
     fc.array(placed(member), { maxLength: 3 }),
-    placed(fc.tuple(keyFor('conn_id'), stringText).map(([key, value]) => ({ key, value, valid: true, kind: 'string' as const }))),
+    placed(
+      fc
+        .tuple(keyFor('conn_id'), stringText)
+        .map(([key, value]) => ({ key, value, valid: true, kind: 'string' as const })),
+    ),
     placed(fc.tuple(keyFor('frame'), routable).map(([key, v]) => ({ key, value: v.text, valid: true, kind: v.kind }))),
-    fc.array(placed(fc.tuple(keyFor('close_code'), fc.constantFrom(...CLOSE_CODE_TEXTS, 'null', '0')).map(([key, value]) => ({ key, value, valid: true, kind: kindOf(value) }))), { maxLength: 1 }),
+    fc.array(
+      placed(
+        fc
+          .tuple(keyFor('close_code'), fc.constantFrom(...CLOSE_CODE_TEXTS, 'null', '0'))
+          .map(([key, value]) => ({ key, value, valid: true, kind: kindOf(value) })),
+      ),
+      { maxLength: 1 },
+    ),
     fc.array(placed(member), { maxLength: 2 }),
     WS,
     TRAILING,
   )
-  .map(([before, id, frame, code, after, lead, trailing]) => buildEnvelope([...before, id, ...code, frame, ...after], lead, '', trailing));
+  .map(([before, id, frame, code, after, lead, trailing]) =>
+    buildEnvelope([...before, id, ...code, frame, ...after], lead, '', trailing),
+  );
 
 const envelope: fc.Arbitrary<Envelope> = fc.oneof(anyEnvelope, routeish);
 
@@ -276,14 +463,25 @@ function oracle(env: Envelope): Expected | null {
 }
 
 function view(r: BinaryEnvelope): Expected {
-  if (r.kind === 'route') return { kind: 'route', connId: r.connId, frame: r.frame === null ? null : r.frame.toString('utf8'), closeCode: r.closeCode };
+  if (r.kind === 'route')
+    return {
+      kind: 'route',
+      connId: r.connId,
+      frame: r.frame === null ? null : r.frame.toString('utf8'),
+      closeCode: r.closeCode,
+    };
   if (r.kind === 'wake') return { kind: 'wake', pushWake: r.pushWake.toString('utf8') };
   return { kind: 'malformed', err: r.err };
 }
 
 const SENTINELS = new Set([
-  'malformed envelope', 'envelope is not valid UTF-8', 'envelope is not a JSON object', 'conn_id is not a string',
-  'close_code is not a uint16', 'missing conn_id', 'missing frame',
+  'malformed envelope',
+  'envelope is not valid UTF-8',
+  'envelope is not a JSON object',
+  'conn_id is not a string',
+  'close_code is not a uint16',
+  'missing conn_id',
+  'missing frame',
 ]);
 
 /** Structural invariants that must hold for ANY input, whatever the classification. */
@@ -334,24 +532,41 @@ describe('decoder vs. an independent Go-semantics oracle on hostile envelopes', 
     );
     figure('codec oracle: classifications seen', seen);
     // The generator must actually reach every outcome, or the property proves little.
-    for (const tag of ['route', 'wake', 'malformed envelope', 'conn_id is not a string', 'close_code is not a uint16', 'missing conn_id', 'missing frame']) {
+    for (const tag of [
+      'route',
+      'wake',
+      'malformed envelope',
+      'conn_id is not a string',
+      'close_code is not a uint16',
+      'missing conn_id',
+      'missing frame',
+    ]) {
       expect(seen[tag] ?? 0, tag).toBeGreaterThan(3);
     }
   });
 
   it('a routed frame is byte-for-byte the span the binary sent: whitespace, number spelling, escapes, duplicate keys and key order untouched', () => {
     fc.assert(
-      fc.property(validValue, stringText, fc.array(member, { maxLength: 3 }), fc.boolean(), (frame, idText, noise, isBinary) => {
-        fc.pre(frame.text !== 'null' && (JSON.parse(idText) as string) !== '');
-        // Unknown-key noise before and after; the frame key last so it wins.
-        const noiseText = noise.filter((m) => m.valid && m.key[1] === null).map((m) => `${m.key[0]}:${m.value},`).join('');
-        const text = `{${noiseText}"conn_id":${idText}, "frame" :  ${frame.text}  }`;
-        const r = checkInvariants(utf8(text), isBinary);
-        expect(r.kind).toBe('route');
-        if (r.kind !== 'route') return;
-        expect(r.frame!.equals(utf8(frame.text))).toBe(true);
-        expect(r.connId).toBe(wellFormed(JSON.parse(idText) as string));
-      }),
+      fc.property(
+        validValue,
+        stringText,
+        fc.array(member, { maxLength: 3 }),
+        fc.boolean(),
+        (frame, idText, noise, isBinary) => {
+          fc.pre(frame.text !== 'null' && (JSON.parse(idText) as string) !== '');
+          // Unknown-key noise before and after; the frame key last so it wins.
+          const noiseText = noise
+            .filter((m) => m.valid && m.key[1] === null)
+            .map((m) => `${m.key[0]}:${m.value},`)
+            .join('');
+          const text = `{${noiseText}"conn_id":${idText}, "frame" :  ${frame.text}  }`;
+          const r = checkInvariants(utf8(text), isBinary);
+          expect(r.kind).toBe('route');
+          if (r.kind !== 'route') return;
+          expect(r.frame!.equals(utf8(frame.text))).toBe(true);
+          expect(r.connId).toBe(wellFormed(JSON.parse(idText) as string));
+        },
+      ),
       { numRuns: 1_000 },
     );
   });
@@ -360,12 +575,23 @@ describe('decoder vs. an independent Go-semantics oracle on hostile envelopes', 
 describe('decoder never throws', () => {
   /** Byte-level mutations of otherwise valid hostile envelopes. */
   const mutated = fc
-    .tuple(envelope, fc.array(fc.tuple(fc.nat(), fc.constantFrom('flip', 'delete', 'insert', 'truncate', 'dup'), fc.integer({ min: 0, max: 255 })), { minLength: 1, maxLength: 4 }))
+    .tuple(
+      envelope,
+      fc.array(
+        fc.tuple(
+          fc.nat(),
+          fc.constantFrom('flip', 'delete', 'insert', 'truncate', 'dup'),
+          fc.integer({ min: 0, max: 255 }),
+        ),
+        { minLength: 1, maxLength: 4 },
+      ),
+    )
     .map(([env, ops]) => {
       let b = utf8(env.text);
       for (const [pos, op, byte] of ops) {
         const p = b.length === 0 ? 0 : pos % b.length;
-        if (op === 'flip' && b.length > 0) b = Buffer.concat([b.subarray(0, p), Buffer.from([b[p]! ^ (1 << (byte % 8))]), b.subarray(p + 1)]);
+        if (op === 'flip' && b.length > 0)
+          b = Buffer.concat([b.subarray(0, p), Buffer.from([b[p]! ^ (1 << (byte % 8))]), b.subarray(p + 1)]);
         else if (op === 'delete') b = Buffer.concat([b.subarray(0, p), b.subarray(p + 1)]);
         else if (op === 'insert') b = Buffer.concat([b.subarray(0, p), Buffer.from([byte]), b.subarray(p)]);
         else if (op === 'truncate') b = b.subarray(0, p);
@@ -375,11 +601,27 @@ describe('decoder never throws', () => {
     });
 
   it('on byte-mutated hostile envelopes (both opcodes): never throws, malformed carries a fixed sentinel, spans stay inside the input', () => {
-    fc.assert(fc.property(mutated, fc.boolean(), (data, isBinary) => void checkInvariants(data, isBinary)), { numRuns: 3_000 });
+    fc.assert(
+      fc.property(mutated, fc.boolean(), (data, isBinary) => void checkInvariants(data, isBinary)),
+      { numRuns: 3_000 },
+    );
   });
 
   it('invalid UTF-8 in a binary-opcode envelope is always "envelope is not valid UTF-8" (overlong, surrogate, truncated, stray continuation bytes)', () => {
-    const BAD = [[0xc0, 0xaf], [0xe0, 0x80, 0xaf], [0xed, 0xa0, 0x80], [0xed, 0xbf, 0xbf], [0xf4, 0x90, 0x80, 0x80], [0xf8, 0x88, 0x80, 0x80, 0x80], [0x80], [0xbf], [0xc3], [0xe2, 0x82], [0xff], [0xfe]];
+    const BAD = [
+      [0xc0, 0xaf],
+      [0xe0, 0x80, 0xaf],
+      [0xed, 0xa0, 0x80],
+      [0xed, 0xbf, 0xbf],
+      [0xf4, 0x90, 0x80, 0x80],
+      [0xf8, 0x88, 0x80, 0x80, 0x80],
+      [0x80],
+      [0xbf],
+      [0xc3],
+      [0xe2, 0x82],
+      [0xff],
+      [0xfe],
+    ];
     fc.assert(
       fc.property(envelope, fc.constantFrom(...BAD), fc.nat(), (env, bad, pos) => {
         const b = utf8(env.text);
@@ -394,11 +636,18 @@ describe('decoder never throws', () => {
 
   it('non-object top levels are classified without throwing (arrays, scalars, deep nesting, null)', () => {
     fc.assert(
-      fc.property(fc.oneof(validValue.map((v) => v.text).filter((t) => !t.startsWith('{')), fc.constant('null'), fc.constant(' null ')), (t) => {
-        const r = checkInvariants(utf8(t), false);
-        if (t.trim() === 'null') expect(r).toEqual({ kind: 'malformed', err: 'missing conn_id' });
-        else expect(r).toEqual({ kind: 'malformed', err: 'envelope is not a JSON object' });
-      }),
+      fc.property(
+        fc.oneof(
+          validValue.map((v) => v.text).filter((t) => !t.startsWith('{')),
+          fc.constant('null'),
+          fc.constant(' null '),
+        ),
+        (t) => {
+          const r = checkInvariants(utf8(t), false);
+          if (t.trim() === 'null') expect(r).toEqual({ kind: 'malformed', err: 'missing conn_id' });
+          else expect(r).toEqual({ kind: 'malformed', err: 'envelope is not a JSON object' });
+        },
+      ),
       { numRuns: 500 },
     );
   });
@@ -407,28 +656,35 @@ describe('decoder never throws', () => {
 describe('phone frames wrap to envelopes the binary parses back to the same JSON value', () => {
   it('hostile valid frames (pretty-printed, 400-digit numbers, surrogate escapes, duplicate keys, 9998-deep nesting), both opcodes', () => {
     fc.assert(
-      fc.property(fc.string({ unit: 'binary', minLength: 1, maxLength: 40 }), WS, validValue, WS, fc.boolean(), (connId, a, frame, b, isBinary) => {
-        fc.pre(frame.depth <= 9_998); // the envelope adds one level
-        const payload = utf8(a + frame.text + b);
-        const env = wrapPhoneFrame(connIdPrefix(connId), payload, isBinary);
-        expect(env).not.toBeNull();
-        const text = env!.toString('utf8');
-        // Exactly {"conn_id","frame"}, in that order; the frame is Go's compaction of the payload.
-        const parsed = JSON.parse(text) as { conn_id: string; frame: unknown };
-        expect(Object.keys(parsed)).toEqual(['conn_id', 'frame']);
-        expect(parsed.conn_id).toBe(wellFormed(connId));
-        expect(jsonEqual(parsed.frame, JSON.parse(frame.text))).toBe(true);
-        const back = decodeBinaryEnvelope(env!, false);
-        // A null frame wraps fine but reads back as "no frame" (Go RawMessage semantics).
-        if (frame.text === 'null') {
-          expect(back).toEqual({ kind: 'malformed', err: 'missing frame' });
-          return;
-        }
-        expect(back.kind).toBe('route');
-        if (back.kind !== 'route') return;
-        expect(back.frame!.toString('utf8')).toBe(goCompact(frame.text));
-        expect(back.connId).toBe(wellFormed(connId));
-      }),
+      fc.property(
+        fc.string({ unit: 'binary', minLength: 1, maxLength: 40 }),
+        WS,
+        validValue,
+        WS,
+        fc.boolean(),
+        (connId, a, frame, b, isBinary) => {
+          fc.pre(frame.depth <= 9_998); // the envelope adds one level
+          const payload = utf8(a + frame.text + b);
+          const env = wrapPhoneFrame(connIdPrefix(connId), payload, isBinary);
+          expect(env).not.toBeNull();
+          const text = env!.toString('utf8');
+          // Exactly {"conn_id","frame"}, in that order; the frame is Go's compaction of the payload.
+          const parsed = JSON.parse(text) as { conn_id: string; frame: unknown };
+          expect(Object.keys(parsed)).toEqual(['conn_id', 'frame']);
+          expect(parsed.conn_id).toBe(wellFormed(connId));
+          expect(jsonEqual(parsed.frame, JSON.parse(frame.text))).toBe(true);
+          const back = decodeBinaryEnvelope(env!, false);
+          // A null frame wraps fine but reads back as "no frame" (Go RawMessage semantics).
+          if (frame.text === 'null') {
+            expect(back).toEqual({ kind: 'malformed', err: 'missing frame' });
+            return;
+          }
+          expect(back.kind).toBe('route');
+          if (back.kind !== 'route') return;
+          expect(back.frame!.toString('utf8')).toBe(goCompact(frame.text));
+          expect(back.connId).toBe(wellFormed(connId));
+        },
+      ),
       { numRuns: 1_500 },
     );
   });
@@ -436,10 +692,19 @@ describe('phone frames wrap to envelopes the binary parses back to the same JSON
   it('anything that is not exactly one JSON value is refused (null), never thrown', () => {
     const bad = fc.oneof(
       // (10000 levels are fine for a phone frame alone; only the envelope member limit is 9999.)
-      fc.oneof(fc.constantFrom(...INVALID_VALUES), composite.chain((v) => fc.nat(v.text.length).map((cut) => v.text.slice(0, cut))).filter((t) => !isValidJson(t))).map(utf8),
+      fc
+        .oneof(
+          fc.constantFrom(...INVALID_VALUES),
+          composite
+            .chain((v) => fc.nat(v.text.length).map((cut) => v.text.slice(0, cut)))
+            .filter((t) => !isValidJson(t)),
+        )
+        .map(utf8),
       fc.constantFrom(10_001, 12_000).map((d) => utf8(deepText(d, false))),
       fc.tuple(validValue, fc.constantFrom(' x', ',1', ' {}', '\u0000', ' "')).map(([v, g]) => utf8(v.text + g)),
-      fc.tuple(validValue, fc.constantFrom([0xc0, 0xaf], [0xed, 0xa0, 0x80], [0xff])).map(([v, bytes]) => Buffer.concat([utf8('["'), Buffer.from(bytes), utf8('",' + v.text + ']')])),
+      fc
+        .tuple(validValue, fc.constantFrom([0xc0, 0xaf], [0xed, 0xa0, 0x80], [0xff]))
+        .map(([v, bytes]) => Buffer.concat([utf8('["'), Buffer.from(bytes), utf8('",' + v.text + ']')])),
     );
     fc.assert(
       fc.property(bad, (payload) => {
@@ -465,7 +730,11 @@ describe('adversarial 256 KiB inputs run in linear time', () => {
     ['frame nested 9999 deep', utf8(`{"conn_id":"c","frame":${deepText(9_999, true)}}`), 'decode'],
     ['20k duplicate conn_id members', fill('{', '"conn_id":"c",', '"frame":1}'), 'decode'],
     ['escaped key variants (slow key path)', fill('{', '"\\u0063onn_\\u0069d":"c",', '"frame":1}'), 'decode'],
-    ['Kelvin/long-s key variants', fill('{', '"push_wa\u212ae":1,"clo\u017fe_code":1,', '"conn_id":"c","frame":1}'), 'decode'],
+    [
+      'Kelvin/long-s key variants',
+      fill('{', '"push_wa\u212ae":1,"clo\u017fe_code":1,', '"conn_id":"c","frame":1}'),
+      'decode',
+    ],
     ['conn_id of lone-surrogate escapes', fill('{"frame":1,"conn_id":"', '\\ud800', '"}'), 'decode'],
     ['262k-digit close_code', fill('{"conn_id":"c","close_code":1', '0', '}'), 'decode'],
     ['262k-digit number frame', fill('{"conn_id":"c","frame":1', '0', '}'), 'decode'],
@@ -482,7 +751,10 @@ describe('adversarial 256 KiB inputs run in linear time', () => {
     for (const [name, data, op] of cases) {
       expect(data.length, name).toBeLessThanOrEqual(LIMIT);
       // Warm once, then take the best of three (a loaded CI box adds noise, not complexity).
-      const run = (): unknown => (op === 'decode' ? decodeBinaryEnvelope(data, true) : wrapPhoneFrame(connIdPrefix('client-x-00000000'), data, true));
+      const run = (): unknown =>
+        op === 'decode'
+          ? decodeBinaryEnvelope(data, true)
+          : wrapPhoneFrame(connIdPrefix('client-x-00000000'), data, true);
       run();
       let best = Infinity;
       for (let i = 0; i < 3; i++) {
@@ -516,7 +788,14 @@ class ByteClient {
   static async open(url: string, headers: Record<string, string>): Promise<ByteClient> {
     const ws = new WebSocket(url, { headers, perMessageDeflate: false });
     const c = new ByteClient(ws);
-    await withTimeout(new Promise<void>((resolve, reject) => (ws.once('open', () => resolve()), ws.once('error', reject))), 3_000, 'open');
+    await withTimeout(
+      new Promise<void>((resolve, reject) => {
+        ws.once('open', () => resolve());
+        ws.once('error', reject);
+      }),
+      3_000,
+      'open',
+    );
     return c;
   }
   send(data: Buffer, binary: boolean): void {
@@ -557,13 +836,23 @@ describe('end to end through a real relay', () => {
     const extras = fc.array(
       fc.oneof(
         validValue.map((v) => `"noise":${v.text}`),
-        fc.constantFrom('"close_code":0', '"close_code":null', '"push_wake":{"platform":"fcm","token":"t"}', '"frame":null', '"FRAME":[1,2]', '"conn_id":null'),
+        fc.constantFrom(
+          '"close_code":0',
+          '"close_code":null',
+          '"push_wake":{"platform":"fcm","token":"t"}',
+          '"frame":null',
+          '"FRAME":[1,2]',
+          '"conn_id":null',
+        ),
       ),
       { maxLength: 3 },
     );
     await fc.assert(
       fc.asyncProperty(
-        fc.array(fc.tuple(fc.integer({ min: 0, max: 1 }), routable, frameKey, idKey, extras, fc.boolean(), WS), { minLength: 1, maxLength: 8 }),
+        fc.array(fc.tuple(fc.integer({ min: 0, max: 1 }), routable, frameKey, idKey, extras, fc.boolean(), WS), {
+          minLength: 1,
+          maxLength: 8,
+        }),
         async (batch) => {
           for (const [which, frame, fk, ik, ex, binaryOpcode, w] of batch) {
             // Extras first (a later frame key must win over an earlier "frame" noise member).
@@ -572,7 +861,11 @@ describe('end to end through a real relay', () => {
             expected[which]!.push(utf8(frame.text));
             sent++;
           }
-          await waitFor(() => phones.every((p, i) => p.c.got.length >= expected[i]!.length), 5_000, 'frames at the phones');
+          await waitFor(
+            () => phones.every((p, i) => p.c.got.length >= expected[i]!.length),
+            5_000,
+            'frames at the phones',
+          );
         },
       ),
       { numRuns: 60 },
@@ -594,14 +887,20 @@ describe('end to end through a real relay', () => {
     const startAt = bin.messages.length;
     const sentBy: string[][] = [[], []];
     await fc.assert(
-      fc.asyncProperty(fc.array(fc.tuple(fc.integer({ min: 0, max: 1 }), WS, routable, WS, fc.boolean()), { minLength: 1, maxLength: 8 }), async (batch) => {
-        for (const [which, a, frame, b, binaryOpcode] of batch) {
-          phones[which]!.c.send(utf8(a + frame.text + b), binaryOpcode);
-          sentBy[which]!.push(frame.text);
-        }
-        const total = sentBy[0]!.length + sentBy[1]!.length;
-        await waitFor(() => bin.messages.length - startAt >= total, 5_000, 'envelopes at the binary');
-      }),
+      fc.asyncProperty(
+        fc.array(fc.tuple(fc.integer({ min: 0, max: 1 }), WS, routable, WS, fc.boolean()), {
+          minLength: 1,
+          maxLength: 8,
+        }),
+        async (batch) => {
+          for (const [which, a, frame, b, binaryOpcode] of batch) {
+            phones[which]!.c.send(utf8(a + frame.text + b), binaryOpcode);
+            sentBy[which]!.push(frame.text);
+          }
+          const total = sentBy[0]!.length + sentBy[1]!.length;
+          await waitFor(() => bin.messages.length - startAt >= total, 5_000, 'envelopes at the binary');
+        },
+      ),
       { numRuns: 60 },
     );
     const envelopes = bin.messages.slice(startAt);
@@ -635,22 +934,36 @@ describe('end to end through a real relay', () => {
     let malformed = 0;
     const expected: Buffer[] = [];
     await fc.assert(
-      fc.asyncProperty(fc.array(fc.oneof(envelope.map((e) => e.text), envelope.map((e) => e.text.slice(0, Math.floor(e.text.length / 2)))), { minLength: 1, maxLength: 10 }), routable, async (junk, good) => {
-        for (const text of junk) {
-          // Only the malformed ones (the oracle property above pins which those are): a generated
-          // envelope can also be a wake, or route to a conn_id nobody has.
-          const data = utf8(text);
-          if (decodeBinaryEnvelope(data, false).kind !== 'malformed') continue;
-          bin.ws.send(data);
-          malformed++;
-        }
-        bin.ws.send(utf8(`{"conn_id":${JSON.stringify(target.id)},"frame":${good.text}}`));
-        expected.push(utf8(good.text));
-        await waitFor(() => target.c.got.length - gotBefore >= expected.length, 5_000, 'good frame delivered');
-      }),
+      fc.asyncProperty(
+        fc.array(
+          fc.oneof(
+            envelope.map((e) => e.text),
+            envelope.map((e) => e.text.slice(0, Math.floor(e.text.length / 2))),
+          ),
+          { minLength: 1, maxLength: 10 },
+        ),
+        routable,
+        async (junk, good) => {
+          for (const text of junk) {
+            // Only the malformed ones (the oracle property above pins which those are): a generated
+            // envelope can also be a wake, or route to a conn_id nobody has.
+            const data = utf8(text);
+            if (decodeBinaryEnvelope(data, false).kind !== 'malformed') continue;
+            bin.ws.send(data);
+            malformed++;
+          }
+          bin.ws.send(utf8(`{"conn_id":${JSON.stringify(target.id)},"frame":${good.text}}`));
+          expected.push(utf8(good.text));
+          await waitFor(() => target.c.got.length - gotBefore >= expected.length, 5_000, 'good frame delivered');
+        },
+      ),
       { numRuns: 40 },
     );
-    await waitFor(() => r.logs.filter((l) => l.msg === 'binary_forwarder_unmarshal_err').length - logBefore === malformed, 3_000, 'one warn per malformed envelope');
+    await waitFor(
+      () => r.logs.filter((l) => l.msg === 'binary_forwarder_unmarshal_err').length - logBefore === malformed,
+      3_000,
+      'one warn per malformed envelope',
+    );
     const lines = r.logs.filter((l) => l.msg === 'binary_forwarder_unmarshal_err').slice(logBefore);
     for (const l of lines) expect(SENTINELS.has(String(l.err))).toBe(true);
     const got = target.c.got.slice(gotBefore);

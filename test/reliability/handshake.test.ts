@@ -106,51 +106,277 @@ const big = (n: number): string => 'a'.repeat(n);
 
 const CASES: AbuseCase[] = [
   // Oversized (DECISIONS.md: 64 KiB, 431 above it)
-  { name: 'one 70 KiB header on an upgrade', request: `GET /v1/server HTTP/1.1\r\nHost: x\r\n${GATE_SERVER}${UPGRADE_HEADERS}X-Big: ${big(70_000)}\r\n\r\n`, status: 431, closes: true, signal: httpErrorCell('header_too_large_431') },
-  { name: '70 KiB request line', request: `GET /v1/server?${big(70_000)} HTTP/1.1\r\nHost: x\r\n${GATE_SERVER}${UPGRADE_HEADERS}\r\n`, status: 431, closes: true, signal: httpErrorCell('header_too_large_431') },
-  { name: '3000 small headers (> 64 KiB together)', request: `GET /v1/client HTTP/1.1\r\nHost: x\r\n${GATE_CLIENT}${UPGRADE_HEADERS}${Array.from({ length: 3000 }, (_, i) => `X-H${i}: ${big(20)}\r\n`).join('')}\r\n`, status: 431, closes: true, signal: httpErrorCell('header_too_large_431') },
-  { name: '70 KiB header on /healthz', request: `GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ${big(70_000)}\r\n\r\n`, status: 431, closes: true, signal: httpErrorCell('header_too_large_431') },
+  {
+    name: 'one 70 KiB header on an upgrade',
+    request: `GET /v1/server HTTP/1.1\r\nHost: x\r\n${GATE_SERVER}${UPGRADE_HEADERS}X-Big: ${big(70_000)}\r\n\r\n`,
+    status: 431,
+    closes: true,
+    signal: httpErrorCell('header_too_large_431'),
+  },
+  {
+    name: '70 KiB request line',
+    request: `GET /v1/server?${big(70_000)} HTTP/1.1\r\nHost: x\r\n${GATE_SERVER}${UPGRADE_HEADERS}\r\n`,
+    status: 431,
+    closes: true,
+    signal: httpErrorCell('header_too_large_431'),
+  },
+  {
+    name: '3000 small headers (> 64 KiB together)',
+    request: `GET /v1/client HTTP/1.1\r\nHost: x\r\n${GATE_CLIENT}${UPGRADE_HEADERS}${Array.from({ length: 3000 }, (_, i) => `X-H${i}: ${big(20)}\r\n`).join('')}\r\n`,
+    status: 431,
+    closes: true,
+    signal: httpErrorCell('header_too_large_431'),
+  },
+  {
+    name: '70 KiB header on /healthz',
+    request: `GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ${big(70_000)}\r\n\r\n`,
+    status: 431,
+    closes: true,
+    signal: httpErrorCell('header_too_large_431'),
+  },
   // Non-GET upgrades (405 after the gates, as the reference library does)
-  { name: 'POST upgrade', request: `POST /v1/server HTTP/1.1\r\nHost: x\r\n${GATE_SERVER}${UPGRADE_HEADERS}\r\n`, status: 405, closes: true, signal: rejectionCell('server', 'bad_method_405') },
-  { name: 'PUT upgrade on /v1/client', request: `PUT /v1/client HTTP/1.1\r\nHost: x\r\n${GATE_CLIENT}${UPGRADE_HEADERS}\r\n`, status: 405, closes: true, signal: rejectionCell('client', 'bad_method_405') },
-  { name: 'HEAD upgrade', request: `HEAD /v1/server HTTP/1.1\r\nHost: x\r\n${GATE_SERVER}${UPGRADE_HEADERS}\r\n`, status: 405, closes: true, signal: rejectionCell('server', 'bad_method_405') },
+  {
+    name: 'POST upgrade',
+    request: `POST /v1/server HTTP/1.1\r\nHost: x\r\n${GATE_SERVER}${UPGRADE_HEADERS}\r\n`,
+    status: 405,
+    closes: true,
+    signal: rejectionCell('server', 'bad_method_405'),
+  },
+  {
+    name: 'PUT upgrade on /v1/client',
+    request: `PUT /v1/client HTTP/1.1\r\nHost: x\r\n${GATE_CLIENT}${UPGRADE_HEADERS}\r\n`,
+    status: 405,
+    closes: true,
+    signal: rejectionCell('client', 'bad_method_405'),
+  },
+  {
+    name: 'HEAD upgrade',
+    request: `HEAD /v1/server HTTP/1.1\r\nHost: x\r\n${GATE_SERVER}${UPGRADE_HEADERS}\r\n`,
+    status: 405,
+    closes: true,
+    signal: rejectionCell('server', 'bad_method_405'),
+  },
   // Broken Sec-WebSocket-* (400)
-  { name: 'Sec-WebSocket-Version missing', request: `GET /v1/server HTTP/1.1\r\nHost: x\r\n${GATE_SERVER}${WS_NO_VERSION}\r\n`, status: 400, closes: true, signal: rejectionCell('server', 'bad_version_400') },
-  { name: 'Sec-WebSocket-Version: 8', request: `GET /v1/server HTTP/1.1\r\nHost: x\r\n${GATE_SERVER}${WS_NO_VERSION}Sec-WebSocket-Version: 8\r\n\r\n`, status: 400, closes: true, signal: rejectionCell('server', 'bad_version_400') },
-  { name: 'Sec-WebSocket-Version sent twice', request: `GET /v1/server HTTP/1.1\r\nHost: x\r\n${GATE_SERVER}${UPGRADE_HEADERS}Sec-WebSocket-Version: 13\r\n\r\n`, status: 400, closes: true, signal: rejectionCell('server', 'bad_version_400') },
-  { name: 'Sec-WebSocket-Key missing', request: `GET /v1/server HTTP/1.1\r\nHost: x\r\n${GATE_SERVER}${WS_NO_KEY}\r\n`, status: 400, closes: true, signal: rejectionCell('server', 'bad_key_400') },
-  { name: 'Sec-WebSocket-Key too short', request: `GET /v1/server HTTP/1.1\r\nHost: x\r\n${GATE_SERVER}${WS_NO_KEY}Sec-WebSocket-Key: c2hvcnQ=\r\n\r\n`, status: 400, closes: true, signal: rejectionCell('server', 'bad_key_400') },
-  { name: 'Sec-WebSocket-Key not base64', request: `GET /v1/server HTTP/1.1\r\nHost: x\r\n${GATE_SERVER}${WS_NO_KEY}Sec-WebSocket-Key: !!!!!!!!!!!!!!!!!!!!!!==\r\n\r\n`, status: 400, closes: true, signal: rejectionCell('server', 'bad_key_400') },
-  { name: 'Sec-WebSocket-Key sent twice', request: `GET /v1/server HTTP/1.1\r\nHost: x\r\n${GATE_SERVER}${UPGRADE_HEADERS}Sec-WebSocket-Key: ${KEY}\r\n\r\n`, status: 400, closes: true, signal: rejectionCell('server', 'bad_key_400') },
-  { name: 'Sec-WebSocket-Protocol with a syntax error', request: `GET /v1/server HTTP/1.1\r\nHost: x\r\n${GATE_SERVER}${UPGRADE_HEADERS}Sec-WebSocket-Protocol: a b\r\n\r\n`, status: 400, closes: true },
+  {
+    name: 'Sec-WebSocket-Version missing',
+    request: `GET /v1/server HTTP/1.1\r\nHost: x\r\n${GATE_SERVER}${WS_NO_VERSION}\r\n`,
+    status: 400,
+    closes: true,
+    signal: rejectionCell('server', 'bad_version_400'),
+  },
+  {
+    name: 'Sec-WebSocket-Version: 8',
+    request: `GET /v1/server HTTP/1.1\r\nHost: x\r\n${GATE_SERVER}${WS_NO_VERSION}Sec-WebSocket-Version: 8\r\n\r\n`,
+    status: 400,
+    closes: true,
+    signal: rejectionCell('server', 'bad_version_400'),
+  },
+  {
+    name: 'Sec-WebSocket-Version sent twice',
+    request: `GET /v1/server HTTP/1.1\r\nHost: x\r\n${GATE_SERVER}${UPGRADE_HEADERS}Sec-WebSocket-Version: 13\r\n\r\n`,
+    status: 400,
+    closes: true,
+    signal: rejectionCell('server', 'bad_version_400'),
+  },
+  {
+    name: 'Sec-WebSocket-Key missing',
+    request: `GET /v1/server HTTP/1.1\r\nHost: x\r\n${GATE_SERVER}${WS_NO_KEY}\r\n`,
+    status: 400,
+    closes: true,
+    signal: rejectionCell('server', 'bad_key_400'),
+  },
+  {
+    name: 'Sec-WebSocket-Key too short',
+    request: `GET /v1/server HTTP/1.1\r\nHost: x\r\n${GATE_SERVER}${WS_NO_KEY}Sec-WebSocket-Key: c2hvcnQ=\r\n\r\n`,
+    status: 400,
+    closes: true,
+    signal: rejectionCell('server', 'bad_key_400'),
+  },
+  {
+    name: 'Sec-WebSocket-Key not base64',
+    request: `GET /v1/server HTTP/1.1\r\nHost: x\r\n${GATE_SERVER}${WS_NO_KEY}Sec-WebSocket-Key: !!!!!!!!!!!!!!!!!!!!!!==\r\n\r\n`,
+    status: 400,
+    closes: true,
+    signal: rejectionCell('server', 'bad_key_400'),
+  },
+  {
+    name: 'Sec-WebSocket-Key sent twice',
+    request: `GET /v1/server HTTP/1.1\r\nHost: x\r\n${GATE_SERVER}${UPGRADE_HEADERS}Sec-WebSocket-Key: ${KEY}\r\n\r\n`,
+    status: 400,
+    closes: true,
+    signal: rejectionCell('server', 'bad_key_400'),
+  },
+  {
+    name: 'Sec-WebSocket-Protocol with a syntax error',
+    request: `GET /v1/server HTTP/1.1\r\nHost: x\r\n${GATE_SERVER}${UPGRADE_HEADERS}Sec-WebSocket-Protocol: a b\r\n\r\n`,
+    status: 400,
+    closes: true,
+  },
   // Not a WebSocket handshake after all (426, after the gates)
-  { name: 'Upgrade: h2c', request: `GET /v1/server HTTP/1.1\r\nHost: x\r\n${GATE_SERVER}Upgrade: h2c\r\nConnection: Upgrade\r\n\r\n`, status: 426, closes: true, signal: rejectionCell('server', 'not_websocket_426') },
-  { name: 'GET /v1/server without Upgrade', request: `GET /v1/server HTTP/1.1\r\nHost: x\r\n${GATE_SERVER}\r\n`, status: 426, closes: false, signal: rejectionCell('server', 'not_websocket_426') },
-  { name: 'Upgrade header without Connection: Upgrade', request: `GET /v1/client HTTP/1.1\r\nHost: x\r\n${GATE_CLIENT}Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: ${KEY}\r\n\r\n`, status: 426, closes: false, signal: rejectionCell('client', 'not_websocket_426') },
-  { name: 'PROPFIND /v1/server without Upgrade', request: `PROPFIND /v1/server HTTP/1.1\r\nHost: x\r\n${GATE_SERVER}\r\n`, status: 426, closes: false, signal: rejectionCell('server', 'not_websocket_426') },
-  { name: 'DELETE /v1/client without Upgrade', request: `DELETE /v1/client HTTP/1.1\r\nHost: x\r\n${GATE_CLIENT}\r\n`, status: 426, closes: false, signal: rejectionCell('client', 'not_websocket_426') },
+  {
+    name: 'Upgrade: h2c',
+    request: `GET /v1/server HTTP/1.1\r\nHost: x\r\n${GATE_SERVER}Upgrade: h2c\r\nConnection: Upgrade\r\n\r\n`,
+    status: 426,
+    closes: true,
+    signal: rejectionCell('server', 'not_websocket_426'),
+  },
+  {
+    name: 'GET /v1/server without Upgrade',
+    request: `GET /v1/server HTTP/1.1\r\nHost: x\r\n${GATE_SERVER}\r\n`,
+    status: 426,
+    closes: false,
+    signal: rejectionCell('server', 'not_websocket_426'),
+  },
+  {
+    name: 'Upgrade header without Connection: Upgrade',
+    request: `GET /v1/client HTTP/1.1\r\nHost: x\r\n${GATE_CLIENT}Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: ${KEY}\r\n\r\n`,
+    status: 426,
+    closes: false,
+    signal: rejectionCell('client', 'not_websocket_426'),
+  },
+  {
+    name: 'PROPFIND /v1/server without Upgrade',
+    request: `PROPFIND /v1/server HTTP/1.1\r\nHost: x\r\n${GATE_SERVER}\r\n`,
+    status: 426,
+    closes: false,
+    signal: rejectionCell('server', 'not_websocket_426'),
+  },
+  {
+    name: 'DELETE /v1/client without Upgrade',
+    request: `DELETE /v1/client HTTP/1.1\r\nHost: x\r\n${GATE_CLIENT}\r\n`,
+    status: 426,
+    closes: false,
+    signal: rejectionCell('client', 'not_websocket_426'),
+  },
   // Header gate (the one abusive request that is counted)
-  { name: 'upgrade without User-Agent (header gate)', request: `GET /v1/server HTTP/1.1\r\nHost: x\r\nX-Pyrycode-Server: hs-abuse\r\nX-Pyrycode-Version: 1\r\n${UPGRADE_HEADERS}\r\n`, status: 400, closes: true, moves: { [upgradeCell('server', 'reject_headers')]: 1 } },
-  { name: 'upgrade with an all-whitespace token (header gate)', request: `GET /v1/client HTTP/1.1\r\nHost: x\r\nX-Pyrycode-Server: hs-legit\r\nX-Pyrycode-Token:    \r\nUser-Agent: u\r\n${UPGRADE_HEADERS}\r\n`, status: 400, closes: true, moves: { [upgradeCell('client', 'reject_headers')]: 1 } },
+  {
+    name: 'upgrade without User-Agent (header gate)',
+    request: `GET /v1/server HTTP/1.1\r\nHost: x\r\nX-Pyrycode-Server: hs-abuse\r\nX-Pyrycode-Version: 1\r\n${UPGRADE_HEADERS}\r\n`,
+    status: 400,
+    closes: true,
+    moves: { [upgradeCell('server', 'reject_headers')]: 1 },
+  },
+  {
+    name: 'upgrade with an all-whitespace token (header gate)',
+    request: `GET /v1/client HTTP/1.1\r\nHost: x\r\nX-Pyrycode-Server: hs-legit\r\nX-Pyrycode-Token:    \r\nUser-Agent: u\r\n${UPGRADE_HEADERS}\r\n`,
+    status: 400,
+    closes: true,
+    moves: { [upgradeCell('client', 'reject_headers')]: 1 },
+  },
   // Unknown paths (exact-path routing, 404 "404 page not found\n")
-  { name: 'upgrade to /v1/server/', request: `GET /v1/server/ HTTP/1.1\r\nHost: x\r\n${GATE_SERVER}${UPGRADE_HEADERS}\r\n`, status: 404, closes: true, signal: httpErrorCell('not_found_404') },
-  { name: 'upgrade to /v1/serverX', request: `GET /v1/serverX HTTP/1.1\r\nHost: x\r\n${GATE_SERVER}${UPGRADE_HEADERS}\r\n`, status: 404, closes: true, signal: httpErrorCell('not_found_404') },
-  { name: 'upgrade to /v2/client', request: `GET /v2/client HTTP/1.1\r\nHost: x\r\n${GATE_CLIENT}${UPGRADE_HEADERS}\r\n`, status: 404, closes: true, signal: httpErrorCell('not_found_404') },
-  { name: 'upgrade to /v1/../v1/server (no normalisation)', request: `GET /v1/../v1/server HTTP/1.1\r\nHost: x\r\n${GATE_SERVER}${UPGRADE_HEADERS}\r\n`, status: 404, closes: true, signal: httpErrorCell('not_found_404') },
-  { name: 'absolute-form URL', request: `GET http://evil.example/v1/server HTTP/1.1\r\nHost: x\r\n${GATE_SERVER}${UPGRADE_HEADERS}\r\n`, status: 404, closes: true, signal: httpErrorCell('not_found_404') },
-  { name: 'GET /', request: 'GET / HTTP/1.1\r\nHost: x\r\n\r\n', status: 404, closes: false, signal: httpErrorCell('not_found_404') },
-  { name: 'GET /metrics on the public listener', request: 'GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n', status: 404, closes: false, signal: httpErrorCell('not_found_404') },
-  { name: 'OPTIONS *', request: 'OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n', status: 404, closes: false, signal: httpErrorCell('not_found_404') },
+  {
+    name: 'upgrade to /v1/server/',
+    request: `GET /v1/server/ HTTP/1.1\r\nHost: x\r\n${GATE_SERVER}${UPGRADE_HEADERS}\r\n`,
+    status: 404,
+    closes: true,
+    signal: httpErrorCell('not_found_404'),
+  },
+  {
+    name: 'upgrade to /v1/serverX',
+    request: `GET /v1/serverX HTTP/1.1\r\nHost: x\r\n${GATE_SERVER}${UPGRADE_HEADERS}\r\n`,
+    status: 404,
+    closes: true,
+    signal: httpErrorCell('not_found_404'),
+  },
+  {
+    name: 'upgrade to /v2/client',
+    request: `GET /v2/client HTTP/1.1\r\nHost: x\r\n${GATE_CLIENT}${UPGRADE_HEADERS}\r\n`,
+    status: 404,
+    closes: true,
+    signal: httpErrorCell('not_found_404'),
+  },
+  {
+    name: 'upgrade to /v1/../v1/server (no normalisation)',
+    request: `GET /v1/../v1/server HTTP/1.1\r\nHost: x\r\n${GATE_SERVER}${UPGRADE_HEADERS}\r\n`,
+    status: 404,
+    closes: true,
+    signal: httpErrorCell('not_found_404'),
+  },
+  {
+    name: 'absolute-form URL',
+    request: `GET http://evil.example/v1/server HTTP/1.1\r\nHost: x\r\n${GATE_SERVER}${UPGRADE_HEADERS}\r\n`,
+    status: 404,
+    closes: true,
+    signal: httpErrorCell('not_found_404'),
+  },
+  {
+    name: 'GET /',
+    request: 'GET / HTTP/1.1\r\nHost: x\r\n\r\n',
+    status: 404,
+    closes: false,
+    signal: httpErrorCell('not_found_404'),
+  },
+  {
+    name: 'GET /metrics on the public listener',
+    request: 'GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n',
+    status: 404,
+    closes: false,
+    signal: httpErrorCell('not_found_404'),
+  },
+  {
+    name: 'OPTIONS *',
+    request: 'OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n',
+    status: 404,
+    closes: false,
+    signal: httpErrorCell('not_found_404'),
+  },
   // Unknown methods and non-HTTP bytes (Node's parser: 400 and close; CONNECT: closed unanswered)
-  { name: 'method FOO', request: 'FOO /healthz HTTP/1.1\r\nHost: x\r\n\r\n', status: 400, closes: true, signal: httpErrorCell('bad_request_400') },
+  {
+    name: 'method FOO',
+    request: 'FOO /healthz HTTP/1.1\r\nHost: x\r\n\r\n',
+    status: 400,
+    closes: true,
+    signal: httpErrorCell('bad_request_400'),
+  },
   { name: 'CONNECT host:port', request: 'CONNECT 127.0.0.1:1 HTTP/1.1\r\nHost: x\r\n\r\n', status: 0, closes: true },
-  { name: 'CONNECT /v1/server with upgrade headers', request: `CONNECT /v1/server HTTP/1.1\r\nHost: x\r\n${GATE_SERVER}${UPGRADE_HEADERS}\r\n`, status: 0, closes: true },
-  { name: 'HTTP/2 preface', request: 'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', status: 400, closes: true, signal: httpErrorCell('bad_request_400') },
-  { name: 'TLS ClientHello on the plain port', request: '\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03garbage\r\n\r\n', status: 400, closes: true, signal: httpErrorCell('bad_request_400') },
-  { name: 'Content-Length + Transfer-Encoding (smuggling shape)', request: 'POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n', status: 400, closes: true, signal: httpErrorCell('bad_request_400') },
-  { name: 'obsolete line folding', request: `GET /v1/server HTTP/1.1\r\nHost: x\r\n${GATE_SERVER}${UPGRADE_HEADERS}X-Fold: a\r\n b\r\n\r\n`, status: 400, closes: true, signal: httpErrorCell('bad_request_400') },
-  { name: 'NUL byte in the server-id header', request: `GET /v1/server HTTP/1.1\r\nHost: x\r\nX-Pyrycode-Server: a\0b\r\nX-Pyrycode-Version: 1\r\nUser-Agent: u\r\n${UPGRADE_HEADERS}\r\n`, status: 400, closes: true, signal: httpErrorCell('bad_request_400') },
-  { name: 'space before the colon', request: `GET /v1/server HTTP/1.1\r\nHost: x\r\n${GATE_SERVER}${UPGRADE_HEADERS}X-Bad : a\r\n\r\n`, status: 400, closes: true, signal: httpErrorCell('bad_request_400') },
+  {
+    name: 'CONNECT /v1/server with upgrade headers',
+    request: `CONNECT /v1/server HTTP/1.1\r\nHost: x\r\n${GATE_SERVER}${UPGRADE_HEADERS}\r\n`,
+    status: 0,
+    closes: true,
+  },
+  {
+    name: 'HTTP/2 preface',
+    request: 'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n',
+    status: 400,
+    closes: true,
+    signal: httpErrorCell('bad_request_400'),
+  },
+  {
+    name: 'TLS ClientHello on the plain port',
+    request: '\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03garbage\r\n\r\n',
+    status: 400,
+    closes: true,
+    signal: httpErrorCell('bad_request_400'),
+  },
+  {
+    name: 'Content-Length + Transfer-Encoding (smuggling shape)',
+    request: 'POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n',
+    status: 400,
+    closes: true,
+    signal: httpErrorCell('bad_request_400'),
+  },
+  {
+    name: 'obsolete line folding',
+    request: `GET /v1/server HTTP/1.1\r\nHost: x\r\n${GATE_SERVER}${UPGRADE_HEADERS}X-Fold: a\r\n b\r\n\r\n`,
+    status: 400,
+    closes: true,
+    signal: httpErrorCell('bad_request_400'),
+  },
+  {
+    name: 'NUL byte in the server-id header',
+    request: `GET /v1/server HTTP/1.1\r\nHost: x\r\nX-Pyrycode-Server: a\0b\r\nX-Pyrycode-Version: 1\r\nUser-Agent: u\r\n${UPGRADE_HEADERS}\r\n`,
+    status: 400,
+    closes: true,
+    signal: httpErrorCell('bad_request_400'),
+  },
+  {
+    name: 'space before the colon',
+    request: `GET /v1/server HTTP/1.1\r\nHost: x\r\n${GATE_SERVER}${UPGRADE_HEADERS}X-Bad : a\r\n\r\n`,
+    status: 400,
+    closes: true,
+    signal: httpErrorCell('bad_request_400'),
+  },
 ];
 
 describe('handshake abuse, one request at a time', () => {
@@ -164,7 +390,11 @@ describe('handshake abuse, one request at a time', () => {
       // Error bodies carry no internal detail: the 4xx are fixed short texts.
       const body = answer.text.slice(answer.text.indexOf('\r\n\r\n') + 4);
       expect(body.length).toBeLessThan(200);
-      await waitFor(() => r.relay.cap.used === BASELINE && r.relay.liveConnections === BASELINE, 2_000, 'slots back to the legit pair');
+      await waitFor(
+        () => r.relay.cap.used === BASELINE && r.relay.liveConnections === BASELINE,
+        2_000,
+        'slots back to the legit pair',
+      );
       // Counters move at the deciding branch, synchronously; a short settle catches late moves.
       await sleep(20);
       const diff = splitDiff(sampleDiff(before, await snapshot(r)));
@@ -187,9 +417,11 @@ describe('handshake abuse, all at once from many loopback addresses', () => {
     for (let k = 0; k < 6; k++) {
       for (const c of CASES) {
         jobs.push(
-          rawRequest(r.port, c.request, { localAddress: `127.0.0.${2 + k}`, waitMs: 8_000, untilStatus: !c.closes }).then(
-            (a) => ({ c, status: a.status, closed: a.closed }),
-          ),
+          rawRequest(r.port, c.request, {
+            localAddress: `127.0.0.${2 + k}`,
+            waitMs: 8_000,
+            untilStatus: !c.closes,
+          }).then((a) => ({ c, status: a.status, closed: a.closed })),
         );
       }
     }
@@ -202,7 +434,9 @@ describe('handshake abuse, all at once from many loopback addresses', () => {
     figure('handshake storm: requests', jobs.length);
     figure('handshake storm: max cap slots used (cap 4, legit 3)', max.capUsed);
     figure('handshake storm: sampler turns', sampler.samples);
-    const wrong = results.filter((x) => x.status !== x.c.status || (x.c.closes && !x.closed)).map((x) => `${x.c.name}: ${x.status}/${x.closed}`);
+    const wrong = results
+      .filter((x) => x.status !== x.c.status || (x.c.closes && !x.closed))
+      .map((x) => `${x.c.name}: ${x.status}/${x.closed}`);
     expect(wrong).toEqual([]);
     expect(max.capUsed).toBeLessThanOrEqual(MAX_CONNECTIONS);
     expect(max.live).toBeLessThanOrEqual(MAX_CONNECTIONS);
@@ -249,7 +483,8 @@ describe('slow-loris (5 s header timeout, not shortenable)', () => {
         }).then((a) => ({ kind: 'stalled', ...a })),
       );
     }
-    for (let i = 0; i < 12; i++) attackers.push(trickle(r.port, `127.0.0.${30 + (i % 4)}`).then((a) => ({ kind: 'trickle', ...a })));
+    for (let i = 0; i < 12; i++)
+      attackers.push(trickle(r.port, `127.0.0.${30 + (i % 4)}`).then((a) => ({ kind: 'trickle', ...a })));
 
     // While 24 connections sit in the header phase (cap is 4, legit pair holds 2), two new real
     // peers connect and talk.
@@ -332,7 +567,11 @@ function trickle(port: number, localAddress: string): Promise<{ status: number; 
 describe('frame-level abuse after the 101', () => {
   // Each violation closes only the offender, with the RFC 6455 code ws uses; the phone is
   // unregistered, the binary learns through a close notice and stays up.
-  const REASON: Record<number, string> = { 1002: 'protocol_error_1002', 1007: 'invalid_payload_1007', 1009: 'too_big_1009' };
+  const REASON: Record<number, string> = {
+    1002: 'protocol_error_1002',
+    1007: 'invalid_payload_1007',
+    1009: 'too_big_1009',
+  };
   const violations: { name: string; bytes: Buffer; code: number }[] = [
     { name: 'unmasked client frame', bytes: clientFrame(0x1, Buffer.from('{"a":1}'), { mask: false }), code: 1002 },
     { name: 'reserved bits set', bytes: clientFrame(0x1, Buffer.from('{"a":1}'), { rsv: 0x4 }), code: 1002 },
@@ -340,8 +579,16 @@ describe('frame-level abuse after the 101', () => {
     { name: 'ping with a 126-byte payload', bytes: clientFrame(0x9, Buffer.alloc(126, 0x61)), code: 1002 },
     { name: 'fragmented ping', bytes: clientFrame(0x9, Buffer.from('x'), { fin: false }), code: 1002 },
     { name: 'continuation without a start', bytes: clientFrame(0x0, Buffer.from('{"a":1}')), code: 1002 },
-    { name: 'announced length 2^53-1 (over the 256 KiB cap)', bytes: clientFrame(0x1, Buffer.alloc(0), { announced: Number.MAX_SAFE_INTEGER }), code: 1009 },
-    { name: 'invalid UTF-8 in a text frame', bytes: clientFrame(0x1, Buffer.from([0x22, 0xc3, 0x28, 0x22])), code: 1007 },
+    {
+      name: 'announced length 2^53-1 (over the 256 KiB cap)',
+      bytes: clientFrame(0x1, Buffer.alloc(0), { announced: Number.MAX_SAFE_INTEGER }),
+      code: 1009,
+    },
+    {
+      name: 'invalid UTF-8 in a text frame',
+      bytes: clientFrame(0x1, Buffer.from([0x22, 0xc3, 0x28, 0x22])),
+      code: 1007,
+    },
     { name: 'close frame with code 999', bytes: clientFrame(0x8, closePayload(999)), code: 1002 },
     { name: 'close frame with a 1-byte payload', bytes: clientFrame(0x8, Buffer.from([0x03])), code: 1002 },
   ];
@@ -356,7 +603,11 @@ describe('frame-level abuse after the 101', () => {
       await waitFor(() => raw.closeFrame(), 3_000, 'close frame from the relay');
       expect(raw.closeFrame()!.code).toBe(v.code);
       raw.destroy(); // an offender does not answer the close either
-      await waitFor(() => r.relay.counts().phones === 1 && r.relay.cap.used === BASELINE && r.relay.liveConnections === BASELINE, 7_000, 'cleanup');
+      await waitFor(
+        () => r.relay.counts().phones === 1 && r.relay.cap.used === BASELINE && r.relay.liveConnections === BASELINE,
+        7_000,
+        'cleanup',
+      );
       await waitFor(() => binary.messages.length > n, 2_000, 'close notice');
       const notice = JSON.parse(binary.messages[n]!) as { conn_id: string; close_code: number };
       expect(Object.keys(notice)).toEqual(['conn_id', 'close_code']);
@@ -397,7 +648,11 @@ describe('frame-level abuse after the 101', () => {
     await waitFor(() => raw.closeFrame(), 3_000, 'close frame');
     expect(raw.closeFrame()!.code).toBe(1002);
     raw.destroy();
-    await waitFor(() => r.logs.some((l) => l.msg === 'server_released' && l.server_id === 'hs-bad-binary'), 7_000, 'released');
+    await waitFor(
+      () => r.logs.some((l) => l.msg === 'server_released' && l.server_id === 'hs-bad-binary'),
+      7_000,
+      'released',
+    );
     const again = await connectBinary(r, 'hs-bad-binary');
     again.close(1000);
     await again.waitClose();
@@ -407,7 +662,11 @@ describe('frame-level abuse after the 101', () => {
 
 describe('RFC conformance of the upgrade request (the reference library and net/http refuse these)', () => {
   it('an HTTP/1.0 upgrade request is refused, not upgraded (RFC 6455 4.1: HTTP/1.1 or higher; coder/websocket answers 426)', async () => {
-    const a = await rawRequest(r.port, `GET /v1/server HTTP/1.0\r\nHost: x\r\n${headerLines(binaryHeaders('hs-http10'))}${UPGRADE_HEADERS}\r\n`, { waitMs: 1_000 });
+    const a = await rawRequest(
+      r.port,
+      `GET /v1/server HTTP/1.0\r\nHost: x\r\n${headerLines(binaryHeaders('hs-http10'))}${UPGRADE_HEADERS}\r\n`,
+      { waitMs: 1_000 },
+    );
     // 426 is the reference library's answer; 400 would be an acceptable refusal too.
     expect([426, 400], a.text.split('\r\n')[0]).toContain(a.status);
     await waitFor(() => r.relay.cap.used === BASELINE, 3_000, 'slot back');
@@ -415,7 +674,11 @@ describe('RFC conformance of the upgrade request (the reference library and net/
   });
 
   it('an HTTP/1.1 upgrade request without Host is refused with 400 (RFC 9112 3.2: MUST respond 400; Go net/http does)', async () => {
-    const a = await rawRequest(r.port, `GET /v1/server HTTP/1.1\r\n${headerLines(binaryHeaders('hs-nohost'))}${UPGRADE_HEADERS}\r\n`, { waitMs: 1_000 });
+    const a = await rawRequest(
+      r.port,
+      `GET /v1/server HTTP/1.1\r\n${headerLines(binaryHeaders('hs-nohost'))}${UPGRADE_HEADERS}\r\n`,
+      { waitMs: 1_000 },
+    );
     expect(a.status, a.text.split('\r\n')[0]).toBe(400);
     await waitFor(() => r.relay.cap.used === BASELINE, 3_000, 'slot back');
     expect(r.relay.registry.binaryFor('hs-nohost')).toBeUndefined();
@@ -429,7 +692,23 @@ describe('slow-loris on the static-TLS listener (--tls-cert/--tls-key)', () => {
       new Promise<void>((resolve, reject) =>
         execFile(
           'openssl',
-          ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-days', '1', '-keyout', 'key.pem', '-out', 'cert.pem'],
+          [
+            'req',
+            '-x509',
+            '-newkey',
+            'rsa:2048',
+            '-nodes',
+            '-subj',
+            '/CN=127.0.0.1',
+            '-addext',
+            'subjectAltName=IP:127.0.0.1',
+            '-days',
+            '1',
+            '-keyout',
+            'key.pem',
+            '-out',
+            'cert.pem',
+          ],
           { cwd: dir },
           (err) => (err ? reject(err) : resolve()),
         ),
@@ -438,26 +717,49 @@ describe('slow-loris on the static-TLS listener (--tls-cert/--tls-key)', () => {
       'openssl self-signed certificate',
     );
     const port = await freePort();
-    const d = startDaemon(['--tls-cert', join(dir, 'cert.pem'), '--tls-key', join(dir, 'key.pem'), '--https-listen', `127.0.0.1:${port}`, '--metrics-listen', '']);
+    const d = startDaemon([
+      '--tls-cert',
+      join(dir, 'cert.pem'),
+      '--tls-key',
+      join(dir, 'key.pem'),
+      '--https-listen',
+      `127.0.0.1:${port}`,
+      '--metrics-listen',
+      '',
+    ]);
     const sockets: { destroy(): void }[] = [];
     try {
       await d.waitStderr('msg=starting', 10_000);
       await waitFor(() => accepts(port), 10_000, 'TLS listener up');
       const closedAfter = (socket: { once(ev: 'close', cb: () => void): void }, t0: number): Promise<number> =>
-        Promise.race([new Promise<number>((resolve) => socket.once('close', () => resolve(Date.now() - t0))), sleep(9_000).then(() => -1)]);
+        Promise.race([
+          new Promise<number>((resolve) => socket.once('close', () => resolve(Date.now() - t0))),
+          sleep(9_000).then(() => -1),
+        ]);
       // 1: TCP only, not a byte of TLS. 2: half a ClientHello record header.
       const t0 = Date.now();
       const silent = netConnect({ host: '127.0.0.1', port });
-      const partial = netConnect({ host: '127.0.0.1', port }, () => partial.write(Buffer.from([0x16, 0x03, 0x01, 0x02, 0x00, 0x01])));
+      const partial = netConnect({ host: '127.0.0.1', port }, () =>
+        partial.write(Buffer.from([0x16, 0x03, 0x01, 0x02, 0x00, 0x01])),
+      );
       // 3: a full TLS handshake, then a partial HTTP request.
-      const tlsStalled = tlsConnect({ host: '127.0.0.1', port, rejectUnauthorized: false }, () => tlsStalled.write('GET /v1/server HTTP/1.1\r\nHost: x\r\n'));
+      const tlsStalled = tlsConnect({ host: '127.0.0.1', port, rejectUnauthorized: false }, () =>
+        tlsStalled.write('GET /v1/server HTTP/1.1\r\nHost: x\r\n'),
+      );
       for (const s of [silent, partial, tlsStalled]) {
         s.on('error', () => {});
         s.on('data', () => {}); // read, so the server's close is seen
         sockets.push(s);
       }
-      const [a, b, c] = await Promise.all([closedAfter(silent, t0), closedAfter(partial, t0), closedAfter(tlsStalled, t0)]);
-      figure('TLS slow-loris: cut after ms (no TLS bytes / partial ClientHello / stalled headers over TLS; -1 = open after 9 s)', `${a} / ${b} / ${c}`);
+      const [a, b, c] = await Promise.all([
+        closedAfter(silent, t0),
+        closedAfter(partial, t0),
+        closedAfter(tlsStalled, t0),
+      ]);
+      figure(
+        'TLS slow-loris: cut after ms (no TLS bytes / partial ClientHello / stalled headers over TLS; -1 = open after 9 s)',
+        `${a} / ${b} / ${c}`,
+      );
       expect(c, 'stalled headers over TLS').toBeGreaterThan(0);
       expect(c).toBeLessThan(7_000);
       expect(a, 'a TCP connection that never starts TLS').toBeGreaterThan(0);

@@ -95,7 +95,11 @@ describe('rate limit and connection cap under parallel bursts from 10 loopback a
     relay = r;
     const cap = instrumentCap(r);
     const before = await snapshot(r);
-    const sampler = new Sampler(() => ({ capUsed: r.relay.cap.used, live: r.relay.liveConnections, binaries: r.relay.counts().binaries }));
+    const sampler = new Sampler(() => ({
+      capUsed: r.relay.cap.used,
+      live: r.relay.liveConnections,
+      binaries: r.relay.counts().binaries,
+    }));
     const addrs = Array.from({ length: 10 }, (_, i) => `127.0.0.${11 + i}`);
     const t0 = Date.now();
     const jobs: Promise<Attempt>[] = [];
@@ -108,8 +112,16 @@ describe('rate limit and connection cap under parallel bursts from 10 loopback a
     await waitFor(() => r.relay.counts().binaries === 20, 5_000, '20 claims');
     const max = await sampler.stop();
 
-    figure('limits burst 1: answers', { '101': count(results, 101), '503': count(results, 503), '429': count(results, 429), ms: burstMs });
-    figure('limits burst 1: max cap used (instrumented / sampled)', `${cap.maxUsed()} / ${max.capUsed} (cap 20, ${sampler.samples} turns sampled)`);
+    figure('limits burst 1: answers', {
+      '101': count(results, 101),
+      '503': count(results, 503),
+      '429': count(results, 429),
+      ms: burstMs,
+    });
+    figure(
+      'limits burst 1: max cap used (instrumented / sampled)',
+      `${cap.maxUsed()} / ${max.capUsed} (cap 20, ${sampler.samples} turns sampled)`,
+    );
     expect(count(results, 101)).toBe(20);
     expect(count(results, 503)).toBe(130);
     expect(count(results, 429)).toBe(50);
@@ -134,8 +146,14 @@ describe('rate limit and connection cap under parallel bursts from 10 loopback a
     expect(familyDiff(diff, UPGRADE_REJECTIONS)).toEqual({ [rejectionCell('server', 'conn_cap_503')]: 130 });
     expect(r.logs.filter((l) => l.msg === 'rate_limited')).toHaveLength(50);
     expect(r.logs.filter((l) => l.msg === 'conn_cap_reached')).toHaveLength(130);
-    expect(new Set(r.logs.filter((l) => l.msg === 'rate_limited').map((l) => l.remote))).toEqual(new Set(addrs.map((a) => JSON.stringify(a))));
-    expect(r.logs.filter((l) => l.msg === 'conn_cap_reached').every((l) => l.path === '/v1/server' && addrs.includes(String(l.remote)))).toBe(true);
+    expect(new Set(r.logs.filter((l) => l.msg === 'rate_limited').map((l) => l.remote))).toEqual(
+      new Set(addrs.map((a) => JSON.stringify(a))),
+    );
+    expect(
+      r.logs
+        .filter((l) => l.msg === 'conn_cap_reached')
+        .every((l) => l.path === '/v1/server' && addrs.includes(String(l.remote))),
+    ).toBe(true);
 
     // ---- Burst 2: half the binaries leave; phones from 10 fresh addresses compete for the 10
     // freed slots while the exhausted addresses keep trying (429, never a slot).
@@ -158,7 +176,11 @@ describe('rate limit and connection cap under parallel bursts from 10 loopback a
     const results2 = await Promise.all(jobs2);
     await waitFor(() => r.relay.counts().phones === 10, 5_000, '10 phones registered');
     const max2 = await sampler2.stop();
-    figure('limits burst 2: answers', { '101': count(results2, 101), '503': count(results2, 503), '429': count(results2, 429) });
+    figure('limits burst 2: answers', {
+      '101': count(results2, 101),
+      '503': count(results2, 503),
+      '429': count(results2, 429),
+    });
     expect(count(results2, 101)).toBe(10);
     expect(count(results2, 503)).toBe(90);
     expect(count(results2, 429)).toBe(30);
@@ -178,7 +200,15 @@ describe('rate limit and connection cap under parallel bursts from 10 loopback a
 
     // Everybody leaves: every slot comes back, every gauge reads 0.
     for (const a of [...staying, ...results2.filter((x) => x.status === 101)]) a.ws!.close(1000);
-    await waitFor(() => r.relay.cap.used === 0 && r.relay.liveConnections === 0 && r.relay.counts().phones === 0 && r.relay.counts().binaries === 0, 5_000, 'all gone');
+    await waitFor(
+      () =>
+        r.relay.cap.used === 0 &&
+        r.relay.liveConnections === 0 &&
+        r.relay.counts().phones === 0 &&
+        r.relay.counts().binaries === 0,
+      5_000,
+      'all gone',
+    );
     // Grace windows (1 s here) run out; then nothing at all is left.
     await waitFor(() => isEmpty(relayState(r)), 5_000, 'registry empty');
     expect(r.relay.cap.used).toBe(0);

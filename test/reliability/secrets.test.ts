@@ -16,7 +16,15 @@ import WebSocket from 'ws';
 import { afterAll, describe, expect, it } from 'vitest';
 import { startOtlpReceiver, type OtlpReceiver } from '../helpers/otlp-receiver.js';
 import { cleanEnv, freePort, runDaemon, startDaemon } from '../helpers/daemon.js';
-import { clientFrame, closePayload, figure, headerLines, rawRequest, RawWs, UPGRADE_HEADERS } from '../helpers/reliability.js';
+import {
+  clientFrame,
+  closePayload,
+  figure,
+  headerLines,
+  rawRequest,
+  RawWs,
+  UPGRADE_HEADERS,
+} from '../helpers/reliability.js';
 import {
   binaryHeaders,
   connectBinary,
@@ -68,7 +76,14 @@ function leaks(text: string, markers: Record<string, string>): string[] {
 
 describe('in-process relay: every scenario type, markers everywhere, nothing in the logs', () => {
   it('drives both endpoints and every refusal, routing, error and teardown path; the log text contains none of the markers', async () => {
-    const r = await startRelay({ trustXForwardedFor: true, rateLimitBurst: 3, maxConnections: 8, maxPhonesPerServer: 2, messageReadTimeoutMs: 300, probeTimeoutMs: 300 });
+    const r = await startRelay({
+      trustXForwardedFor: true,
+      rateLimitBurst: 3,
+      maxConnections: 8,
+      maxPhonesPerServer: 2,
+      messageReadTimeoutMs: 300,
+      probeTimeoutMs: 300,
+    });
     const bodies: string[] = [];
     const clients: TestClient[] = [];
     let ip = 0;
@@ -116,8 +131,16 @@ describe('in-process relay: every scenario type, markers everywhere, nothing in 
       binary.send(`{"push_wake":"${M.pushToken}"}`);
       binary.send(`{"conn_id":"${id1}","frame":{"w":1},"push_wake":{"token":"${M.pushToken}"}}`);
       await p1.message(2);
-      await waitFor(() => r.logs.filter((l) => l.msg === 'binary_forwarder_unmarshal_err').length === malformed.length, 3_000, 'unmarshal_err lines');
-      await waitFor(() => r.logs.filter((l) => l.msg === 'binary_forwarder_push_wake_dropped').length === 3, 3_000, 'push_wake_dropped lines');
+      await waitFor(
+        () => r.logs.filter((l) => l.msg === 'binary_forwarder_unmarshal_err').length === malformed.length,
+        3_000,
+        'unmarshal_err lines',
+      );
+      await waitFor(
+        () => r.logs.filter((l) => l.msg === 'binary_forwarder_push_wake_dropped').length === 3,
+        3_000,
+        'push_wake_dropped lines',
+      );
 
       // Close directive with a final frame; a phone that closes with a reason.
       const p2 = await connectPhone(r, sid, phoneExtra());
@@ -138,7 +161,9 @@ describe('in-process relay: every scenario type, markers everywhere, nothing in 
       expect((await p4.waitClose()).code).toBe(1000);
       const p5 = await connectPhone(r, sid, phoneExtra());
       clients.push(p5);
-      p5.ws.send(Buffer.concat([Buffer.from(`["${M.badUtf8}`), Buffer.from([0xc3, 0x28]), Buffer.from('"]')]), { binary: true });
+      p5.ws.send(Buffer.concat([Buffer.from(`["${M.badUtf8}`), Buffer.from([0xc3, 0x28]), Buffer.from('"]')]), {
+        binary: true,
+      });
       expect((await p5.waitClose()).code).toBe(1000);
       const p6 = await connectPhone(r, sid, phoneExtra());
       clients.push(p6);
@@ -151,17 +176,30 @@ describe('in-process relay: every scenario type, markers everywhere, nothing in 
 
       // Refusals: header gate 400 (token present, UA missing), 404, 4409 with a version marker,
       // 4429, 429 via XFF, 503 with a query marker, 431, 426 with a body, bad handshake key.
-      const gate = await upgradeStatus(r, '/v1/client', { 'X-Pyrycode-Server': sid, 'X-Pyrycode-Token': M.token, 'X-Forwarded-For': `10.78.0.1, ${M.xffTail}` });
+      const gate = await upgradeStatus(r, '/v1/client', {
+        'X-Pyrycode-Server': sid,
+        'X-Pyrycode-Token': M.token,
+        'X-Forwarded-For': `10.78.0.1, ${M.xffTail}`,
+      });
       expect(gate.status).toBe(400);
       bodies.push(gate.body);
       const orphan = new TestClient(`${r.wsUrl}/v1/client`, phoneExtra({ 'X-Pyrycode-Server': 'nobody-home' }));
       clients.push(orphan);
       expect((await orphan.waitClose()).code).toBe(4404);
-      const rival = new TestClient(`${r.wsUrl}/v1/server`, hostile({ 'X-Pyrycode-Server': sid, 'X-Pyrycode-Version': M.conflictVersion }));
+      const rival = new TestClient(
+        `${r.wsUrl}/v1/server`,
+        hostile({ 'X-Pyrycode-Server': sid, 'X-Pyrycode-Version': M.conflictVersion }),
+      );
       clients.push(rival);
       expect((await rival.waitClose()).code).toBe(4409);
-      const limited = { 'User-Agent': M.ua, 'X-Pyrycode-Server': sid, 'X-Pyrycode-Token': M.token, 'X-Forwarded-For': `198.51.100.9, ${M.xffTail}` };
-      for (let i = 0; i < 3; i++) bodies.push((await upgradeStatus(r, '/v1/client', { ...limited, 'User-Agent': '' })).body);
+      const limited = {
+        'User-Agent': M.ua,
+        'X-Pyrycode-Server': sid,
+        'X-Pyrycode-Token': M.token,
+        'X-Forwarded-For': `198.51.100.9, ${M.xffTail}`,
+      };
+      for (let i = 0; i < 3; i++)
+        bodies.push((await upgradeStatus(r, '/v1/client', { ...limited, 'User-Agent': '' })).body);
       const tooMany = await upgradeStatus(r, '/v1/client', limited);
       expect(tooMany.status).toBe(429);
       bodies.push(tooMany.body);
@@ -193,7 +231,10 @@ describe('in-process relay: every scenario type, markers everywhere, nothing in 
       bodies.push(capped.body);
       for (const f of fillers) f.ws.terminate();
       await waitFor(() => r.relay.cap.used <= 2, 5_000, 'fillers gone');
-      const big = await rawRequest(r.port, `GET /v1/server HTTP/1.1\r\nHost: x\r\n${headerLines(binaryHeaders('x'))}${UPGRADE_HEADERS}X-Big: ${M.big431}${'b'.repeat(70_000)}\r\n\r\n`);
+      const big = await rawRequest(
+        r.port,
+        `GET /v1/server HTTP/1.1\r\nHost: x\r\n${headerLines(binaryHeaders('x'))}${UPGRADE_HEADERS}X-Big: ${M.big431}${'b'.repeat(70_000)}\r\n\r\n`,
+      );
       expect(big.status).toBe(431);
       bodies.push(big.text);
       const post = await rawRequest(
@@ -224,10 +265,21 @@ describe('in-process relay: every scenario type, markers everywhere, nothing in 
 
       const seen = new Set(r.logs.map((l) => l.msg));
       for (const event of [
-        'server_claimed', 'phone_registered', 'binary_forwarder_unmarshal_err', 'binary_forwarder_push_wake_dropped',
-        'binary_forwarder_phone_closed', 'phone_forwarder_marshal_err', 'phone_register_no_server', 'server_id_conflict',
-        'phone_register_at_cap', 'rate_limited', 'conn_cap_reached', 'phone_unregistered', 'server_released',
-      ]) expect(seen.has(event), `scenario reached ${event}`).toBe(true);
+        'server_claimed',
+        'phone_registered',
+        'binary_forwarder_unmarshal_err',
+        'binary_forwarder_push_wake_dropped',
+        'binary_forwarder_phone_closed',
+        'phone_forwarder_marshal_err',
+        'phone_register_no_server',
+        'server_id_conflict',
+        'phone_register_at_cap',
+        'rate_limited',
+        'conn_cap_reached',
+        'phone_unregistered',
+        'server_released',
+      ])
+        expect(seen.has(event), `scenario reached ${event}`).toBe(true);
       const text = r.logText();
       figure('secrets in-process: log lines searched / markers', `${r.logs.length} / ${Object.keys(M).length}`);
       expect(leaks(text, M), 'markers found in the relay log').toEqual([]);
@@ -251,7 +303,9 @@ interface Fake {
   requests: { path: string; headers: IncomingMessage['headers']; body: string }[];
 }
 
-async function fakeHttp(handler: (n: number, req: IncomingMessage, body: string, res: ServerResponse) => void): Promise<Fake> {
+async function fakeHttp(
+  handler: (n: number, req: IncomingMessage, body: string, res: ServerResponse) => void,
+): Promise<Fake> {
   const requests: Fake['requests'] = [];
   const server = createServer((req, res) => {
     let body = '';
@@ -306,7 +360,15 @@ describe('daemon: FCM credentials, OAuth/FCM replies and OTLP headers never reac
     });
     const fcm = await fakeHttp((n, _req, _body, res) => {
       if (n === 1) json(res, 200, { name: D.fcmName });
-      else if (n === 2) json(res, 404, { error: { code: 404, status: 'NOT_FOUND', message: D.fcmFreeText, details: [{ '@type': 'type.googleapis.com/google.firebase.fcm.v1.FcmError', errorCode: 'UNREGISTERED' }] } });
+      else if (n === 2)
+        json(res, 404, {
+          error: {
+            code: 404,
+            status: 'NOT_FOUND',
+            message: D.fcmFreeText,
+            details: [{ '@type': 'type.googleapis.com/google.firebase.fcm.v1.FcmError', errorCode: 'UNREGISTERED' }],
+          },
+        });
       else {
         res.writeHead(500, { 'Content-Type': 'text/plain' });
         res.end(`${D.fcm500} ${D.fcmFreeText}`);
@@ -330,7 +392,14 @@ describe('daemon: FCM credentials, OAuth/FCM replies and OTLP headers never reac
     const port = await freePort();
     const metricsPort = await freePort();
     const d = startDaemon(
-      ['--insecure-listen', `127.0.0.1:${port}`, '--metrics-listen', `127.0.0.1:${metricsPort}`, '--shutdown-timeout', '2s'],
+      [
+        '--insecure-listen',
+        `127.0.0.1:${port}`,
+        '--metrics-listen',
+        `127.0.0.1:${metricsPort}`,
+        '--shutdown-timeout',
+        '2s',
+      ],
       cleanEnv({
         PYRYCODE_RELAY_FCM_CREDENTIALS: credentials,
         PYRYCODE_RELAY_FCM_ENDPOINT: `http://127.0.0.1:${fcm.port}`,
@@ -344,8 +413,15 @@ describe('daemon: FCM credentials, OAuth/FCM replies and OTLP headers never reac
     );
     cleanups.push(() => d.stop());
     const clients: WebSocket[] = [];
-    cleanups.push(() => clients.forEach((c) => c.terminate()));
-    await waitFor(async () => (await httpGet(`http://127.0.0.1:${port}/healthz`).catch(() => undefined))?.status === 200, 15_000, 'daemon up', 50);
+    cleanups.push(() => {
+      for (const c of clients) c.terminate();
+    });
+    await waitFor(
+      async () => (await httpGet(`http://127.0.0.1:${port}/healthz`).catch(() => undefined))?.status === 200,
+      15_000,
+      'daemon up',
+      50,
+    );
 
     const open = async (path: string, headers: Record<string, string>): Promise<{ ws: WebSocket; got: string[] }> => {
       const ws = new WebSocket(`ws://127.0.0.1:${port}${path}`, { headers });
@@ -356,7 +432,11 @@ describe('daemon: FCM credentials, OAuth/FCM replies and OTLP headers never reac
       await withTimeout(new Promise((resolve) => ws.once('open', resolve)), 5_000, `open ${path}`);
       return { ws, got };
     };
-    const bin = await open('/v1/server', { ...binaryHeaders('daemon-secrets'), 'User-Agent': D.ua, Authorization: `Bearer ${D.token}` });
+    const bin = await open('/v1/server', {
+      ...binaryHeaders('daemon-secrets'),
+      'User-Agent': D.ua,
+      Authorization: `Bearer ${D.token}`,
+    });
     // The phone is a raw client: its device name tries to forge log lines with a quote, '=' and a
     // raw U+2028 (logged by design, so it must arrive escaped, on one line).
     let phone!: RawWs;
@@ -385,7 +465,12 @@ describe('daemon: FCM credentials, OAuth/FCM replies and OTLP headers never reac
     // Four push wakes: token fetch refused, sent (name rejected), UNREGISTERED, 500.
     for (let i = 0; i < 4; i++) {
       bin.ws.send(`{"push_wake":{"platform":"fcm","token":"${D.pushToken}"}}`);
-      await waitFor(() => (d.stderr().match(/msg=push_wake_sen(t|d_failed)/g) ?? []).length >= i + 1, 8_000, `wake ${i + 1} outcome`, 20);
+      await waitFor(
+        () => (d.stderr().match(/msg=push_wake_sen(t|d_failed)/g) ?? []).length >= i + 1,
+        8_000,
+        `wake ${i + 1} outcome`,
+        20,
+      );
     }
     await waitFor(() => d.stderr().includes('otlp_export_failed'), 8_000, 'otlp_export_failed line', 50);
     const scrape = (await httpGet(`http://127.0.0.1:${metricsPort}/metrics`)).body;
@@ -400,12 +485,25 @@ describe('daemon: FCM credentials, OAuth/FCM replies and OTLP headers never reac
     expect(receiver.requests.some((q) => String(q.headers.authorization).includes(D.otlpHeader))).toBe(true);
 
     const out = d.stderr() + d.stdout();
-    const lines = d.stderr().split('\n').filter((l) => l !== '');
+    const lines = d
+      .stderr()
+      .split('\n')
+      .filter((l) => l !== '');
     figure('secrets daemon: stderr lines searched', lines.length);
-    for (const l of lines) expect(l, 'one well-formed text line per event').toMatch(/^time=\S+ level=(INFO|WARN|ERROR) msg=/);
+    for (const l of lines)
+      expect(l, 'one well-formed text line per event').toMatch(/^time=\S+ level=(INFO|WARN|ERROR) msg=/);
     expect(lines.filter((l) => l.includes('forged_line'))).toHaveLength(1); // the phone_registered line only
-    expect(lines.find((l) => l.includes('forged_line'))).toMatch(/msg=phone_registered .*device_name="Pixel\\" level=ERROR msg=\\"forged_line\\u2028level=ERROR msg=forged_line2"/);
-    for (const event of ['push_wake_sent', 'push_wake_send_failed', 'otlp_export_failed', 'binary_forwarder_unmarshal_err', 'phone_registered', 'shutdown complete']) {
+    expect(lines.find((l) => l.includes('forged_line'))).toMatch(
+      /msg=phone_registered .*device_name="Pixel\\" level=ERROR msg=\\"forged_line\\u2028level=ERROR msg=forged_line2"/,
+    );
+    for (const event of [
+      'push_wake_sent',
+      'push_wake_send_failed',
+      'otlp_export_failed',
+      'binary_forwarder_unmarshal_err',
+      'phone_registered',
+      'shutdown complete',
+    ]) {
       expect(out.includes(event), `daemon reached ${event}`).toBe(true);
     }
     expect(leaks(out, { ...D, ...keyMarkers }), 'markers found in daemon output').toEqual([]);
@@ -420,12 +518,17 @@ describe('daemon: FCM credentials, OAuth/FCM replies and OTLP headers never reac
     ];
     for (const value of cases) {
       const port = await freePort();
-      const res = await runDaemon(['--insecure-listen', `127.0.0.1:${port}`, '--metrics-listen', ''], cleanEnv({ PYRYCODE_RELAY_FCM_CREDENTIALS: value }), 15_000);
+      const res = await runDaemon(
+        ['--insecure-listen', `127.0.0.1:${port}`, '--metrics-listen', ''],
+        cleanEnv({ PYRYCODE_RELAY_FCM_CREDENTIALS: value }),
+        15_000,
+      );
       expect(res.code).toBe(2);
       expect(res.stderr).toContain('PYRYCODE_RELAY_FCM_CREDENTIALS');
-      expect(leaks(res.stderr + res.stdout, { email: D.fcmEmail, keyId: D.fcmKeyId, clientId: D.fcmClientId }), 'markers in a refusal').toEqual([]);
+      expect(
+        leaks(res.stderr + res.stdout, { email: D.fcmEmail, keyId: D.fcmKeyId, clientId: D.fcmClientId }),
+        'markers in a refusal',
+      ).toEqual([]);
     }
   }, 60_000);
 });
-
-

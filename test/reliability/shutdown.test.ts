@@ -27,18 +27,29 @@ async function boot(shutdownTimeout: string, extra: string[] = [], env: Record<s
   const metricsPort = await freePort();
   const d = startDaemon(
     [
-      '--insecure-listen', `127.0.0.1:${port}`,
-      '--metrics-listen', `127.0.0.1:${metricsPort}`,
-      '--shutdown-timeout', shutdownTimeout,
-      '--log-format', 'json',
-      '--max-connections', '200',
-      '--rate-limit-burst', '1000',
+      '--insecure-listen',
+      `127.0.0.1:${port}`,
+      '--metrics-listen',
+      `127.0.0.1:${metricsPort}`,
+      '--shutdown-timeout',
+      shutdownTimeout,
+      '--log-format',
+      'json',
+      '--max-connections',
+      '200',
+      '--rate-limit-burst',
+      '1000',
       ...extra,
     ],
     cleanEnv(env),
   );
   try {
-    await waitFor(async () => (await httpGet(`http://127.0.0.1:${port}/healthz`).catch(() => undefined))?.status === 200, 15_000, 'daemon /healthz', 50);
+    await waitFor(
+      async () => (await httpGet(`http://127.0.0.1:${port}/healthz`).catch(() => undefined))?.status === 200,
+      15_000,
+      'daemon /healthz',
+      50,
+    );
   } catch (err) {
     await d.stop();
     throw new Error(`daemon did not come up: ${String(err)}\n${d.stderr()}`);
@@ -107,7 +118,9 @@ describe('SIGTERM while frames flow', () => {
       const down = (async () => {
         while (flowing && binary.closed === undefined) {
           if (binary.ws.bufferedAmount < 512 * 1024) {
-            phones.forEach((p, i) => binary.send(`{"conn_id":"${p.id}","frame":{"s":${sentDown[i]!++},"p":"${pad}"}}`));
+            phones.forEach((p, i) => {
+              binary.send(`{"conn_id":"${p.id}","frame":{"s":${sentDown[i]!++},"p":"${pad}"}}`);
+            });
           } else {
             await sleep(1);
           }
@@ -160,7 +173,9 @@ describe('SIGTERM while frames flow', () => {
         }
       });
       phones.forEach((_, i) => {
-        expect(upGot[i], `binary got a gap-free prefix from phone ${i}`).toEqual(Array.from({ length: upGot[i]!.length }, (_, k) => k));
+        expect(upGot[i], `binary got a gap-free prefix from phone ${i}`).toEqual(
+          Array.from({ length: upGot[i]!.length }, (_, k) => k),
+        );
         expect(noticeAt[i], `close notice for phone ${i}`).toBeGreaterThanOrEqual(0);
       });
 
@@ -187,7 +202,17 @@ describe('SIGTERM while frames flow', () => {
         forwarded: otlpSum(last, FWD, { direction }),
         dropped: otlpSum(last, DROP, { direction }),
         droppedBy: Object.fromEntries(
-          ['malformed_frame', 'no_binary', 'write_failed', 'closing', 'malformed_envelope', 'unknown_conn_id', 'backlog_full', 'phone_gone', 'shutdown']
+          [
+            'malformed_frame',
+            'no_binary',
+            'write_failed',
+            'closing',
+            'malformed_envelope',
+            'unknown_conn_id',
+            'backlog_full',
+            'phone_gone',
+            'shutdown',
+          ]
             .map((reason) => [reason, otlpSum(last, DROP, { direction, reason })])
             .filter(([, v]) => v !== 0),
         ),
@@ -201,8 +226,14 @@ describe('SIGTERM while frames flow', () => {
       expect(b2p.received).toBe(b2p.forwarded + b2p.dropped);
       expect(p2b.received).toBe(p2b.forwarded + p2b.dropped);
       figure('shutdown under load: frames delivered down / up before the 1001', `${deliveredDown} / ${deliveredUp}`);
-      figure('shutdown under load: frames the binary sent but phones never got (tail, in flight or queued at SIGTERM)', sentDown.reduce((a, b) => a + b, 0) - deliveredDown);
-      figure('shutdown under load: frames phones sent but the binary never got (tail)', sentUp.reduce((a, b) => a + b, 0) - (deliveredUp - 6));
+      figure(
+        'shutdown under load: frames the binary sent but phones never got (tail, in flight or queued at SIGTERM)',
+        sentDown.reduce((a, b) => a + b, 0) - deliveredDown,
+      );
+      figure(
+        'shutdown under load: frames phones sent but the binary never got (tail)',
+        sentUp.reduce((a, b) => a + b, 0) - (deliveredUp - 6),
+      );
     } finally {
       for (const c of clients) c.ws.terminate();
       await d.stop();
@@ -269,7 +300,10 @@ describe('SIGTERM while plain HTTP requests are held open', () => {
       const t0 = Date.now();
       d.child.kill('SIGTERM');
       const exit = await exitWithin(d, t0, 4_000);
-      figure('shutdown with held HTTP requests (public listener): exit after SIGTERM (ms, -1 = still running after 4 s)', exit.after);
+      figure(
+        'shutdown with held HTTP requests (public listener): exit after SIGTERM (ms, -1 = still running after 4 s)',
+        exit.after,
+      );
       expect(
         exit.after,
         `daemon still running 4 s after SIGTERM with --shutdown-timeout 1s; stalled-header socket ${stalled.closedAt() ? 'closed' : 'open'}, trickled-body socket ${trickled.closedAt() ? 'closed' : 'open'}`,
@@ -292,8 +326,14 @@ describe('SIGTERM while plain HTTP requests are held open', () => {
       const t0 = Date.now();
       d.child.kill('SIGTERM');
       const exit = await exitWithin(d, t0, 4_000);
-      figure('shutdown with a held request (metrics listener): exit after SIGTERM (ms, -1 = still running after 4 s)', exit.after);
-      expect(exit.after, `daemon still running 4 s after SIGTERM; metrics socket ${stalled.closedAt() ? 'closed' : 'open'}`).toBeGreaterThanOrEqual(0);
+      figure(
+        'shutdown with a held request (metrics listener): exit after SIGTERM (ms, -1 = still running after 4 s)',
+        exit.after,
+      );
+      expect(
+        exit.after,
+        `daemon still running 4 s after SIGTERM; metrics socket ${stalled.closedAt() ? 'closed' : 'open'}`,
+      ).toBeGreaterThanOrEqual(0);
       expect(exit.after).toBeLessThan(1_000 + 1_500);
       expect(exit.code).toBe(0);
     } finally {

@@ -82,7 +82,8 @@ describe('phones that stop reading while the binary floods them', () => {
         binary.send(`{"conn_id":"${p.id}","frame":${frame}}`);
       }
     };
-    const drained = (): Promise<unknown> => waitFor(() => binary.ws.bufferedAmount < 256 * 1024, 10_000, 'binary client drained');
+    const drained = (): Promise<unknown> =>
+      waitFor(() => binary.ws.bufferedAmount < 256 * 1024, 10_000, 'binary client drained');
 
     // Baseline: 100 frames to each healthy phone with nobody stalled.
     const b0 = Date.now();
@@ -98,9 +99,15 @@ describe('phones that stop reading while the binary floods them', () => {
     const big = slow.map((p) => Buffer.from(`{"conn_id":"${p.id}","frame":"${'x'.repeat(64 * 1024)}"}`));
     const sampler = new Sampler(() => ({
       charged: Math.max(...slow.map((p) => outboxCharged(r, SID, p.id))),
-      buffered: Math.max(0, ...slow.map((p) => (r.relay.registry.phoneFor(SID, p.id) as PhoneSession | undefined)?.peer.bufferedAmount ?? 0)),
+      buffered: Math.max(
+        0,
+        ...slow.map(
+          (p) => (r.relay.registry.phoneFor(SID, p.id) as PhoneSession | undefined)?.peer.bufferedAmount ?? 0,
+        ),
+      ),
     }));
-    const failedFor = (id: string): boolean => r.logs.some((l) => l.msg === 'binary_forwarder_phone_enqueue_failed' && l.conn_id === id);
+    const failedFor = (id: string): boolean =>
+      r.logs.some((l) => l.msg === 'binary_forwarder_phone_enqueue_failed' && l.conn_id === id);
     const f0 = Date.now();
     const healthyBefore = expected.get(healthy[0]!.id)!.length;
     let flooded = 0;
@@ -124,7 +131,11 @@ describe('phones that stop reading while the binary floods them', () => {
     expect(slow.every((p) => failedFor(p.id))).toBe(true);
     for (const p of healthy) expect(p.c.messages, `healthy ${p.id}`).toEqual(expected.get(p.id));
     for (const p of slow) {
-      await waitFor(() => binary.messages.includes(`{"conn_id":"${p.id}","close_code":1011}`), 5_000, 'close notice 1011');
+      await waitFor(
+        () => binary.messages.includes(`{"conn_id":"${p.id}","close_code":1011}`),
+        5_000,
+        'close notice 1011',
+      );
     }
     expect(max.charged).toBeLessThanOrEqual(OUTBOX_BUDGET_BYTES);
     expect(healthy.every((p) => p.c.closed === undefined)).toBe(true);
@@ -133,7 +144,10 @@ describe('phones that stop reading while the binary floods them', () => {
     figure('slow phones: flooded bytes until all 4 gave out', flooded);
     figure('slow phones: max bytes pinned per stalled phone (budget 4194304)', max.charged);
     figure('slow phones: max bytes buffered in ws per stalled phone', max.buffered);
-    figure('slow phones: healthy rate baseline / during flood (frames/s)', `${Math.round(baselineRate)} / ${Math.round(floodRate)}`);
+    figure(
+      'slow phones: healthy rate baseline / during flood (frames/s)',
+      `${Math.round(baselineRate)} / ${Math.round(floodRate)}`,
+    );
     figure('slow phones: longest gap a healthy sibling saw during the flood (ms)', Math.max(...gaps));
     // Siblings are never stalled behind the slow phones (the reference's 10 s send deadline would
     // show up here as a multi-second gap), and keep a rate of the same order as without them.
@@ -178,7 +192,11 @@ describe('a binary that stops reading', () => {
           free.send(`{"conn_id":"${o.id}","frame":{"down":${tag},"k":${k}}}`);
         }
       }
-      await waitFor(() => free.messages.length >= nFree + 100 && others.every((o, i) => o.c.messages.length >= counts[i]! + 25), 10_000, 'free round trip');
+      await waitFor(
+        () => free.messages.length >= nFree + 100 && others.every((o, i) => o.c.messages.length >= counts[i]! + 25),
+        10_000,
+        'free round trip',
+      );
       return Date.now() - t0;
     };
     const baselineMs = await exchange(0);
@@ -207,7 +225,12 @@ describe('a binary that stops reading', () => {
     expect(others.every((o) => o.c.closed === undefined)).toBe(true);
 
     // The stuck binary is dropped: its heartbeat (5 s here, 2 intervals) or its 10 s send deadline.
-    await waitFor(() => r.logs.some((l) => l.msg === 'server_released' && l.server_id === 'sp-stuck'), 25_000, 'stuck binary released', 50);
+    await waitFor(
+      () => r.logs.some((l) => l.msg === 'server_released' && l.server_id === 'sp-stuck'),
+      25_000,
+      'stuck binary released',
+      50,
+    );
     const droppedAfter = Date.now() - stallAt;
     const max = await sampler.stop();
     figure('stuck binary: dropped after (ms)', droppedAfter);
@@ -220,7 +243,11 @@ describe('a binary that stops reading', () => {
     for (const p of mine) expect([1000, 1006]).toContain((await p.c.waitClose(10_000)).code);
     expect(others.every((o) => o.c.closed === undefined)).toBe(true);
     expect(await exchange(2)).toBeLessThan(5_000);
-    await waitFor(() => r.relay.counts().phones === 4 && r.relay.counts().binaries === 1 && r.relay.liveConnections === 5, 10_000, 'only the free server-id left');
+    await waitFor(
+      () => r.relay.counts().phones === 4 && r.relay.counts().binaries === 1 && r.relay.liveConnections === 5,
+      10_000,
+      'only the free server-id left',
+    );
   }, 60_000);
 });
 
@@ -258,19 +285,30 @@ describe('half-open peers (never read, never write, never answer a ping)', () =>
       'heartbeat detection',
       5,
     );
-    await waitFor(() => binary.messages.filter((m) => m.includes('"close_code":1011')).length === 5, 2_000, '5 notices');
+    await waitFor(
+      () => binary.messages.filter((m) => m.includes('"close_code":1011')).length === 5,
+      2_000,
+      '5 notices',
+    );
     // Drop: the relay ends the TCP connections after the close-handshake wait (5 s).
     let dropped = 0;
     await waitFor(
       () => {
-        if (r.relay.liveConnections === 2 && r.logs.some((l) => l.msg === 'server_released' && l.server_id === 'sp-ho-bin')) dropped = Date.now() - t0;
+        if (
+          r.relay.liveConnections === 2 &&
+          r.logs.some((l) => l.msg === 'server_released' && l.server_id === 'sp-ho-bin')
+        )
+          dropped = Date.now() - t0;
         return dropped > 0;
       },
       10_000,
       'TCP dropped',
       10,
     );
-    figure(`half-open: detected after (ms, heartbeat ${INTERVAL} ms) phones / binary`, `${phonesDetected} / ${binaryDetected}`);
+    figure(
+      `half-open: detected after (ms, heartbeat ${INTERVAL} ms) phones / binary`,
+      `${phonesDetected} / ${binaryDetected}`,
+    );
     figure('half-open: sockets dropped after (ms)', dropped);
     expect(phonesDetected).toBeLessThanOrEqual(2 * INTERVAL + 600);
     expect(binaryDetected).toBeLessThanOrEqual(2 * INTERVAL + 600);
@@ -288,7 +326,10 @@ describe('peers that start a message and never finish it (read deadline)', () =>
   const DEADLINE = 300;
   const SLACK = 1_500;
 
-  async function cutAfter(ws: RawWs, t0: number): Promise<{ frameMs: number; code: number | undefined; reason: string | undefined }> {
+  async function cutAfter(
+    ws: RawWs,
+    t0: number,
+  ): Promise<{ frameMs: number; code: number | undefined; reason: string | undefined }> {
     await waitFor(() => ws.closeFrame() !== undefined || ws.isEnded, DEADLINE + SLACK + 2_000, 'close', 5);
     const frameMs = Date.now() - t0;
     const c = ws.closeFrame();
@@ -325,7 +366,10 @@ describe('peers that start a message and never finish it (read deadline)', () =>
     const [a, b, c] = await Promise.all([cutAfter(dribbler, t1), cutAfter(padder, t2), cutAfter(half, t3)]);
     clearInterval(drip);
     clearInterval(pings);
-    figure('read deadline 300 ms: dribbler / ping-padder / half header cut after (ms)', `${a.frameMs} / ${b.frameMs} / ${c.frameMs}`);
+    figure(
+      'read deadline 300 ms: dribbler / ping-padder / half header cut after (ms)',
+      `${a.frameMs} / ${b.frameMs} / ${c.frameMs}`,
+    );
     for (const x of [a, b, c]) {
       expect(x.code).toBe(1008);
       expect(x.reason).toBe('message read timeout');
@@ -334,7 +378,11 @@ describe('peers that start a message and never finish it (read deadline)', () =>
     }
     expect(i).toBeLessThan(frame.length); // the dribbler was cut mid-frame
     await waitFor(() => r.relay.counts().phones === 0 && r.relay.liveConnections === 1, 3_000, 'cleaned up');
-    await waitFor(() => binary.messages.filter((m) => m.includes('"close_code":1008')).length === 3, 2_000, 'three 1008 notices');
+    await waitFor(
+      () => binary.messages.filter((m) => m.includes('"close_code":1008')).length === 3,
+      2_000,
+      'three 1008 notices',
+    );
     expect(binary.closed).toBeUndefined();
   });
 

@@ -20,7 +20,10 @@ interface Expiry {
 
 const registries: Registry<Bin, Phone>[] = [];
 
-function makeRegistry(gracePeriodMs = 40, maxPhonesPerServer = 16): {
+function makeRegistry(
+  gracePeriodMs = 40,
+  maxPhonesPerServer = 16,
+): {
   reg: Registry<Bin, Phone>;
   expiries: Expiry[];
 } {
@@ -189,7 +192,12 @@ describe('takeover', () => {
     reg.release('id1', a);
     const startedAtMs = reg.graceEntry('id1')!.startedAtMs;
     expect(reg.parkedPhones()).toBe(1);
-    expect(reg.takeover('id1', b, a)).toEqual({ kind: 'claimed', evicted: [p], displaced: a, graceStartedAtMs: startedAtMs });
+    expect(reg.takeover('id1', b, a)).toEqual({
+      kind: 'claimed',
+      evicted: [p],
+      displaced: a,
+      graceStartedAtMs: startedAtMs,
+    });
     expect(reg.parkedPhones()).toBe(0);
     expect(reg.graceEntry('id1')).toBeUndefined();
     expect(reg.counts()).toEqual({ binaries: 1, phones: 0 });

@@ -84,7 +84,9 @@ describe('parseOtelEnv: protocol', () => {
     expect(result.env_var).toBe('OTEL_EXPORTER_OTLP_PROTOCOL');
     expect(result.reason).toMatch(/not supported in this build/);
     expect(result.reason).toContain('http/protobuf');
-    expect(fail({ ...on, OTEL_EXPORTER_OTLP_METRICS_PROTOCOL: 'grpc' }).env_var).toBe('OTEL_EXPORTER_OTLP_METRICS_PROTOCOL');
+    expect(fail({ ...on, OTEL_EXPORTER_OTLP_METRICS_PROTOCOL: 'grpc' }).env_var).toBe(
+      'OTEL_EXPORTER_OTLP_METRICS_PROTOCOL',
+    );
   });
 
   it('an unknown protocol is refused', () => {

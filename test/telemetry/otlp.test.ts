@@ -33,7 +33,10 @@ function captureLogger(): Captured {
  * (the daemon passes `env: process.env`). Tests therefore install their env into process.env for the
  * construction only, with every other OTEL_* variable of the host removed, and restore it after.
  */
-function buildWithProcessEnv(env: Env, options: { log: Logger; prometheus?: boolean; serviceVersion?: string }): Telemetry {
+function buildWithProcessEnv(
+  env: Env,
+  options: { log: Logger; prometheus?: boolean; serviceVersion?: string },
+): Telemetry {
   const parsed = parseOtelEnv(env);
   if (!parsed.ok) throw new Error(`test env rejected: ${parsed.env_var}: ${parsed.reason}`);
   const saved = { ...process.env };
@@ -80,7 +83,15 @@ interface JsonPayload {
     resource: { attributes: JsonAttr[] };
     scopeMetrics: Array<{
       scope: { name: string; version?: string };
-      metrics: Array<{ name: string; description?: string; sum?: { isMonotonic?: boolean; aggregationTemporality?: number; dataPoints: Array<{ attributes?: JsonAttr[]; asDouble?: number; asInt?: string | number }> } }>;
+      metrics: Array<{
+        name: string;
+        description?: string;
+        sum?: {
+          isMonotonic?: boolean;
+          aggregationTemporality?: number;
+          dataPoints: Array<{ attributes?: JsonAttr[]; asDouble?: number; asInt?: string | number }>;
+        };
+      }>;
     }>;
   }>;
 }
@@ -147,7 +158,10 @@ describe('OTLP export over http/json', () => {
     expect(found!.metric.description).toBe('OTLP JSON test.');
     expect(found!.metric.sum?.isMonotonic).toBe(true);
     expect(found!.metric.sum?.aggregationTemporality, 'cumulative by default').toBe(2);
-    const points = found!.metric.sum!.dataPoints.map((p) => ({ direction: attrs(p.attributes ?? [])['direction'], value: p.asDouble }));
+    const points = found!.metric.sum!.dataPoints.map((p) => ({
+      direction: attrs(p.attributes ?? [])['direction'],
+      value: p.asDouble,
+    }));
     expect(points).toEqual([
       { direction: 'a', value: 0 },
       { direction: 'b', value: 5 },
@@ -239,7 +253,14 @@ describe('OTLP export over http/protobuf (the default protocol)', () => {
     expect(request.url).toBe('/v1/metrics');
     expect(request.headers['content-type']).toBe('application/x-protobuf');
     // Protobuf strings are plain UTF-8 bytes on the wire.
-    for (const s of ['pyrycode_relay_otlp_proto_total', 'relay-otlp-proto', 'proto-ci', '3.1.4-test', 'service.version', 'direction']) {
+    for (const s of [
+      'pyrycode_relay_otlp_proto_total',
+      'relay-otlp-proto',
+      'proto-ci',
+      '3.1.4-test',
+      'service.version',
+      'direction',
+    ]) {
       expect(request.body.includes(Buffer.from(s, 'utf8')), s).toBe(true);
     }
     expect(() => JSON.parse(request.body.toString('utf8'))).toThrow();

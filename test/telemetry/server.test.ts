@@ -34,7 +34,9 @@ function request(
       (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
+        res.on('end', () =>
+          resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }),
+        );
         res.on('error', reject);
       },
     );
@@ -160,7 +162,15 @@ describe('GET /metrics', () => {
     const telemetry = build();
     instrument(telemetry);
     const { port } = await serve(telemetry);
-    for (const acceptEncoding of ['gzip;q=0', 'GZIP; q=0.000', 'identity', 'br, deflate', '*;q=0', 'gzip;q=0, *', 'gzip;q=abc']) {
+    for (const acceptEncoding of [
+      'gzip;q=0',
+      'GZIP; q=0.000',
+      'identity',
+      'br, deflate',
+      '*;q=0',
+      'gzip;q=0, *',
+      'gzip;q=abc',
+    ]) {
       const reply = await request(port, '/metrics', { headers: { 'Accept-Encoding': acceptEncoding } });
       expect(reply.headers['content-encoding'], acceptEncoding).toBeUndefined();
       expect(reply.headers['vary']).toBe('Accept-Encoding');
@@ -202,7 +212,16 @@ describe('GET /metrics', () => {
     const telemetry = build();
     instrument(telemetry);
     const { port } = await serve(telemetry);
-    for (const path of ['/', '/metrics/', '/metricsx', '/METRICS', '/metrics/../metrics', '//metrics', '/healthz', '/v1/server']) {
+    for (const path of [
+      '/',
+      '/metrics/',
+      '/metricsx',
+      '/METRICS',
+      '/metrics/../metrics',
+      '//metrics',
+      '/healthz',
+      '/v1/server',
+    ]) {
       for (const method of ['GET', 'POST']) {
         const reply = await request(port, path, { method });
         expect(reply.status, `${method} ${path}`).toBe(404);
@@ -248,8 +267,12 @@ describe('telemetry isolation and target_info', () => {
     const b = await serve(two);
     const bodyOne = (await request(a.port, '/metrics')).body.toString();
     const bodyTwo = (await request(b.port, '/metrics')).body.toString();
-    expect(bodyOne).toBe('# HELP pyrycode_relay_one_total one\n# TYPE pyrycode_relay_one_total counter\npyrycode_relay_one_total 1\n');
-    expect(bodyTwo).toBe('# HELP pyrycode_relay_two_total two\n# TYPE pyrycode_relay_two_total counter\npyrycode_relay_two_total 2\n');
+    expect(bodyOne).toBe(
+      '# HELP pyrycode_relay_one_total one\n# TYPE pyrycode_relay_one_total counter\npyrycode_relay_one_total 1\n',
+    );
+    expect(bodyTwo).toBe(
+      '# HELP pyrycode_relay_two_total two\n# TYPE pyrycode_relay_two_total counter\npyrycode_relay_two_total 2\n',
+    );
   });
 
   it('an empty provider still answers with a newline-terminated body', async () => {
@@ -287,7 +310,8 @@ describe('listener and lifecycle', () => {
   });
 
   it('classifies loopback IP literals', () => {
-    for (const host of ['127.0.0.1', '127.1.2.3', '::1', '0:0:0:0:0:0:0:1']) expect(isLoopbackIpLiteral(host), host).toBe(true);
+    for (const host of ['127.0.0.1', '127.1.2.3', '::1', '0:0:0:0:0:0:0:1'])
+      expect(isLoopbackIpLiteral(host), host).toBe(true);
     for (const host of ['0.0.0.0', '128.0.0.1', '::', '::2', 'localhost', '127.0.0.1.nip.io', '']) {
       expect(isLoopbackIpLiteral(host), host).toBe(false);
     }

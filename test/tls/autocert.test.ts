@@ -8,7 +8,18 @@
 //   the header's source address as the rate-limit key.
 // Build first (`npx tsc -p tsconfig.json`; `npm test` does it).
 
-import { chmodSync, chownSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { createServer as createHttpServer, request as httpRequest, type Server } from 'node:http';
 import { createServer as createHttpsServer, request as httpsRequest } from 'node:https';
 import { connect as netConnect, createServer as createNetServer } from 'node:net';
@@ -77,7 +88,9 @@ describe.skipIf(!runPebble)('autocert against pebble', () => {
       manager.httpChallengeHandler(req, res);
     });
     http.on('upgrade', manager.httpUpgradeHandler);
-    const https = createHttpsServer(manager.tlsOptions(), (_req, res) => res.end('hello over tls')) as unknown as Server;
+    const https = createHttpsServer(manager.tlsOptions(), (_req, res) =>
+      res.end('hello over tls'),
+    ) as unknown as Server;
     await listen(http, '127.0.0.1', pebble.httpPort);
     await listen(https, '127.0.0.1', pebble.tlsPort);
     await manager.loadCached();
@@ -124,7 +137,12 @@ describe.skipIf(!runPebble)('autocert against pebble', () => {
   }
 
   function waitForLog(h: Harness, msg: string, timeoutMs = 20_000): Promise<LogLine> {
-    return waitFor(() => h.logs.find((l) => l.msg === msg), timeoutMs, `log ${msg}; logs so far: ${JSON.stringify(h.logs)}`, 20);
+    return waitFor(
+      () => h.logs.find((l) => l.msg === msg),
+      timeoutMs,
+      `log ${msg}; logs so far: ${JSON.stringify(h.logs)}`,
+      20,
+    );
   }
 
   it('obtains a certificate through real HTTP-01 validation and serves it for the domain only', async () => {
@@ -202,7 +220,11 @@ describe.skipIf(!runPebble)('autocert against pebble', () => {
     open.splice(open.indexOf(first), 1);
 
     // pebble certificates live five years: a clock ten days before the expiry makes the cached one due.
-    const h = await serve({ cacheDir: dir, now: tenDaysBefore(first.manager.certificate!.notAfterMs), checkIntervalMs: 60_000 });
+    const h = await serve({
+      cacheDir: dir,
+      now: tenDaysBefore(first.manager.certificate!.notAfterMs),
+      checkIntervalMs: 60_000,
+    });
     const loaded = h.manager.certificate!.serial;
     await waitForLog(h, 'autocert_certificate_obtained');
     const renewed = h.manager.certificate!.serial;
@@ -223,8 +245,13 @@ describe.skipIf(!runPebble)('autocert against pebble', () => {
     const dir = cacheDir();
     // A 404 from the CA's host is not retried by acme-client (unlike a refused connection).
     const deadUrl = pebble.directoryUrl.replace(/\/dir$/, '/no-such-directory');
-    const probe = new AutocertManager({ domain: DOMAIN, cacheDir: dir, directoryUrl: deadUrl, log: createLogger('json', { write() {} }) });
-    const names = (probe as unknown as { certFile: string; keyFile: string });
+    const probe = new AutocertManager({
+      domain: DOMAIN,
+      cacheDir: dir,
+      directoryUrl: deadUrl,
+      log: createLogger('json', { write() {} }),
+    });
+    const names = probe as unknown as { certFile: string; keyFile: string };
     for (const f of readdirSync(good)) {
       if (f.endsWith('.crt')) cpSync(join(good, f), join(dir, names.certFile));
       else if (f.endsWith('.key') && f !== ACCOUNT_KEY_FILE) cpSync(join(good, f), join(dir, names.keyFile));
@@ -258,8 +285,19 @@ describe.skipIf(!runPebble)('autocert against pebble', () => {
   });
 
   it('the HTTP-01 listener answers only pending challenges: everything else is 404 "404 page not found"', async () => {
-    await serve({ cacheDir: cacheDir(), directoryUrl: pebble.directoryUrl.replace(/\/dir$/, '/no-such-directory'), retryMinMs: 60_000 });
-    for (const path of ['/', '/healthz', '/readyz', '/v1/server', '/.well-known/acme-challenge/', '/.well-known/acme-challenge/nope']) {
+    await serve({
+      cacheDir: cacheDir(),
+      directoryUrl: pebble.directoryUrl.replace(/\/dir$/, '/no-such-directory'),
+      retryMinMs: 60_000,
+    });
+    for (const path of [
+      '/',
+      '/healthz',
+      '/readyz',
+      '/v1/server',
+      '/.well-known/acme-challenge/',
+      '/.well-known/acme-challenge/nope',
+    ]) {
       const res = await get(pebble.httpPort, path);
       expect(res, path).toMatchObject({ status: 404, body: '404 page not found\n' });
       expect(res.location, path).toBeUndefined();
@@ -341,14 +379,21 @@ describe.skipIf(!runPebble)('daemon --domain against pebble', () => {
   function startRelayDaemon(cacheDir: string, extra: string[] = []): DaemonHandle {
     const d = startDaemon(
       [
-        '--domain', DOMAIN,
-        '--https-listen', `127.0.0.1:${pebble.tlsPort}`,
-        '--http-listen', `127.0.0.1:${pebble.httpPort}`,
-        '--acme-directory', pebble.directoryUrl,
-        '--cert-cache', cacheDir,
+        '--domain',
+        DOMAIN,
+        '--https-listen',
+        `127.0.0.1:${pebble.tlsPort}`,
+        '--http-listen',
+        `127.0.0.1:${pebble.httpPort}`,
+        '--acme-directory',
+        pebble.directoryUrl,
+        '--cert-cache',
+        cacheDir,
         '--metrics-listen=',
-        '--shutdown-timeout', '2s',
-        '--log-format', 'json',
+        '--shutdown-timeout',
+        '2s',
+        '--log-format',
+        'json',
         ...extra,
       ],
       // The daemon trusts pebble's ACME endpoint the way an operator trusts a private CA.
@@ -371,7 +416,15 @@ describe.skipIf(!runPebble)('daemon --domain against pebble', () => {
     return withTimeout(
       new Promise((resolve, reject) => {
         const req = httpsRequest(
-          { host: '127.0.0.1', port: pebble.tlsPort, path, servername: DOMAIN, ca: root, headers: { Host: host }, agent: false },
+          {
+            host: '127.0.0.1',
+            port: pebble.tlsPort,
+            path,
+            servername: DOMAIN,
+            ca: root,
+            headers: { Host: host },
+            agent: false,
+          },
           (res) => {
             let body = '';
             res.setEncoding('utf8').on('data', (c: string) => (body += c));
@@ -442,10 +495,18 @@ describe.skipIf(!runPebble)('daemon --domain against pebble', () => {
     // A binary and a phone exchange frames over wss with the issued certificate (pebble's root).
     const host = `${DOMAIN}:${pebble.tlsPort}`;
     const tlsOptions = { ca: root, servername: DOMAIN };
-    const binary = new TestClient(`wss://127.0.0.1:${pebble.tlsPort}/v1/server`, { ...binaryHeaders('srv-acme'), Host: host }, tlsOptions);
+    const binary = new TestClient(
+      `wss://127.0.0.1:${pebble.tlsPort}/v1/server`,
+      { ...binaryHeaders('srv-acme'), Host: host },
+      tlsOptions,
+    );
     clients.push(binary);
     await binary.open(5_000);
-    const phone = new TestClient(`wss://127.0.0.1:${pebble.tlsPort}/v1/client`, { ...phoneHeaders('srv-acme'), Host: host }, tlsOptions);
+    const phone = new TestClient(
+      `wss://127.0.0.1:${pebble.tlsPort}/v1/client`,
+      { ...phoneHeaders('srv-acme'), Host: host },
+      tlsOptions,
+    );
     clients.push(phone);
     await phone.open(5_000);
     phone.send('{"over":"acme"}');
@@ -476,7 +537,11 @@ describe.skipIf(!runPebble)('daemon --domain against pebble', () => {
 
     // The HTTP-01 port: 404 for everything but challenges, no redirect.
     for (const path of ['/', '/healthz', '/v1/server']) {
-      expect(await get(pebble.httpPort, path), path).toEqual({ status: 404, body: '404 page not found\n', location: undefined });
+      expect(await get(pebble.httpPort, path), path).toEqual({
+        status: 404,
+        body: '404 page not found\n',
+        location: undefined,
+      });
     }
 
     d.child.kill('SIGTERM');
@@ -497,32 +562,31 @@ describe.skipIf(!runPebble)('daemon --domain against pebble', () => {
       to: '0700',
     });
     expect(statSync(seededCache).mode & 0o777).toBe(0o700);
-    const health = await waitFor(
-      () => httpsGet('/healthz', DOMAIN).catch(() => null),
-      5_000,
-      'healthz over TLS',
-    );
+    const health = await waitFor(() => httpsGet('/healthz', DOMAIN).catch(() => null), 5_000, 'healthz over TLS');
     expect(health.status).toBe(200);
     await sleep(300);
     expect(logLines(d).map((l) => l.msg)).not.toContain('autocert_certificate_obtained');
     expect(readdirSync(seededCache).sort()).toEqual(before);
   });
 
-  it.skipIf(process.getuid?.() !== 0)('a foreign-owned cache directory with group/other bits is refused: exit 1, untouched', async () => {
-    const dir = join(work, 'foreign');
-    mkdirSync(dir, { mode: 0o755 });
-    chmodSync(dir, 0o755);
-    chownSync(dir, 65534, 65534);
-    const d = startRelayDaemon(dir);
-    expect(await d.waitExit(10_000)).toEqual({ code: 1, signal: null });
-    expect(logLines(d).find((l) => l.level === 'ERROR')).toMatchObject({
-      msg: 'autocert setup failed',
-      cert_cache: dir,
-      err: 'cert cache dir has insecure permissions (must be 0700)',
-    });
-    expect(statSync(dir).mode & 0o777).toBe(0o755);
-    expect(d.stderr()).not.toContain('"msg":"starting"');
-  });
+  it.skipIf(process.getuid?.() !== 0)(
+    'a foreign-owned cache directory with group/other bits is refused: exit 1, untouched',
+    async () => {
+      const dir = join(work, 'foreign');
+      mkdirSync(dir, { mode: 0o755 });
+      chmodSync(dir, 0o755);
+      chownSync(dir, 65534, 65534);
+      const d = startRelayDaemon(dir);
+      expect(await d.waitExit(10_000)).toEqual({ code: 1, signal: null });
+      expect(logLines(d).find((l) => l.level === 'ERROR')).toMatchObject({
+        msg: 'autocert setup failed',
+        cert_cache: dir,
+        err: 'cert cache dir has insecure permissions (must be 0700)',
+      });
+      expect(statSync(dir).mode & 0o777).toBe(0o755);
+      expect(d.stderr()).not.toContain('"msg":"starting"');
+    },
+  );
 
   it('a cache path that is not a directory: exit 1 "autocert setup failed"', async () => {
     const file = join(work, 'not-a-dir');
@@ -536,12 +600,24 @@ describe.skipIf(!runPebble)('daemon --domain against pebble', () => {
   });
 
   it('--https-proxy-protocol: the header source is the client address (rate limit, logs); no header, v1 or a bare ClientHello: closed, nothing written', async () => {
-    const d = startRelayDaemon(seededCache, ['--https-proxy-protocol', '--rate-limit-burst', '1', '--rate-limit-interval', '1h']);
+    const d = startRelayDaemon(seededCache, [
+      '--https-proxy-protocol',
+      '--rate-limit-burst',
+      '1',
+      '--rate-limit-interval',
+      '1h',
+    ]);
     await d.waitStderr('"msg":"autocert_certificate_loaded"', 10_000);
     await d.waitStderr('"msg":"starting"', 10_000);
-    expect(logLines(d).find((l) => l.msg === 'starting')).toMatchObject({ mode: 'autocert', https_proxy_protocol: true });
+    expect(logLines(d).find((l) => l.msg === 'starting')).toMatchObject({
+      mode: 'autocert',
+      https_proxy_protocol: true,
+    });
     const status = async (src: string, serverId: string): Promise<string> => {
-      const reply = await tlsExchange(upgradeRequest('/v1/server', DOMAIN, binaryHeaders(serverId)), proxyHeader(src, pebble.tlsPort));
+      const reply = await tlsExchange(
+        upgradeRequest('/v1/server', DOMAIN, binaryHeaders(serverId)),
+        proxyHeader(src, pebble.tlsPort),
+      );
       return reply.slice(0, reply.indexOf('\r\n'));
     };
     await waitFor(() => accepts(pebble.tlsPort), 5_000, 'HTTPS listener');
@@ -553,8 +629,14 @@ describe.skipIf(!runPebble)('daemon --domain against pebble', () => {
     expect(await status('2001:db8::9', 'srv-p4')).toBe('HTTP/1.1 101 Switching Protocols');
     expect(await status('2001:db8::9', 'srv-p5')).toBe('HTTP/1.1 429 Too Many Requests');
     await waitFor(() => logLines(d).filter((l) => l.msg === 'rate_limited').length >= 2, 3_000, 'rate_limited logs');
-    expect(logLines(d).filter((l) => l.msg === 'rate_limited').map((l) => l['remote'])).toEqual(['"203.0.113.9"', '"2001:db8::9"']);
-    const claimed = logLines(d).filter((l) => l.msg === 'server_claimed').map((l) => [l['server_id'], l['remote']]);
+    expect(
+      logLines(d)
+        .filter((l) => l.msg === 'rate_limited')
+        .map((l) => l['remote']),
+    ).toEqual(['"203.0.113.9"', '"2001:db8::9"']);
+    const claimed = logLines(d)
+      .filter((l) => l.msg === 'server_claimed')
+      .map((l) => [l['server_id'], l['remote']]);
     expect(claimed).toEqual([
       ['srv-p1', '203.0.113.9'],
       ['srv-p3', '203.0.113.10'],
@@ -564,7 +646,11 @@ describe.skipIf(!runPebble)('daemon --domain against pebble', () => {
     // Without a valid header: closed with zero bytes written.
     const v1 = Buffer.from(`PROXY TCP4 198.51.100.1 127.0.0.1 5555 ${pebble.tlsPort}\r\n`);
     const clientHello = await captureClientHello();
-    for (const [name, bytes] of [['v1 header', v1], ['bare ClientHello', clientHello], ['LOCAL', proxyHeader('203.0.113.9', pebble.tlsPort, 0x20)]] as const) {
+    for (const [name, bytes] of [
+      ['v1 header', v1],
+      ['bare ClientHello', clientHello],
+      ['LOCAL', proxyHeader('203.0.113.9', pebble.tlsPort, 0x20)],
+    ] as const) {
       const got = await rawTcp(pebble.tlsPort, bytes);
       expect(got, name).toEqual({ bytes: 0, closed: true });
     }
@@ -603,7 +689,9 @@ function ipv6Bytes(text: string): Buffer {
   const t = groups(tailText);
   const all = [...h, ...new Array<number>(8 - h.length - t.length).fill(0), ...t];
   const buf = Buffer.alloc(16);
-  all.forEach((g, i) => buf.writeUInt16BE(g, i * 2));
+  all.forEach((g, i) => {
+    buf.writeUInt16BE(g, i * 2);
+  });
   return buf;
 }
 

@@ -60,22 +60,34 @@ describe('prepareCertCache', () => {
     expect(logs).toEqual([]);
   });
 
-  it.each([0o755, 0o770, 0o701, 0o777, 0o2750])('our own directory with mode %o is tightened to 0700 and logged', async (m) => {
-    const dir = join(work, 'certs');
-    mkdirSync(dir);
-    chmodSync(dir, m);
-    await prepareCertCache(dir, log, me);
-    expect(mode(dir)).toBe(0o700);
-    expect(logs).toEqual([
-      { time: expect.any(String), level: 'INFO', msg: 'tightened cert cache dir perms', path: dir, from: formatMode(m), to: '0700' },
-    ]);
-  });
+  it.each([0o755, 0o770, 0o701, 0o777, 0o2750])(
+    'our own directory with mode %o is tightened to 0700 and logged',
+    async (m) => {
+      const dir = join(work, 'certs');
+      mkdirSync(dir);
+      chmodSync(dir, m);
+      await prepareCertCache(dir, log, me);
+      expect(mode(dir)).toBe(0o700);
+      expect(logs).toEqual([
+        {
+          time: expect.any(String),
+          level: 'INFO',
+          msg: 'tightened cert cache dir perms',
+          path: dir,
+          from: formatMode(m),
+          to: '0700',
+        },
+      ]);
+    },
+  );
 
   it('another owner with group/other bits: refused, directory untouched', async () => {
     const dir = join(work, 'certs');
     mkdirSync(dir);
     chmodSync(dir, 0o755);
-    await expect(prepareCertCache(dir, log, { euid: uid + 1 })).rejects.toThrow(new CertCacheError(INSECURE_PERMISSIONS_MESSAGE));
+    await expect(prepareCertCache(dir, log, { euid: uid + 1 })).rejects.toThrow(
+      new CertCacheError(INSECURE_PERMISSIONS_MESSAGE),
+    );
     expect(mode(dir)).toBe(0o755);
     expect(logs).toEqual([]);
   });
