@@ -5,16 +5,9 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import ts from 'typescript';
 import { afterEach, describe, expect, it } from 'vitest';
-import { REPO_ROOT } from './helpers/daemon.js';
-import {
-  connectBinary,
-  connectPhone,
-  phoneConnId,
-  startRelay,
-  TestClient,
-  upgradeStatus,
-  type TestRelay,
-} from './helpers/relay.js';
+import { upgradeStatus } from './helpers/http.js';
+import { connectBinary, connectPhone, phoneConnId, startRelay, TestClient, type TestRelay } from './helpers/relays.js';
+import { REPO_ROOT } from './helpers/repo.js';
 import { sleep, waitFor } from './helpers/wait.js';
 import { createLogger, LOG_KEYS, type LogFields } from '../src/log.js';
 

@@ -8,17 +8,11 @@ import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  accepts,
-  cleanEnv,
-  DAEMON_MAIN,
-  freePort,
-  REPO_ROOT,
-  runDaemon,
-  startDaemon,
-  type DaemonHandle,
-} from '../helpers/daemon.js';
-import { binaryHeaders, httpGet, phoneHeaders, TestClient } from '../helpers/relay.js';
+import { cleanEnv, DAEMON_MAIN, type DaemonHandle, runDaemon, startDaemon } from '../helpers/daemon.js';
+import { httpGet } from '../helpers/http.js';
+import { accepts, freePort } from '../helpers/ports.js';
+import { binaryHeaders, phoneHeaders, TestClient } from '../helpers/relays.js';
+import { REPO_ROOT } from '../helpers/repo.js';
 import { waitFor, withTimeout } from '../helpers/wait.js';
 
 const PKG_VERSION = (JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { version: string }).version;

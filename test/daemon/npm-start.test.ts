@@ -4,7 +4,9 @@
 
 import { spawn } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
-import { accepts, cleanEnv, freePort, REPO_ROOT } from '../helpers/daemon.js';
+import { cleanEnv } from '../helpers/daemon.js';
+import { accepts, freePort } from '../helpers/ports.js';
+import { REPO_ROOT } from '../helpers/repo.js';
 import { waitFor, withTimeout } from '../helpers/wait.js';
 
 const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm';

@@ -3,9 +3,10 @@
 
 import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { cleanEnv, freePort, startDaemon, type DaemonHandle } from '../helpers/daemon.js';
+import { cleanEnv, type DaemonHandle, startDaemon } from '../helpers/daemon.js';
+import { freePort } from '../helpers/ports.js';
+import { binaryHeaders } from '../helpers/relays.js';
 import { startOtlpReceiver, type OtlpReceiver } from '../helpers/otlp-receiver.js';
-import { binaryHeaders } from '../helpers/relay.js';
 import { waitFor } from '../helpers/wait.js';
 
 interface OtlpJson {

@@ -8,15 +8,15 @@ import {
   binaryHeaders,
   connectBinary,
   connectPhone,
+  type LogLine,
   phoneConnId,
   phoneHeaders,
   startRelay,
   TestClient,
-  type LogLine,
   type TestRelay,
-} from '../helpers/relay.js';
+} from '../helpers/relays.js';
+import { clientFrame, closeOf, parseServerFrames } from '../helpers/ws-frames.js';
 import { sleep, waitFor, withTimeout } from '../helpers/wait.js';
-import { clientFrame, closeOf, parseServerFrames } from '../helpers/reliability.js';
 
 let relay: TestRelay | undefined;
 const sockets: Socket[] = [];

@@ -3,7 +3,7 @@
 // matching reason.
 
 import { afterEach, describe, expect, it } from 'vitest';
-import { connectBinary, connectPhone, phoneConnId, startRelay, type TestRelay } from '../helpers/relay.js';
+import { connectBinary, connectPhone, phoneConnId, startRelay, type TestRelay } from '../helpers/relays.js';
 
 let relay: TestRelay | undefined;
 afterEach(async () => {

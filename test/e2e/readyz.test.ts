@@ -5,21 +5,19 @@
 import { existsSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { cleanEnv, DAEMON_MAIN, freePort, startDaemon, type DaemonHandle } from '../helpers/daemon.js';
+import { cleanEnv, DAEMON_MAIN, type DaemonHandle, startDaemon } from '../helpers/daemon.js';
+import { httpGet, rawExchange, type RawResponse, upgradeStatus } from '../helpers/http.js';
+import { freePort } from '../helpers/ports.js';
 import {
   binaryHeaders,
   connectBinary,
   connectPhone,
-  httpGet,
   phoneHeaders,
-  rawExchange,
-  sampleValue,
   startRelay,
   TestClient,
-  upgradeStatus,
-  type RawResponse,
   type TestRelay,
-} from '../helpers/relay.js';
+} from '../helpers/relays.js';
+import { sampleValue } from '../helpers/scrape.js';
 import { waitFor } from '../helpers/wait.js';
 
 const READY_BODY = '{"status":"ready"}';

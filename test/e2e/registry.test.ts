@@ -6,14 +6,14 @@ import {
   binaryHeaders,
   connectBinary,
   connectPhone,
+  type LogLine,
   phoneConnId,
   phoneHeaders,
-  sampleValue,
   startRelay,
   TestClient,
-  type LogLine,
   type TestRelay,
-} from '../helpers/relay.js';
+} from '../helpers/relays.js';
+import { sampleValue } from '../helpers/scrape.js';
 import { sleep, waitFor } from '../helpers/wait.js';
 import type { RelayOptions } from '../../src/relay.js';
 

@@ -2,16 +2,16 @@
 // against the real Relay. Envelopes are compared as exact bytes.
 
 import { afterEach, describe, expect, it } from 'vitest';
+import { httpGet } from '../helpers/http.js';
 import {
   connectBinary,
   connectPhone,
-  httpGet,
+  type LogLine,
   phoneConnId,
   startRelay,
-  type LogLine,
   type TestClient,
   type TestRelay,
-} from '../helpers/relay.js';
+} from '../helpers/relays.js';
 import { sleep, waitFor } from '../helpers/wait.js';
 
 let relay: TestRelay | undefined;

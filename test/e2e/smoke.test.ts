@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { connectBinary, connectPhone, phoneConnId, startRelay, type TestRelay } from '../helpers/relay.js';
+import { connectBinary, connectPhone, phoneConnId, startRelay, type TestRelay } from '../helpers/relays.js';
 
 let relay: TestRelay;
 afterEach(async () => relay?.close());

@@ -1,13 +1,15 @@
-// Spawning the BUILT daemon (`node dist/src/main.js`) for CLI / end-to-end tests. Every spawn has a
-// hard timeout and is SIGKILLed by `stop()` (call it in `finally`).
+// Spawning the BUILT daemon (`node dist/src/main.js`) for CLI / end-to-end tests: run it to its
+// exit, or start it on free loopback ports and wait until it serves (withDaemon(), which always
+// stops it after the test). Every spawn has a hard timeout and is SIGKILLed by `stop()`.
 
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createServer, connect as netConnect } from 'node:net';
 import { fileURLToPath } from 'node:url';
+import { afterEach } from 'vitest';
+import { httpGet } from './http.js';
+import { freePort } from './ports.js';
 import { REPO_ROOT } from './repo.js';
 import { waitFor, withTimeout } from './wait.js';
 
-export { REPO_ROOT };
 export const DAEMON_MAIN = fileURLToPath(new URL('../../dist/src/main.js', import.meta.url));
 
 /** The parent's environment without anything that changes the daemon's configuration. */
@@ -101,39 +103,75 @@ export async function runDaemon(
   }
 }
 
-/** A port that was free a moment ago (bind port 0 on 127.0.0.1, read it, close). */
-export function freePort(): Promise<number> {
-  return withTimeout(
-    new Promise((resolve, reject) => {
-      const srv = createServer();
-      srv.once('error', reject);
-      srv.listen(0, '127.0.0.1', () => {
-        const address = srv.address();
-        const port = typeof address === 'object' && address !== null ? address.port : 0;
-        srv.close(() => resolve(port));
-      });
-    }),
-    5_000,
-    'a free port',
-  );
+/** A daemon that answered 200 on /healthz, on ports chosen for it. */
+export interface RunningDaemon {
+  d: DaemonHandle;
+  port: number;
+  metricsPort: number;
+  /** http://127.0.0.1:<port> */
+  url: string;
+  /** ws://127.0.0.1:<port> */
+  ws: string;
+  /** http://127.0.0.1:<metricsPort>/metrics */
+  metrics: string;
 }
 
-/** True if something accepts TCP connections on 127.0.0.1:port. */
-export function accepts(port: number, timeoutMs = 2_000): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = netConnect({ host: '127.0.0.1', port });
-    const timer = setTimeout(() => {
-      socket.destroy();
-      resolve(false);
-    }, timeoutMs);
-    socket.once('connect', () => {
-      clearTimeout(timer);
-      socket.destroy();
-      resolve(true);
-    });
-    socket.once('error', () => {
-      clearTimeout(timer);
-      resolve(false);
-    });
+export interface ReadyOptions {
+  /** Added to the cleaned environment (cleanEnv). */
+  env?: Record<string, string>;
+  /** How long the daemon may take to serve /healthz. */
+  readyTimeoutMs?: number;
+}
+
+const READY_TIMEOUT_MS = 15_000;
+
+/** Starts the daemon with `--insecure-listen` and `--metrics-listen` on free loopback ports plus
+ * `args`, and waits until /healthz answers 200. On failure the daemon is stopped and the error
+ * carries its stderr. The caller stops it (withDaemon() does). */
+export async function startReadyDaemon(args: string[], options: ReadyOptions = {}): Promise<RunningDaemon> {
+  const port = await freePort();
+  const metricsPort = await freePort();
+  const d = startDaemon(
+    ['--insecure-listen', `127.0.0.1:${port}`, '--metrics-listen', `127.0.0.1:${metricsPort}`, ...args],
+    cleanEnv(options.env),
+  );
+  let exited = false;
+  void d.exited.then(() => (exited = true));
+  const url = `http://127.0.0.1:${port}`;
+  try {
+    await waitFor(
+      async () => exited || (await httpGet(`${url}/healthz`).catch(() => undefined))?.status === 200,
+      options.readyTimeoutMs ?? READY_TIMEOUT_MS,
+      'daemon /healthz',
+      25,
+    );
+    if (exited) throw new Error('the daemon exited');
+  } catch (err) {
+    await d.stop();
+    throw new Error(`daemon did not come up: ${String(err)}\n${d.stderr()}`);
+  }
+  return {
+    d,
+    port,
+    metricsPort,
+    url,
+    ws: `ws://127.0.0.1:${port}`,
+    metrics: `http://127.0.0.1:${metricsPort}/metrics`,
+  };
+}
+
+/** Call once at the top of a test file: `start()` runs startReadyDaemon and every daemon it
+ * started is SIGKILLed (if still running) after each test, also when the test failed. */
+export function withDaemon(): { start(args: string[], options?: ReadyOptions): Promise<RunningDaemon> } {
+  const running: DaemonHandle[] = [];
+  afterEach(async () => {
+    await Promise.all(running.splice(0).map((d) => d.stop()));
   });
+  return {
+    async start(args, options) {
+      const run = await startReadyDaemon(args, options);
+      running.push(run.d);
+      return run;
+    },
+  };
 }

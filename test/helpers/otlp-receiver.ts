@@ -99,3 +99,37 @@ export async function unusedPort(): Promise<number> {
   await new Promise<void>((resolve) => server.close(() => resolve()));
   return address.port;
 }
+
+// ---- Reading an OTLP/HTTP JSON export payload ----
+
+interface OtlpPoint {
+  asDouble?: number;
+  asInt?: string | number;
+  attributes?: { key: string; value: { stringValue?: string } }[];
+}
+interface OtlpPayload {
+  resourceMetrics: {
+    scopeMetrics: {
+      metrics: { name: string; gauge?: { dataPoints: OtlpPoint[] }; sum?: { dataPoints: OtlpPoint[] } }[];
+    }[];
+  }[];
+}
+
+/** Sum of the points of metric `name` whose attributes include all of `attrs`. */
+export function otlpSum(payload: unknown, name: string, attrs: Record<string, string> = {}): number {
+  let total = 0;
+  for (const rm of (payload as OtlpPayload).resourceMetrics) {
+    for (const sm of rm.scopeMetrics) {
+      for (const m of sm.metrics) {
+        if (m.name !== name) continue;
+        for (const p of m.sum?.dataPoints ?? m.gauge?.dataPoints ?? []) {
+          const ok = Object.entries(attrs).every(([k, v]) =>
+            p.attributes?.some((a) => a.key === k && a.value.stringValue === v),
+          );
+          if (ok) total += p.asDouble ?? Number(p.asInt);
+        }
+      }
+    }
+  }
+  return total;
+}

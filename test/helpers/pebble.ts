@@ -14,7 +14,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { get as httpsGet } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { accepts, freePort } from './daemon.js';
+import { accepts, freePort } from './ports.js';
 import { waitFor, withTimeout } from './wait.js';
 
 export const hasPebble = spawnSync('pebble', ['-h']).error === undefined;

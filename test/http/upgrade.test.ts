@@ -4,21 +4,19 @@
 import { createHash } from 'node:crypto';
 import { connect as netConnect } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
+import { httpGet, rawExchange, upgradeStatus } from '../helpers/http.js';
 import {
   binaryHeaders,
   connectBinary,
   connectPhone,
-  httpGet,
+  type LogLine,
   phoneConnId,
   phoneHeaders,
-  rawExchange,
-  sampleValue,
   startRelay,
   TestClient,
-  upgradeStatus,
-  type LogLine,
   type TestRelay,
-} from '../helpers/relay.js';
+} from '../helpers/relays.js';
+import { sampleValue } from '../helpers/scrape.js';
 import { sleep, waitFor, withTimeout } from '../helpers/wait.js';
 import type { RelayOptions } from '../../src/relay.js';
 

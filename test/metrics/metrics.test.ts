@@ -2,19 +2,18 @@
 // section 8.2 from the first scrape, and the semantics that tie the families together.
 
 import { afterEach, describe, expect, it } from 'vitest';
+import { httpGet, upgradeStatus } from '../helpers/http.js';
 import {
+  binaryHeaders,
   connectBinary,
   connectPhone,
-  httpGet,
   phoneConnId,
-  sampleValue,
+  phoneHeaders,
   startRelay,
   TestClient,
-  phoneHeaders,
-  upgradeStatus,
-  binaryHeaders,
   type TestRelay,
-} from '../helpers/relay.js';
+} from '../helpers/relays.js';
+import { sampleValue } from '../helpers/scrape.js';
 import { waitFor } from '../helpers/wait.js';
 import { VERSION } from '../../src/version.js';
 import { testKey } from '../helpers/fake-fcm.js';

@@ -8,22 +8,20 @@ import type { Socket } from 'node:net';
 import { connect as netConnect } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { PhoneSession } from '../../src/session/phone-session.js';
+import { httpGet, rawExchange, upgradeStatus } from '../helpers/http.js';
 import {
   binaryHeaders,
   connectBinary,
   connectPhone,
-  httpGet,
   phoneConnId,
   phoneHeaders,
-  rawExchange,
   startRelay,
   TestClient,
-  upgradeStatus,
   type TestRelay,
-} from '../helpers/relay.js';
+} from '../helpers/relays.js';
+import { clientFrame, closeOf, parseServerFrames } from '../helpers/ws-frames.js';
 import type { RelayOptions } from '../../src/relay.js';
 import { sleep, waitFor, withTimeout } from '../helpers/wait.js';
-import { clientFrame, closeOf, parseServerFrames } from '../helpers/reliability.js';
 
 const PKG_VERSION = (
   JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }

@@ -14,7 +14,8 @@ import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { sourceFiles } from '../helpers/repo.js';
 import { buildResource, parseOtelEnv } from '../../telemetry/index.js';
-import { cleanEnv, DAEMON_MAIN, freePort, startDaemon, type DaemonHandle } from '../helpers/daemon.js';
+import { cleanEnv, DAEMON_MAIN, type DaemonHandle, startDaemon } from '../helpers/daemon.js';
+import { freePort } from '../helpers/ports.js';
 import { startOtlpReceiver, type OtlpReceiver } from '../helpers/otlp-receiver.js';
 import { waitFor } from '../helpers/wait.js';
 

@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { registerRuntimeMetrics } from '../../src/metrics/runtime.js';
-import { freePort } from '../helpers/daemon.js';
+import { freePort } from '../helpers/ports.js';
 import {
   connectBinary,
   connectPhone,
@@ -25,7 +25,7 @@ import {
   startRelay,
   type TestClient,
   type TestRelay,
-} from '../helpers/relay.js';
+} from '../helpers/relays.js';
 import { waitFor } from '../helpers/wait.js';
 
 const OPS = fileURLToPath(new URL('../../docs/ops/', import.meta.url));

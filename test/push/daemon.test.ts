@@ -6,7 +6,11 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { CANCELLED_TEXT } from '../../src/push/fcm.js';
 import { tokenFingerprint } from '../../src/push/waker.js';
-import { cleanEnv, freePort, runDaemon, startDaemon, type DaemonHandle } from '../helpers/daemon.js';
+import { cleanEnv, type DaemonHandle, runDaemon, startDaemon } from '../helpers/daemon.js';
+import { httpGet } from '../helpers/http.js';
+import { freePort } from '../helpers/ports.js';
+import { binaryHeaders, TestClient } from '../helpers/relays.js';
+import { sampleValue } from '../helpers/scrape.js';
 import {
   ACCESS_TOKEN,
   FCM_FREE_TEXT,
@@ -16,7 +20,6 @@ import {
   verifyAssertion,
   type FakeGoogle,
 } from '../helpers/fake-fcm.js';
-import { TestClient, binaryHeaders, httpGet, sampleValue } from '../helpers/relay.js';
 import { waitFor } from '../helpers/wait.js';
 
 const DEVICE_TOKEN = 'DEVICE-TOKEN-MARKER-daemon:APA91b';

@@ -30,7 +30,7 @@ import {
   type FakeGoogle,
   type RecordedRequest,
 } from '../helpers/fake-fcm.js';
-import { freePort } from '../helpers/daemon.js';
+import { freePort } from '../helpers/ports.js';
 import { sleep, waitFor } from '../helpers/wait.js';
 
 const DEVICE_TOKEN = 'DEVICE-TOKEN-MARKER:APA91bH-x_y';

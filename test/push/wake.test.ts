@@ -33,13 +33,13 @@ import {
 import {
   connectBinary,
   connectPhone,
-  phoneConnId,
-  sampleValue,
-  startRelay,
   type LogLine,
+  phoneConnId,
+  startRelay,
   type TestClient,
   type TestRelay,
-} from '../helpers/relay.js';
+} from '../helpers/relays.js';
+import { sampleValue } from '../helpers/scrape.js';
 import { sleep, waitFor } from '../helpers/wait.js';
 
 const OUTCOMES = ['dropped', 'send_failed', 'sent', 'token_fetch_failed', 'unregistered'] as const;

@@ -12,26 +12,31 @@
 // and RELAY_SOAK_CONNECTIONS=<n> to choose the size; docs/reliability.md records its figures.
 
 import { describe, expect, it } from 'vitest';
+import { figure } from '../helpers/figures.js';
+import { httpGet } from '../helpers/http.js';
+import {
+  binaryHeaders,
+  isEmpty,
+  type LogLine,
+  phoneHeaders,
+  relayState,
+  startRelay,
+  TestClient,
+  type TestRelay,
+} from '../helpers/relays.js';
+import { MiB, resourceCounts, settledHeap } from '../helpers/resources.js';
 import {
   B2P,
-  figure,
   GAUGE_BINARIES,
   GAUGE_PHONES,
   GRACE_EXPIRIES,
-  isEmpty,
-  MiB,
   P2B,
   registerCell,
   relaySamples,
-  relayState,
-  resourceCounts,
-  settledHeap,
-  splitDiff,
   sampleDiff,
-  startQuietRelay,
+  splitDiff,
   upgradeCell,
-} from '../helpers/reliability.js';
-import { binaryHeaders, httpGet, phoneHeaders, TestClient, type LogLine, type TestRelay } from '../helpers/relay.js';
+} from '../helpers/scrape.js';
 import { sleep, waitFor } from '../helpers/wait.js';
 
 const GRACE_MS = 80;
@@ -250,7 +255,7 @@ interface SoakResult {
 
 async function soak(target: number, label: string): Promise<SoakResult> {
   const churn = new Churn();
-  const r = await startQuietRelay(
+  const r = await startRelay(
     {
       gracePeriodMs: GRACE_MS,
       probeTimeoutMs: 60,

@@ -16,8 +16,10 @@ import {
   wrapPhoneFrame,
   type BinaryEnvelope,
 } from '../../src/protocol/envelope.js';
-import { B2P, figure, goCompact, jsonEqual, P2B } from '../helpers/reliability.js';
-import { connectBinary, phoneHeaders, startRelay, type TestClient, type TestRelay } from '../helpers/relay.js';
+import { figure } from '../helpers/figures.js';
+import { goCompact, jsonEqual } from '../helpers/json-oracle.js';
+import { connectBinary, phoneHeaders, startRelay, type TestClient, type TestRelay } from '../helpers/relays.js';
+import { B2P, P2B } from '../helpers/scrape.js';
 import { waitFor, withTimeout } from '../helpers/wait.js';
 
 const utf8 = (s: string): Buffer => Buffer.from(s, 'utf8');

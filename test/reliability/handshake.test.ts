@@ -11,41 +11,38 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { accepts, freePort, startDaemon } from '../helpers/daemon.js';
-import {
-  B2P,
-  clientFrame,
-  closedCell,
-  closePayload,
-  CONNECTIONS_CLOSED,
-  familyDiff,
-  HTTP_ERRORS,
-  figure,
-  headerLines,
-  httpErrorCell,
-  P2B,
-  rawRequest,
-  RawWs,
-  rejectionCell,
-  relayState,
-  sampleDiff,
-  Sampler,
-  snapshot,
-  splitDiff,
-  upgradeCell,
-  UPGRADE_HEADERS,
-  UPGRADE_REJECTIONS,
-} from '../helpers/reliability.js';
+import { startDaemon } from '../helpers/daemon.js';
+import { figure } from '../helpers/figures.js';
+import { headerLines, rawRequest, UPGRADE_HEADERS } from '../helpers/http.js';
+import { accepts, freePort } from '../helpers/ports.js';
 import {
   binaryHeaders,
   connectBinary,
   connectPhone,
   phoneConnId,
   phoneHeaders,
+  relayState,
   startRelay,
   type TestClient,
   type TestRelay,
-} from '../helpers/relay.js';
+} from '../helpers/relays.js';
+import { Sampler } from '../helpers/resources.js';
+import {
+  B2P,
+  closedCell,
+  CONNECTIONS_CLOSED,
+  familyDiff,
+  HTTP_ERRORS,
+  httpErrorCell,
+  P2B,
+  rejectionCell,
+  sampleDiff,
+  snapshot,
+  splitDiff,
+  UPGRADE_REJECTIONS,
+  upgradeCell,
+} from '../helpers/scrape.js';
+import { clientFrame, closePayload, RawWs } from '../helpers/ws-frames.js';
 import { sleep, waitFor, withTimeout } from '../helpers/wait.js';
 
 const MAX_CONNECTIONS = 4;

@@ -6,21 +6,19 @@
 
 import WebSocket from 'ws';
 import { afterEach, describe, expect, it } from 'vitest';
+import { figure } from '../helpers/figures.js';
+import { binaryHeaders, isEmpty, phoneHeaders, relayState, startRelay, type TestRelay } from '../helpers/relays.js';
+import { Sampler } from '../helpers/resources.js';
 import {
   familyDiff,
-  figure,
-  isEmpty,
   registerCell,
   rejectionCell,
-  relayState,
   sampleDiff,
-  Sampler,
   snapshot,
   splitDiff,
-  upgradeCell,
   UPGRADE_REJECTIONS,
-} from '../helpers/reliability.js';
-import { binaryHeaders, phoneHeaders, startRelay, type TestRelay } from '../helpers/relay.js';
+  upgradeCell,
+} from '../helpers/scrape.js';
 import { waitFor, withTimeout } from '../helpers/wait.js';
 
 let relay: TestRelay | undefined;

@@ -15,27 +15,20 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import WebSocket from 'ws';
 import { afterAll, describe, expect, it } from 'vitest';
 import { startOtlpReceiver, type OtlpReceiver } from '../helpers/otlp-receiver.js';
-import { cleanEnv, freePort, runDaemon, startDaemon } from '../helpers/daemon.js';
-import {
-  clientFrame,
-  closePayload,
-  figure,
-  headerLines,
-  rawRequest,
-  RawWs,
-  UPGRADE_HEADERS,
-} from '../helpers/reliability.js';
+import { cleanEnv, runDaemon, startDaemon } from '../helpers/daemon.js';
+import { figure } from '../helpers/figures.js';
+import { headerLines, httpGet, rawRequest, UPGRADE_HEADERS, upgradeStatus } from '../helpers/http.js';
+import { freePort } from '../helpers/ports.js';
 import {
   binaryHeaders,
   connectBinary,
   connectPhone,
-  httpGet,
   phoneConnId,
   phoneHeaders,
   startRelay,
   TestClient,
-  upgradeStatus,
-} from '../helpers/relay.js';
+} from '../helpers/relays.js';
+import { clientFrame, closePayload, RawWs } from '../helpers/ws-frames.js';
 import { sleep, waitFor, withTimeout } from '../helpers/wait.js';
 
 /** Every value that must never appear in a log line (nor in a scrape or an error body). */

@@ -9,10 +9,15 @@
 
 import { connect as netConnect, type Socket } from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { cleanEnv, freePort, startDaemon, type DaemonHandle } from '../helpers/daemon.js';
+import { cleanEnv, type DaemonHandle, startDaemon } from '../helpers/daemon.js';
+import { figure } from '../helpers/figures.js';
+import { httpGet } from '../helpers/http.js';
+import { otlpSum } from '../helpers/otlp-receiver.js';
+import { freePort } from '../helpers/ports.js';
+import { binaryHeaders, phoneHeaders, TestClient } from '../helpers/relays.js';
+import { B2P, P2B, relaySamples } from '../helpers/scrape.js';
+import { RawWs } from '../helpers/ws-frames.js';
 import { startOtlpReceiver } from '../helpers/otlp-receiver.js';
-import { B2P, figure, otlpSum, P2B, RawWs, relaySamples } from '../helpers/reliability.js';
-import { binaryHeaders, httpGet, phoneHeaders, TestClient } from '../helpers/relay.js';
 import { sleep, waitFor } from '../helpers/wait.js';
 
 interface Running {

@@ -14,7 +14,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { BinarySession } from '../../src/session/binary-session.js';
 import { OUTBOX_BUDGET_BYTES } from '../../src/session/outbox.js';
 import type { PhoneSession } from '../../src/session/phone-session.js';
-import { clientFrame, figure, RawWs, Sampler, underlying } from '../helpers/reliability.js';
+import { figure } from '../helpers/figures.js';
 import {
   binaryHeaders,
   connectBinary,
@@ -24,7 +24,9 @@ import {
   startRelay,
   type TestClient,
   type TestRelay,
-} from '../helpers/relay.js';
+} from '../helpers/relays.js';
+import { Sampler } from '../helpers/resources.js';
+import { clientFrame, RawWs, underlying } from '../helpers/ws-frames.js';
 import { sleep, waitFor } from '../helpers/wait.js';
 
 let relay: TestRelay | undefined;

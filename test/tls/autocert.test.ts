@@ -31,9 +31,10 @@ import { ACCOUNT_KEY_FILE, AutocertManager, type AutocertOptions } from '../../s
 import { closeServer, listen } from '../../src/http/listeners.js';
 import { createLogger } from '../../src/log.js';
 import { PROXY_V2_SIGNATURE } from '../../src/http/proxy-protocol.js';
-import { accepts, cleanEnv, DAEMON_MAIN, freePort, startDaemon, type DaemonHandle } from '../helpers/daemon.js';
+import { cleanEnv, DAEMON_MAIN, type DaemonHandle, startDaemon } from '../helpers/daemon.js';
+import { accepts, freePort } from '../helpers/ports.js';
+import { binaryHeaders, type LogLine, phoneHeaders, TestClient } from '../helpers/relays.js';
 import { requirePebble, startPebble, type Pebble } from '../helpers/pebble.js';
-import { binaryHeaders, phoneHeaders, TestClient, type LogLine } from '../helpers/relay.js';
 import { sleep, waitFor, withTimeout } from '../helpers/wait.js';
 
 const DOMAIN = 'localhost';

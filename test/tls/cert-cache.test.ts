@@ -17,7 +17,7 @@ import {
   processFacts,
 } from '../../src/tls/cert-cache.js';
 import { createLogger } from '../../src/log.js';
-import type { LogLine } from '../helpers/relay.js';
+import type { LogLine } from '../helpers/relays.js';
 
 let work: string;
 let logs: LogLine[];

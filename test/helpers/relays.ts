@@ -1,14 +1,16 @@
-// A real relay on 127.0.0.1 for tests: the same Relay, listeners, telemetry and /metrics server the
-// daemon uses, on ephemeral ports, with short timings and a captured log.
+// Real relays on 127.0.0.1 for tests: the same Relay, listeners, telemetry and /metrics server the
+// daemon uses, on ephemeral ports, with short timings and a captured log; ws clients that record
+// what they receive; and useRelays(), the fixture that closes every relay and client a test made.
 
 import type { Server } from 'node:http';
-import { request as httpRequest } from 'node:http';
-import { connect as netConnect } from 'node:net';
+import type { Socket } from 'node:net';
+import { afterEach } from 'vitest';
 import WebSocket from 'ws';
 import { buildTelemetry, type MetricsServer, type Telemetry } from '../../telemetry/index.js';
 import { closeServer, createPlainServer, listen } from '../../src/http/listeners.js';
 import { createLogger } from '../../src/log.js';
 import { DEFAULT_RELAY_OPTIONS, Relay, type RelayOptions } from '../../src/relay.js';
+import { sampleValue } from './scrape.js';
 import { waitFor, withTimeout } from './wait.js';
 
 export interface LogLine {
@@ -109,16 +111,6 @@ export async function startRelay(
       await telemetry.shutdown(1_000);
     },
   };
-}
-
-/** The value of the sample whose series text (name plus labels) is exactly `series`. */
-export function sampleValue(text: string, series: string): number {
-  for (const line of text.split('\n')) {
-    if (line.startsWith('#')) continue;
-    const space = line.lastIndexOf(' ');
-    if (line.slice(0, space) === series) return Number(line.slice(space + 1));
-  }
-  throw new Error(`series ${series} not in scrape:\n${text}`);
 }
 
 // ---- WebSocket clients ----
@@ -227,82 +219,98 @@ export async function phoneConnId(phone: TestClient, binary: TestClient): Promis
   return envelope.conn_id;
 }
 
-// ---- Raw HTTP ----
+// ---- Relay internals the tests may read (never write): the registry's maps and the cap ----
 
-export interface RawResponse {
-  status: number;
-  headers: Record<string, string | string[] | undefined>;
-  body: string;
+interface RegistryInternals {
+  binaries: Map<string, unknown>;
+  phones: Map<string, unknown[]>;
+  graces: Map<string, unknown>;
 }
 
-/** A plain HTTP request (no upgrade). */
-export function httpGet(
-  url: string,
-  options: { method?: string; headers?: Record<string, string> } = {},
-): Promise<RawResponse> {
-  return withTimeout(
-    new Promise((resolve, reject) => {
-      const req = httpRequest(
-        url,
-        { method: options.method ?? 'GET', headers: options.headers, agent: false },
-        (res) => {
-          const chunks: Buffer[] = [];
-          res.on('data', (c: Buffer) => chunks.push(c));
-          res.on('end', () =>
-            resolve({
-              status: res.statusCode ?? 0,
-              headers: res.headers,
-              body: Buffer.concat(chunks).toString('utf8'),
-            }),
-          );
-        },
-      );
-      req.on('error', reject);
-      req.end();
-    }),
-    5_000,
-    `HTTP ${options.method ?? 'GET'} ${url}`,
+/** Sizes of every relay-side structure that must return to zero when everybody left. */
+export function relayState(r: TestRelay): {
+  binaries: number;
+  phoneLists: number;
+  graces: number;
+  counts: { binaries: number; phones: number };
+  capUsed: number;
+  live: number;
+} {
+  const reg = r.relay.registry as unknown as RegistryInternals;
+  return {
+    binaries: reg.binaries.size,
+    phoneLists: reg.phones.size,
+    graces: reg.graces.size,
+    counts: r.relay.counts(),
+    capUsed: r.relay.cap.used,
+    live: r.relay.liveConnections,
+  };
+}
+
+export function isEmpty(state: ReturnType<typeof relayState>): boolean {
+  return (
+    state.binaries === 0 &&
+    state.phoneLists === 0 &&
+    state.graces === 0 &&
+    state.counts.binaries === 0 &&
+    state.counts.phones === 0 &&
+    state.capUsed === 0 &&
+    state.live === 0
   );
 }
 
-/** Sends raw bytes on a TCP connection and returns everything the server wrote until it closed. */
-export function rawExchange(port: number, request: string | Buffer, timeoutMs = 5_000): Promise<string> {
-  return withTimeout(
-    new Promise((resolve, reject) => {
-      const socket = netConnect({ host: '127.0.0.1', port }, () => socket.write(request));
-      const chunks: Buffer[] = [];
-      socket.on('data', (c: Buffer) => chunks.push(c));
-      socket.on('error', reject);
-      socket.on('close', () => resolve(Buffer.concat(chunks).toString('latin1')));
-    }),
-    timeoutMs,
-    'raw exchange to close',
-  );
+// ---- The fixture ----
+
+/** Anything a test opens towards a relay and must not outlive it. */
+type Closable = TestClient | WebSocket | Socket | { destroy(): void };
+
+export interface Relays {
+  /** Starts a relay (TEST_RELAY_OPTIONS plus `overrides`), closed after the test. */
+  boot(overrides?: Partial<RelayOptions>, onLog?: (line: LogLine) => void): Promise<TestRelay>;
+  /** Registers a client, ws socket, raw socket or RawWs to be torn down after the test; returns it. */
+  track<T extends Closable>(client: T): T;
+  /** connectBinary, tracked. */
+  binary(r: TestRelay, serverId: string, extra?: Record<string, string>): Promise<TestClient>;
+  /** connectPhone, tracked. */
+  phone(r: TestRelay, serverId: string, extra?: Record<string, string>): Promise<TestClient>;
+  /** A TestClient on `path` with exactly these headers (not awaited), tracked. */
+  client(r: TestRelay, path: string, headers: Record<string, string>, options?: WebSocket.ClientOptions): TestClient;
 }
 
-/** An upgrade request's HTTP answer (status and body) when the relay refuses it. */
-export async function upgradeStatus(
-  relay: TestRelay,
-  path: string,
-  headers: Record<string, string>,
-): Promise<{ status: number; body: string; headers: Record<string, string | string[] | undefined> }> {
-  return withTimeout(
-    new Promise((resolve, reject) => {
-      const ws = new WebSocket(`${relay.wsUrl}${path}`, { headers, perMessageDeflate: false });
-      ws.on('error', () => {});
-      ws.once('unexpected-response', (_req, res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () =>
-          resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8'), headers: res.headers }),
-        );
-      });
-      ws.once('open', () => {
-        ws.terminate();
-        reject(new Error(`expected an HTTP rejection for ${path}, got an open WebSocket`));
-      });
-    }),
-    5_000,
-    `HTTP answer to upgrade ${path}`,
-  );
+function teardown(c: Closable): void {
+  if (c instanceof TestClient) c.ws.terminate();
+  else if (c instanceof WebSocket) c.terminate();
+  else c.destroy();
+}
+
+/** Call once at the top of a test file (or describe block): every relay booted and every client
+ * tracked through it is terminated and closed in afterEach, also when the test failed. */
+export function useRelays(): Relays {
+  const relays: TestRelay[] = [];
+  const clients: Closable[] = [];
+  afterEach(async () => {
+    for (const c of clients.splice(0)) teardown(c);
+    await Promise.all(relays.splice(0).map((r) => r.close()));
+  });
+  const track = <T extends Closable>(c: T): T => {
+    clients.push(c);
+    return c;
+  };
+  return {
+    async boot(overrides = {}, onLog) {
+      const r = await startRelay(overrides, onLog);
+      relays.push(r);
+      return r;
+    },
+    track,
+    async binary(r, serverId, extra = {}) {
+      return track(await connectBinary(r, serverId, extra));
+    },
+    async phone(r, serverId, extra = {}) {
+      return track(await connectPhone(r, serverId, extra));
+    },
+    client(r, path, headers, options = {}) {
+      return track(new TestClient(`${r.wsUrl}${path}`, headers, options));
+    },
+  };
 }
