@@ -4,18 +4,14 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import ts from 'typescript';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { upgradeStatus } from './helpers/http.js';
-import { connectBinary, connectPhone, phoneConnId, startRelay, TestClient, type TestRelay } from './helpers/relays.js';
+import { connectBinary, connectPhone, phoneConnId, TestClient, useRelays } from './helpers/relays.js';
 import { REPO_ROOT } from './helpers/repo.js';
 import { sleep, waitFor } from './helpers/wait.js';
 import { createLogger, LOG_KEYS, type LogFields } from '../src/log.js';
 
-let relay: TestRelay | undefined;
-afterEach(async () => {
-  await relay?.close();
-  relay = undefined;
-});
+const { boot } = useRelays();
 
 // ---- (1) static scan ----
 
@@ -214,8 +210,7 @@ const ALLOWED_RECORD_KEYS = new Set(['time', 'level', 'msg', ...LOG_KEYS]);
 
 describe('log hygiene: dynamic', () => {
   it('a mixed workload logs only allowlisted keys and never a token, payload, push token or User-Agent', async () => {
-    const r = await startRelay({ trustXForwardedFor: true, rateLimitBurst: 3, probeTimeoutMs: 300 });
-    relay = r;
+    const r = await boot({ trustXForwardedFor: true, rateLimitBurst: 3, probeTimeoutMs: 300 });
     let ip = 0;
     const headers = (extra: Record<string, string> = {}): Record<string, string> => ({
       'User-Agent': UA,

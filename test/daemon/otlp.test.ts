@@ -6,7 +6,7 @@ import WebSocket from 'ws';
 import { cleanEnv, type DaemonHandle, startDaemon } from '../helpers/daemon.js';
 import { freePort } from '../helpers/ports.js';
 import { binaryHeaders } from '../helpers/relays.js';
-import { startOtlpReceiver, type OtlpReceiver } from '../helpers/otlp-receiver.js';
+import { type OtlpReceiver, startOtlpReceiver } from '../helpers/otlp-receiver.js';
 import { waitFor } from '../helpers/wait.js';
 
 interface OtlpJson {

@@ -1,45 +1,27 @@
 // Back-pressure, heartbeat and read deadlines end to end (relay-behaviour.md section 5,
 // DECISIONS.md): real ws clients and raw TCP sockets over 127.0.0.1 against the real Relay.
 
-import type { Socket } from 'node:net';
-import { connect as netConnect } from 'node:net';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   binaryHeaders,
   connectBinary,
   connectPhone,
   type LogLine,
+  logsOf,
   phoneConnId,
   phoneHeaders,
-  startRelay,
   TestClient,
-  type TestRelay,
+  useRelays,
 } from '../helpers/relays.js';
-import { clientFrame, closeOf, parseServerFrames } from '../helpers/ws-frames.js';
-import { sleep, waitFor, withTimeout } from '../helpers/wait.js';
+import { clientFrame, RawWs, underlying } from '../helpers/ws-frames.js';
+import { sleep, waitFor } from '../helpers/wait.js';
+import { B2P } from '../helpers/scrape.js';
 
-let relay: TestRelay | undefined;
-const sockets: Socket[] = [];
-afterEach(async () => {
-  for (const s of sockets.splice(0)) s.destroy();
-  await relay?.close();
-  relay = undefined;
-});
-
-const B2P = 'pyrycode_relay_frames_forwarded_total{direction="binary_to_phone"}';
-
-function underlying(client: TestClient): Socket {
-  return (client.ws as unknown as { _socket: Socket })._socket;
-}
-
-function logsOf(r: TestRelay, msg: string): LogLine[] {
-  return r.logs.filter((l) => l.msg === msg);
-}
+const { boot, track } = useRelays();
 
 describe('per-phone outbox', () => {
   it('a phone that stops reading is closed 1011 "phone backlog full"; its sibling gets every frame in order; the binary stays up', async () => {
-    const r = await startRelay();
-    relay = r;
+    const r = await boot();
     const binary = await connectBinary(r, 'srv-slow');
     const slow = await connectPhone(r, 'srv-slow');
     const healthy = await connectPhone(r, 'srv-slow');
@@ -91,8 +73,7 @@ describe('per-phone outbox', () => {
   });
 
   it('a burst of 300 x 1 KiB frames to a healthy phone is delivered completely and in order', async () => {
-    const r = await startRelay();
-    relay = r;
+    const r = await boot();
     const binary = await connectBinary(r, 'srv-burst');
     const phone = await connectPhone(r, 'srv-burst');
     const id = await phoneConnId(phone, binary);
@@ -115,8 +96,7 @@ describe('heartbeat', () => {
   const INTERVAL = 200;
 
   it('a phone that never answers pings is closed 1011 "heartbeat timeout" within ~2 intervals', async () => {
-    const r = await startRelay({ heartbeatIntervalMs: INTERVAL });
-    relay = r;
+    const r = await boot({ heartbeatIntervalMs: INTERVAL });
     const binary = await connectBinary(r, 'srv-hb');
     const deaf = new TestClient(`${r.wsUrl}/v1/client`, phoneHeaders('srv-hb'), { autoPong: false });
     await deaf.open();
@@ -133,8 +113,7 @@ describe('heartbeat', () => {
   });
 
   it('a binary that never answers pings is closed 1011 "heartbeat timeout" within ~2 intervals', async () => {
-    const r = await startRelay({ heartbeatIntervalMs: INTERVAL });
-    relay = r;
+    const r = await boot({ heartbeatIntervalMs: INTERVAL });
     const deaf = new TestClient(`${r.wsUrl}/v1/server`, binaryHeaders('srv-hb-b'), { autoPong: false });
     await deaf.open();
     const t0 = Date.now();
@@ -146,8 +125,7 @@ describe('heartbeat', () => {
   });
 
   it('healthy clients stay connected over 5 intervals', async () => {
-    const r = await startRelay({ heartbeatIntervalMs: INTERVAL });
-    relay = r;
+    const r = await boot({ heartbeatIntervalMs: INTERVAL });
     const pings: number[] = [];
     const binary = await connectBinary(r, 'srv-hb-ok');
     const phone = await connectPhone(r, 'srv-hb-ok');
@@ -162,63 +140,6 @@ describe('heartbeat', () => {
   });
 });
 
-// ---- Raw WebSocket over TCP (to send partial frames) ----
-
-interface RawWs {
-  socket: Socket;
-  /** Bytes received after the 101 response. */
-  data(): Buffer;
-  ended(): boolean;
-}
-
-async function rawUpgrade(port: number, path: string, headers: Record<string, string>): Promise<RawWs> {
-  const socket = netConnect({ host: '127.0.0.1', port });
-  sockets.push(socket);
-  let buf = Buffer.alloc(0);
-  let headerDone = false;
-  let ended = false;
-  socket.on('error', () => {});
-  socket.on('close', () => (ended = true));
-  socket.on('data', (chunk: Buffer) => {
-    buf = Buffer.concat([buf, chunk]);
-    if (!headerDone) {
-      const end = buf.indexOf('\r\n\r\n');
-      if (end >= 0) {
-        const head = buf.subarray(0, end).toString('latin1');
-        if (!head.startsWith('HTTP/1.1 101')) throw new Error(`upgrade refused: ${head}`);
-        headerDone = true;
-        buf = buf.subarray(end + 4);
-      }
-    }
-  });
-  await withTimeout(new Promise<void>((resolve) => socket.once('connect', () => resolve())), 3_000, 'TCP connect');
-  const lines = [
-    `GET ${path} HTTP/1.1`,
-    `Host: 127.0.0.1:${port}`,
-    'Upgrade: websocket',
-    'Connection: Upgrade',
-    'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==',
-    'Sec-WebSocket-Version: 13',
-    ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`),
-    '',
-    '',
-  ];
-  socket.write(lines.join('\r\n'));
-  await waitFor(() => headerDone || ended, 3_000, '101 response');
-  if (!headerDone) throw new Error('connection closed before the 101');
-  return { socket, data: () => (headerDone ? buf : Buffer.alloc(0)), ended: () => ended };
-}
-
-/** A masked client frame: `announcedLength` is what the header claims (more than is sent, to stall). */
-function maskedFrame(fin: boolean, opcode: number, announcedLength: number, payload: Buffer): Buffer {
-  return clientFrame(opcode, payload, { fin, announced: announcedLength });
-}
-
-/** The first server close frame in `data`, if complete. */
-function parseCloseFrame(data: Buffer): { code: number; reason: string } | undefined {
-  return closeOf(parseServerFrames(data).find((f) => f.opcode === 0x8));
-}
-
 describe('per-message read deadline', () => {
   const DEADLINE = 300;
   const SLACK = 1_500;
@@ -229,8 +150,8 @@ describe('per-message read deadline', () => {
     const seen: { frameMs?: number; endMs?: number } = {};
     await waitFor(
       () => {
-        if (seen.frameMs === undefined && parseCloseFrame(ws.data()) !== undefined) seen.frameMs = Date.now() - t0;
-        if (seen.endMs === undefined && ws.ended()) seen.endMs = Date.now() - t0;
+        if (seen.frameMs === undefined && ws.closeFrame() !== undefined) seen.frameMs = Date.now() - t0;
+        if (seen.endMs === undefined && ws.isEnded) seen.endMs = Date.now() - t0;
         return seen.endMs !== undefined || Date.now() - t0 > 8_000;
       },
       10_000,
@@ -241,19 +162,18 @@ describe('per-message read deadline', () => {
   }
 
   it('binary: a frame header announcing 100 bytes followed by only 10 -> 1008 "message read timeout" and the socket closes within the deadline', async () => {
-    const r = await startRelay({ messageReadTimeoutMs: DEADLINE });
-    relay = r;
-    const ws = await rawUpgrade(r.port, '/v1/server', binaryHeaders('srv-rd'));
+    const r = await boot({ messageReadTimeoutMs: DEADLINE });
+    const ws = track(await RawWs.open(r.port, '/v1/server', binaryHeaders('srv-rd')));
     await waitFor(() => r.relay.registry.binaryFor('srv-rd'), 3_000, 'claim');
     const t0 = Date.now();
-    ws.socket.write(maskedFrame(true, 0x1, 100, Buffer.from('{"conn_id"')));
+    ws.write(clientFrame(0x1, Buffer.from('{"conn_id"'), { announced: 100 }));
     const released = waitFor(
       () => logsOf(r, 'server_released').length === 1 && Date.now() - t0,
       10_000,
       'server_released',
     );
     const seen = await observeClose(ws, t0);
-    expect(parseCloseFrame(ws.data())).toEqual({ code: 1008, reason: 'message read timeout' });
+    expect(ws.closeFrame()).toEqual({ code: 1008, reason: 'message read timeout' });
     expect(seen.frameMs).toBeGreaterThanOrEqual(DEADLINE - 50);
     expect(seen.frameMs).toBeLessThan(DEADLINE + SLACK);
     // The peer is stuck mid-frame and can never answer the close: the connection must be gone
@@ -263,16 +183,15 @@ describe('per-message read deadline', () => {
   });
 
   it('phone: a stalled partial frame -> 1008, socket closed and the binary notified (close_code 1008) within the deadline', async () => {
-    const r = await startRelay({ messageReadTimeoutMs: DEADLINE });
-    relay = r;
+    const r = await boot({ messageReadTimeoutMs: DEADLINE });
     const binary = await connectBinary(r, 'srv-rd-p');
-    const ws = await rawUpgrade(r.port, '/v1/client', phoneHeaders('srv-rd-p'));
+    const ws = track(await RawWs.open(r.port, '/v1/client', phoneHeaders('srv-rd-p')));
     await waitFor(() => r.relay.metrics.phonesSinceBoot === 1, 3_000, 'registration');
     const t0 = Date.now();
-    ws.socket.write(maskedFrame(true, 0x1, 100, Buffer.from('{"a":"bbbb')));
+    ws.write(clientFrame(0x1, Buffer.from('{"a":"bbbb'), { announced: 100 }));
     const notified = waitFor(() => binary.messages.length >= 1 && Date.now() - t0, 10_000, 'close notice');
     const seen = await observeClose(ws, t0);
-    expect(parseCloseFrame(ws.data())).toEqual({ code: 1008, reason: 'message read timeout' });
+    expect(ws.closeFrame()).toEqual({ code: 1008, reason: 'message read timeout' });
     expect(seen.frameMs).toBeGreaterThanOrEqual(DEADLINE - 50);
     expect(seen.frameMs).toBeLessThan(DEADLINE + SLACK);
     const noticeMs = await notified;
@@ -283,39 +202,37 @@ describe('per-message read deadline', () => {
   });
 
   it('a fragmented message whose continuation never arrives gets 1008 within the deadline; answering the close ends it', async () => {
-    const r = await startRelay({ messageReadTimeoutMs: DEADLINE });
-    relay = r;
-    const ws = await rawUpgrade(r.port, '/v1/server', binaryHeaders('srv-rd-f'));
+    const r = await boot({ messageReadTimeoutMs: DEADLINE });
+    const ws = track(await RawWs.open(r.port, '/v1/server', binaryHeaders('srv-rd-f')));
     await waitFor(() => r.relay.registry.binaryFor('srv-rd-f'), 3_000, 'claim');
     const t0 = Date.now();
     const part = Buffer.from('{"conn_id":"x",');
-    ws.socket.write(maskedFrame(false, 0x1, part.length, part)); // complete first fragment, FIN=0
-    await waitFor(() => parseCloseFrame(ws.data()), DEADLINE + SLACK + 500, 'close frame');
+    ws.write(clientFrame(0x1, part, { fin: false })); // complete first fragment, FIN=0
+    await waitFor(() => ws.closeFrame(), DEADLINE + SLACK + 500, 'close frame');
     const elapsed = Date.now() - t0;
     expect(elapsed).toBeGreaterThanOrEqual(DEADLINE - 50);
     expect(elapsed).toBeLessThan(DEADLINE + SLACK);
-    expect(parseCloseFrame(ws.data())).toEqual({ code: 1008, reason: 'message read timeout' });
+    expect(ws.closeFrame()).toEqual({ code: 1008, reason: 'message read timeout' });
     // Between frames the peer can answer; then the relay drops TCP and releases the slot.
     const body = Buffer.from([0x03, 0xf0]); // 1008
-    ws.socket.write(maskedFrame(true, 0x8, body.length, body));
-    await waitFor(() => ws.ended(), 3_000, 'socket closed after the close handshake');
+    ws.write(clientFrame(0x8, body));
+    await waitFor(() => ws.isEnded, 3_000, 'socket closed after the close handshake');
     await waitFor(() => logsOf(r, 'server_released').length === 1, 3_000, 'server_released');
   });
 
   it('an idle connection with no partial message is not closed by the read deadline', async () => {
-    const r = await startRelay({ messageReadTimeoutMs: DEADLINE });
-    relay = r;
+    const r = await boot({ messageReadTimeoutMs: DEADLINE });
     const binary = await connectBinary(r, 'srv-idle');
     const phone = await connectPhone(r, 'srv-idle');
     const id = await phoneConnId(phone, binary); // one complete message each way before idling
-    const raw = await rawUpgrade(r.port, '/v1/server', binaryHeaders('srv-idle-raw'));
+    const raw = track(await RawWs.open(r.port, '/v1/server', binaryHeaders('srv-idle-raw')));
     const complete = Buffer.from('{"conn_id":"client-srv-idle-raw-00000000","frame":1}');
-    raw.socket.write(maskedFrame(true, 0x1, complete.length, complete)); // a whole message, then silence
+    raw.write(clientFrame(0x1, complete)); // a whole message, then silence
     await sleep(4 * DEADLINE);
     expect(binary.closed).toBeUndefined();
     expect(phone.closed).toBeUndefined();
-    expect(raw.ended()).toBe(false);
-    expect(parseCloseFrame(raw.data())).toBeUndefined();
+    expect(raw.isEnded).toBe(false);
+    expect(raw.closeFrame()).toBeUndefined();
     binary.send(`{"conn_id":"${id}","frame":{"still":"here"}}`);
     expect(await phone.message(1)).toBe('{"still":"here"}');
   });
@@ -323,8 +240,7 @@ describe('per-message read deadline', () => {
 
 describe('phone -> binary back-pressure', () => {
   it("a binary that stops reading back-pressures its own phones, while another binary's phone keeps flowing", async () => {
-    const r = await startRelay();
-    relay = r;
+    const r = await boot();
     const stuck = await connectBinary(r, 'srv-stuck');
     const p1 = await connectPhone(r, 'srv-stuck');
     await phoneConnId(p1, stuck);

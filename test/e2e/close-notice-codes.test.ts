@@ -2,18 +2,14 @@
 // library sent (DECISIONS.md: "use the code the relay sent"), and the close counts under the
 // matching reason.
 
-import { afterEach, describe, expect, it } from 'vitest';
-import { connectBinary, connectPhone, phoneConnId, startRelay, type TestRelay } from '../helpers/relays.js';
+import { describe, expect, it } from 'vitest';
+import { connectBinary, connectPhone, phoneConnId, useRelays } from '../helpers/relays.js';
 
-let relay: TestRelay | undefined;
-afterEach(async () => {
-  await relay?.close();
-  relay = undefined;
-});
+const { boot } = useRelays();
 
 describe('close notices for library-initiated closes', () => {
   it('an oversized phone message: phone gets 1009, the binary a notice with 1009', async () => {
-    relay = await startRelay();
+    const relay = await boot();
     const binary = await connectBinary(relay, 'cn-1009');
     const phone = await connectPhone(relay, 'cn-1009');
     const connId = await phoneConnId(phone, binary);
@@ -26,7 +22,7 @@ describe('close notices for library-initiated closes', () => {
   });
 
   it('invalid UTF-8 in a text frame: phone gets 1007, the binary a notice with 1007', async () => {
-    relay = await startRelay();
+    const relay = await boot();
     const binary = await connectBinary(relay, 'cn-1007');
     const phone = await connectPhone(relay, 'cn-1007');
     const connId = await phoneConnId(phone, binary);

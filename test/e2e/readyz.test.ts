@@ -3,45 +3,29 @@
 // (`npx tsc -p tsconfig.json` first) for the signal handling and the runtime series.
 
 import { existsSync } from 'node:fs';
-import type { Socket } from 'node:net';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { cleanEnv, DAEMON_MAIN, type DaemonHandle, startDaemon } from '../helpers/daemon.js';
 import { httpGet, rawExchange, type RawResponse, upgradeStatus } from '../helpers/http.js';
 import { freePort } from '../helpers/ports.js';
-import {
-  binaryHeaders,
-  connectBinary,
-  connectPhone,
-  phoneHeaders,
-  startRelay,
-  TestClient,
-  type TestRelay,
-} from '../helpers/relays.js';
+import { binaryHeaders, connectBinary, connectPhone, phoneHeaders, TestClient, useRelays } from '../helpers/relays.js';
 import { sampleValue } from '../helpers/scrape.js';
 import { waitFor } from '../helpers/wait.js';
+import { underlying } from '../helpers/ws-frames.js';
 
 const READY_BODY = '{"status":"ready"}';
 const DRAINING_BODY = '{"status":"draining"}';
 const METHODS = ['GET', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS'];
 
-let relay: TestRelay | undefined;
-afterEach(async () => {
-  await relay?.close();
-  relay = undefined;
-});
+const { boot } = useRelays();
 
 function expectReadyHeaders(res: RawResponse): void {
   expect(res.headers['content-type']).toBe('application/json; charset=utf-8');
   expect(res.headers['cache-control']).toBe('no-store');
 }
 
-function underlying(client: TestClient): Socket {
-  return (client.ws as unknown as { _socket: Socket })._socket;
-}
-
 describe('/readyz on the public listener (in-process relay)', () => {
   it('answers 200 {"status":"ready"} with JSON no-store headers, for any method and for an upgrade request', async () => {
-    relay = await startRelay();
+    const relay = await boot();
     for (const method of METHODS) {
       const res = await httpGet(`${relay.httpUrl}/readyz`, { method });
       expect(res.status, method).toBe(200);
@@ -68,7 +52,7 @@ describe('/readyz on the public listener (in-process relay)', () => {
   });
 
   it('is not rate limited: keeps answering 200 once the per-IP bucket is exhausted', async () => {
-    relay = await startRelay({ rateLimitBurst: 1, rateLimitIntervalMs: 60_000 });
+    const relay = await boot({ rateLimitBurst: 1, rateLimitIntervalMs: 60_000 });
     // The only token goes to a header-gate failure; the next upgrade is refused 429.
     expect((await upgradeStatus(relay, '/v1/client', { 'User-Agent': 'x' })).status).toBe(400);
     expect((await upgradeStatus(relay, '/v1/server', binaryHeaders('rl'))).status).toBe(429);
@@ -87,7 +71,7 @@ describe('/readyz on the public listener (in-process relay)', () => {
   });
 
   it('answers 503 {"status":"draining"} after markNotReady(), while connections are still accepted', async () => {
-    relay = await startRelay();
+    const relay = await boot();
     const binary = await connectBinary(relay, 'not-ready');
     relay.relay.markNotReady();
     for (const method of ['GET', 'POST', 'HEAD']) {
@@ -107,7 +91,7 @@ describe('/readyz on the public listener (in-process relay)', () => {
   });
 
   it('answers 503 during a drain (and after it)', async () => {
-    relay = await startRelay();
+    const relay = await boot();
     await connectBinary(relay, 'drain-ready');
     const phone = await connectPhone(relay, 'drain-ready');
     expect((await httpGet(`${relay.httpUrl}/readyz`)).status).toBe(200);

@@ -1,57 +1,30 @@
 // End-to-end registry semantics (relay-behaviour.md 3.3-3.7, 8.3): conflict probe, takeover,
 // grace window, reclaim, expiry, re-arm, phone cap and live gauges, with real ws clients.
 
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   binaryHeaders,
-  connectBinary,
-  connectPhone,
-  type LogLine,
+  logFields,
+  logsOf,
   phoneConnId,
   phoneHeaders,
-  startRelay,
-  TestClient,
+  type TestClient,
   type TestRelay,
+  useRelays,
 } from '../helpers/relays.js';
-import { sampleValue } from '../helpers/scrape.js';
+import { expectCounters, GRACE_EXPIRIES, registerCell, sampleValue, upgradeCell } from '../helpers/scrape.js';
 import { sleep, waitFor } from '../helpers/wait.js';
-import type { RelayOptions } from '../../src/relay.js';
 
 // ---------------------------------------------------------------------------------------------
 // Local helpers
 // ---------------------------------------------------------------------------------------------
 
-const relays: TestRelay[] = [];
-const clients: TestClient[] = [];
-
-afterEach(async () => {
-  for (const c of clients.splice(0)) c.ws.terminate();
-  for (const r of relays.splice(0)) await r.close();
-});
-
-async function boot(overrides: Partial<RelayOptions> = {}): Promise<TestRelay> {
-  const r = await startRelay(overrides);
-  relays.push(r);
-  return r;
-}
-
-function track(c: TestClient): TestClient {
-  clients.push(c);
-  return c;
-}
-
-async function binary(r: TestRelay, id: string): Promise<TestClient> {
-  return track(await connectBinary(r, id));
-}
+const { boot, binary, client, phone: trackedPhone } = useRelays();
 
 async function phone(r: TestRelay, id: string): Promise<TestClient> {
-  const p = track(await connectPhone(r, id));
+  const p = await trackedPhone(r, id);
   expect(p.closed, `phone on ${id} registered`).toBeUndefined();
   return p;
-}
-
-function client(r: TestRelay, path: string, headers: Record<string, string>, options = {}): TestClient {
-  return track(new TestClient(`${r.wsUrl}${path}`, headers, options));
 }
 
 /** A binary that never answers pings (the relay sees it as dead). */
@@ -62,65 +35,12 @@ async function deafBinary(r: TestRelay, id: string): Promise<TestClient> {
   return c;
 }
 
-type Endpoint = 'server' | 'client';
-type Outcome = 'accept' | 'reject_headers' | 'reject_409' | 'reject_404' | 'reject_429' | 'reject_rate_limit';
-type Kind = 'no_server' | 'server_in_use' | 'phones_at_cap' | 'ratelimit';
-
-const UP = (endpoint: Endpoint, outcome: Outcome): string =>
-  `pyrycode_relay_ws_upgrade_attempts_total{endpoint="${endpoint}",outcome="${outcome}"}`;
-const RF = (kind: Kind): string => `pyrycode_relay_register_failures_total{kind="${kind}"}`;
-const GRACE = 'pyrycode_relay_grace_expiries_total';
 const BINARIES = 'pyrycode_relay_connected_binaries';
 const PHONES = 'pyrycode_relay_connected_phones';
-
-const COUNTER_SERIES: string[] = [
-  ...(['server', 'client'] as Endpoint[]).flatMap((e) =>
-    (['accept', 'reject_headers', 'reject_409', 'reject_404', 'reject_429', 'reject_rate_limit'] as Outcome[]).map(
-      (o) => UP(e, o),
-    ),
-  ),
-  ...(['no_server', 'server_in_use', 'phones_at_cap', 'ratelimit'] as Kind[]).map(RF),
-  GRACE,
-];
-
-/** Every control-plane counter cell equals `expected` (others 0); polls up to 2 s, then asserts. */
-async function expectCounters(r: TestRelay, expected: Record<string, number>): Promise<void> {
-  const want: Record<string, number> = {};
-  for (const s of COUNTER_SERIES) want[s] = 0;
-  for (const [k, v] of Object.entries(expected)) {
-    if (!(k in want)) throw new Error(`unknown series ${k}`);
-    want[k] = v;
-  }
-  let last: Record<string, number> = {};
-  try {
-    await waitFor(
-      async () => {
-        const text = await r.scrape();
-        last = {};
-        for (const s of COUNTER_SERIES) last[s] = sampleValue(text, s);
-        return COUNTER_SERIES.every((s) => last[s] === want[s]);
-      },
-      2_000,
-      'counter cells',
-    );
-  } catch {
-    // exact assertion below gives the diff
-  }
-  expect(last).toEqual(want);
-}
 
 async function gauges(r: TestRelay): Promise<{ binaries: number; phones: number }> {
   const text = await r.scrape();
   return { binaries: sampleValue(text, BINARIES), phones: sampleValue(text, PHONES) };
-}
-
-function logsOf(r: TestRelay, msg: string): LogLine[] {
-  return r.logs.filter((l) => l.msg === msg);
-}
-
-function fields(line: LogLine): Record<string, unknown> {
-  const { time: _t, level: _l, msg: _m, ...rest } = line;
-  return rest;
 }
 
 async function waitGrace(r: TestRelay, id: string): Promise<void> {
@@ -147,7 +67,7 @@ describe('first claim wins (3.3)', () => {
     const conflict = logsOf(r, 'server_id_conflict');
     expect(conflict).toHaveLength(1);
     expect(conflict[0]!.level).toBe('INFO');
-    expect(fields(conflict[0]!)).toEqual({ server_id: 'cf', remote: '127.0.0.1' });
+    expect(logFields(conflict[0]!)).toEqual({ server_id: 'cf', remote: '127.0.0.1' });
     expect(r.logText()).not.toContain('7.7.7-challenger');
     expect(logsOf(r, 'server_id_takeover')).toEqual([]);
     expect(logsOf(r, 'server_claimed')).toHaveLength(1);
@@ -161,10 +81,10 @@ describe('first claim wins (3.3)', () => {
     pa.send('{"n":2}');
     expect(JSON.parse(await a.message(2))).toEqual({ conn_id: connId, frame: { n: 2 } });
     await expectCounters(r, {
-      [UP('server', 'accept')]: 1,
-      [UP('client', 'accept')]: 1,
-      [UP('server', 'reject_409')]: 1,
-      [RF('server_in_use')]: 1,
+      [upgradeCell('server', 'accept')]: 1,
+      [upgradeCell('client', 'accept')]: 1,
+      [upgradeCell('server', 'reject_409')]: 1,
+      [registerCell('server_in_use')]: 1,
     });
     expect(await gauges(r)).toEqual({ binaries: 1, phones: 1 });
   });
@@ -186,7 +106,7 @@ describe('first claim wins (3.3)', () => {
 
     const seq = r.logs
       .filter((l) => l.msg === 'server_id_takeover' || l.msg === 'server_claimed')
-      .map((l) => [l.msg, fields(l)]);
+      .map((l) => [l.msg, logFields(l)]);
     expect(seq).toEqual([
       ['server_claimed', { server_id: 'tk', binary_version: '1.2.3', remote: '127.0.0.1' }],
       ['server_id_takeover', { server_id: 'tk', remote: '127.0.0.1' }],
@@ -201,7 +121,7 @@ describe('first claim wins (3.3)', () => {
     const p3 = await phone(r, 'tk');
     const connId = await phoneConnId(p3, b);
     expect(JSON.parse(b.messages[0]!)).toEqual({ conn_id: connId, frame: { probe: true } });
-    await expectCounters(r, { [UP('server', 'accept')]: 2, [UP('client', 'accept')]: 3 });
+    await expectCounters(r, { [upgradeCell('server', 'accept')]: 2, [upgradeCell('client', 'accept')]: 3 });
   });
 });
 
@@ -222,7 +142,7 @@ describe('grace window (3.4)', () => {
     expect(await gauges(r)).toEqual({ binaries: 0, phones: 2 });
     const released = logsOf(r, 'server_released');
     expect(released).toHaveLength(1);
-    expect(fields(released[0]!)).toEqual({ server_id: 'gr' });
+    expect(logFields(released[0]!)).toEqual({ server_id: 'gr' });
 
     // The slot still counts as claimed: a new phone registers.
     const late = await phone(r, 'gr');
@@ -239,7 +159,7 @@ describe('grace window (3.4)', () => {
     expect(silent.closed).toBeUndefined();
     expect(late.closed).toBeUndefined();
     expect(await gauges(r)).toEqual({ binaries: 0, phones: 2 });
-    await expectCounters(r, { [UP('server', 'accept')]: 1, [UP('client', 'accept')]: 3 });
+    await expectCounters(r, { [upgradeCell('server', 'accept')]: 1, [upgradeCell('client', 'accept')]: 3 });
   });
 
   it('reclaim within grace: old phones 4404, new binary gets no close notice, no expiry counted', async () => {
@@ -278,7 +198,7 @@ describe('grace window (3.4)', () => {
     const connId = await phoneConnId(p3, b);
     expect(b.messages).toHaveLength(1);
     expect(JSON.parse(b.messages[0]!)).toEqual({ conn_id: connId, frame: { probe: true } });
-    await expectCounters(r, { [UP('server', 'accept')]: 2, [UP('client', 'accept')]: 4 });
+    await expectCounters(r, { [upgradeCell('server', 'accept')]: 2, [upgradeCell('client', 'accept')]: 4 });
   });
 
   it('expiry: phones closed 1000 with empty reason, grace_expiries_total 1, slot free', async () => {
@@ -295,7 +215,11 @@ describe('grace window (3.4)', () => {
     expect(await p1.waitClose()).toEqual({ code: 1000, reason: '' });
     expect(await p2.waitClose()).toEqual({ code: 1000, reason: '' });
     expect(Date.now() - releasedAt).toBeGreaterThanOrEqual(grace / 2); // waited for the window
-    await expectCounters(r, { [UP('server', 'accept')]: 2, [UP('client', 'accept')]: 3, [GRACE]: 1 });
+    await expectCounters(r, {
+      [upgradeCell('server', 'accept')]: 2,
+      [upgradeCell('client', 'accept')]: 3,
+      [GRACE_EXPIRIES]: 1,
+    });
     expect(r.relay.registry.binaryFor('ex')).toBeUndefined();
     await waitFor(async () => (await gauges(r)).phones === 1, 3_000, 'phones gauge after expiry');
     expect(await gauges(r)).toEqual({ binaries: 1, phones: 1 });
@@ -309,11 +233,11 @@ describe('grace window (3.4)', () => {
     const b = await binary(r, 'ex');
     expect(b.closed).toBeUndefined();
     await expectCounters(r, {
-      [UP('server', 'accept')]: 3,
-      [UP('client', 'accept')]: 3,
-      [UP('client', 'reject_404')]: 1,
-      [RF('no_server')]: 1,
-      [GRACE]: 1,
+      [upgradeCell('server', 'accept')]: 3,
+      [upgradeCell('client', 'accept')]: 3,
+      [upgradeCell('client', 'reject_404')]: 1,
+      [registerCell('no_server')]: 1,
+      [GRACE_EXPIRIES]: 1,
     });
   });
 
@@ -346,15 +270,19 @@ describe('grace window (3.4)', () => {
     if (Date.now() < secondArmedAt + grace - 20) {
       expect(p.closed).toBeUndefined();
       expect(r.relay.registry.binaryFor('ra')).toBeDefined();
-      expect(await r.metric(GRACE)).toBe(0);
+      expect(await r.metric(GRACE_EXPIRIES)).toBe(0);
     }
 
     expect(await p.waitClose()).toEqual({ code: 1000, reason: '' });
     expect(Date.now() - secondArmedAt).toBeGreaterThanOrEqual(grace / 2);
-    await expectCounters(r, { [UP('server', 'accept')]: 2, [UP('client', 'accept')]: 1, [GRACE]: 1 });
+    await expectCounters(r, {
+      [upgradeCell('server', 'accept')]: 2,
+      [upgradeCell('client', 'accept')]: 1,
+      [GRACE_EXPIRIES]: 1,
+    });
     // Well after both windows: still exactly one.
     await sleep(grace);
-    expect(await r.metric(GRACE)).toBe(1);
+    expect(await r.metric(GRACE_EXPIRIES)).toBe(1);
     expect(r.relay.registry.binaryFor('ra')).toBeUndefined();
     expect(await gauges(r)).toEqual({ binaries: 0, phones: 0 });
   });
@@ -384,14 +312,14 @@ describe('phone registration (3.5)', () => {
     expect(r.relay.registry.counts()).toEqual({ binaries: 1, phones: 3 });
     expect(await gauges(r)).toEqual({ binaries: 1, phones: 3 });
     await expectCounters(r, {
-      [UP('server', 'accept')]: 1,
-      [UP('client', 'accept')]: 3,
-      [UP('client', 'reject_429')]: 3,
-      [RF('phones_at_cap')]: 3,
+      [upgradeCell('server', 'accept')]: 1,
+      [upgradeCell('client', 'accept')]: 3,
+      [upgradeCell('client', 'reject_429')]: 3,
+      [registerCell('phones_at_cap')]: 3,
     });
     const atCap = logsOf(r, 'phone_register_at_cap');
     expect(atCap).toHaveLength(3);
-    for (const l of atCap) expect(fields(l)).toEqual({ server_id: 'pc', remote: '127.0.0.1' });
+    for (const l of atCap) expect(logFields(l)).toEqual({ server_id: 'pc', remote: '127.0.0.1' });
     // A slot frees when one leaves.
     accepted[0]!.close();
     await waitFor(() => r.relay.registry.counts().phones === 2, 3_000, 'phone unregistered');
@@ -406,10 +334,14 @@ describe('phone registration (3.5)', () => {
     await p.open();
     expect(await p.waitClose()).toEqual({ code: 4404, reason: 'no server with that id' });
     expect(p.messages).toEqual([]);
-    await expectCounters(r, { [UP('server', 'accept')]: 1, [UP('client', 'reject_404')]: 1, [RF('no_server')]: 1 });
+    await expectCounters(r, {
+      [upgradeCell('server', 'accept')]: 1,
+      [upgradeCell('client', 'reject_404')]: 1,
+      [registerCell('no_server')]: 1,
+    });
     const l = logsOf(r, 'phone_register_no_server');
     expect(l).toHaveLength(1);
-    expect(fields(l[0]!)).toEqual({ server_id: 'unknown-id', remote: '127.0.0.1' });
+    expect(logFields(l[0]!)).toEqual({ server_id: 'unknown-id', remote: '127.0.0.1' });
     expect(await gauges(r)).toEqual({ binaries: 1, phones: 0 });
   });
 });
@@ -461,7 +393,7 @@ describe('gauges (3.7, 8.3)', () => {
     // g4's grace expires: its 2 remaining phones are closed.
     await waitFor(() => r.relay.registry.binaryFor('g4') === undefined, 3_000, 'g4 expired');
     await expectGauges({ binaries: 3, phones: 10 }, 'after g4 expiry');
-    expect(await r.metric(GRACE)).toBe(1);
+    expect(await r.metric(GRACE_EXPIRIES)).toBe(1);
 
     // Everyone leaves.
     for (const id of ids) for (const p of phonesById.get(id)!.slice(2)) p.close();
@@ -470,8 +402,12 @@ describe('gauges (3.7, 8.3)', () => {
     await expectGauges({ binaries: 0, phones: 0 }, 'everyone left');
     await waitFor(() => r.relay.liveConnections === 0, 3_000, 'all handlers ended');
     // The three gracing binaries expire with no phones left.
-    await waitFor(async () => (await r.metric(GRACE)) === 4, 3_000, 'all graces expired');
+    await waitFor(async () => (await r.metric(GRACE_EXPIRIES)) === 4, 3_000, 'all graces expired');
     await expectGauges({ binaries: 0, phones: 0 }, 'after expiries');
-    await expectCounters(r, { [UP('server', 'accept')]: 4, [UP('client', 'accept')]: 20, [GRACE]: 4 });
+    await expectCounters(r, {
+      [upgradeCell('server', 'accept')]: 4,
+      [upgradeCell('client', 'accept')]: 20,
+      [GRACE_EXPIRIES]: 4,
+    });
   });
 });

@@ -1,40 +1,22 @@
 // End-to-end routing (relay-behaviour.md section 4, DECISIONS.md): real ws clients over 127.0.0.1
 // against the real Relay. Envelopes are compared as exact bytes.
 
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { httpGet } from '../helpers/http.js';
 import {
   connectBinary,
   connectPhone,
-  type LogLine,
+  logsOf,
   phoneConnId,
-  startRelay,
   type TestClient,
   type TestRelay,
+  useRelays,
+  waitLog,
 } from '../helpers/relays.js';
 import { sleep, waitFor } from '../helpers/wait.js';
+import { B2P, P2B } from '../helpers/scrape.js';
 
-let relay: TestRelay | undefined;
-afterEach(async () => {
-  await relay?.close();
-  relay = undefined;
-});
-
-const P2B = 'pyrycode_relay_frames_forwarded_total{direction="phone_to_binary"}';
-const B2P = 'pyrycode_relay_frames_forwarded_total{direction="binary_to_phone"}';
-
-function logsOf(r: TestRelay, msg: string): LogLine[] {
-  return r.logs.filter((l) => l.msg === msg);
-}
-
-async function waitLog(
-  r: TestRelay,
-  msg: string,
-  match: (l: LogLine) => boolean = () => true,
-  timeoutMs = 3_000,
-): Promise<LogLine> {
-  return waitFor(() => r.logs.find((l) => l.msg === msg && match(l)), timeoutMs, `log line ${msg}`);
-}
+const { boot } = useRelays();
 
 /** Records the isBinary flag of every message a client receives. */
 function trackOpcodes(client: TestClient): boolean[] {
@@ -51,8 +33,7 @@ function noticesIn(binary: TestClient): string[] {
 async function setup(
   serverId = 'srv-r',
 ): Promise<{ r: TestRelay; binary: TestClient; phone: TestClient; connId: string }> {
-  const r = await startRelay();
-  relay = r;
+  const r = await boot();
   const binary = await connectBinary(r, serverId);
   const phone = await connectPhone(r, serverId);
   const connId = await phoneConnId(phone, binary);
@@ -129,8 +110,7 @@ describe('binary -> phone delivery', () => {
   });
 
   it('routes only to the addressed phone among several', async () => {
-    const r = await startRelay();
-    relay = r;
+    const r = await boot();
     const binary = await connectBinary(r, 'srv-multi');
     const phones = [
       await connectPhone(r, 'srv-multi'),
@@ -155,8 +135,7 @@ describe('binary -> phone delivery', () => {
   });
 
   it('a binary cannot address a phone of another server-id (unknown_conn_id, nothing delivered)', async () => {
-    const r = await startRelay();
-    relay = r;
+    const r = await boot();
     const binaryA = await connectBinary(r, 'srv-a');
     const binaryB = await connectBinary(r, 'srv-b');
     const phoneB = await connectPhone(r, 'srv-b');
@@ -361,8 +340,7 @@ describe('close notices (relay -> binary)', () => {
   });
 
   it('binary replaced (reclaim within grace) -> the phone gets 4404 and the new binary no notice', async () => {
-    const r = await startRelay({ gracePeriodMs: 5_000 });
-    relay = r;
+    const r = await boot({ gracePeriodMs: 5_000 });
     const b1 = await connectBinary(r, 'srv-re');
     const phone = await connectPhone(r, 'srv-re');
     await phoneConnId(phone, b1);

@@ -1,12 +1,11 @@
-import { afterEach, describe, expect, it } from 'vitest';
-import { connectBinary, connectPhone, phoneConnId, startRelay, type TestRelay } from '../helpers/relays.js';
+import { describe, expect, it } from 'vitest';
+import { connectBinary, connectPhone, phoneConnId, useRelays } from '../helpers/relays.js';
 
-let relay: TestRelay;
-afterEach(async () => relay?.close());
+const { boot } = useRelays();
 
 describe('smoke', () => {
   it('routes one frame each way and counts it', async () => {
-    relay = await startRelay();
+    const relay = await boot();
     const binary = await connectBinary(relay, 'srv-1');
     const phone = await connectPhone(relay, 'srv-1');
     const connId = await phoneConnId(phone, binary);

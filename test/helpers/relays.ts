@@ -219,6 +219,29 @@ export async function phoneConnId(phone: TestClient, binary: TestClient): Promis
   return envelope.conn_id;
 }
 
+// ---- The captured log ----
+
+/** Every log line of the relay with this msg, in order. */
+export function logsOf(r: TestRelay, msg: string): LogLine[] {
+  return r.logs.filter((l) => l.msg === msg);
+}
+
+/** Fields of a log line other than time/level/msg. */
+export function logFields(line: LogLine): Record<string, unknown> {
+  const { time: _t, level: _l, msg: _m, ...rest } = line;
+  return rest;
+}
+
+/** Waits for the first log line with this msg that `match` accepts. */
+export function waitLog(
+  r: TestRelay,
+  msg: string,
+  match: (l: LogLine) => boolean = () => true,
+  timeoutMs = 3_000,
+): Promise<LogLine> {
+  return waitFor(() => r.logs.find((l) => l.msg === msg && match(l)), timeoutMs, `log line ${msg}`);
+}
+
 // ---- Relay internals the tests may read (never write): the registry's maps and the cap ----
 
 interface RegistryInternals {
@@ -273,6 +296,8 @@ export interface Relays {
   binary(r: TestRelay, serverId: string, extra?: Record<string, string>): Promise<TestClient>;
   /** connectPhone, tracked. */
   phone(r: TestRelay, serverId: string, extra?: Record<string, string>): Promise<TestClient>;
+  /** Runs `fn` after the test, before the clients are torn down (timers, intervals). */
+  defer(fn: () => void): void;
   /** A TestClient on `path` with exactly these headers (not awaited), tracked. */
   client(r: TestRelay, path: string, headers: Record<string, string>, options?: WebSocket.ClientOptions): TestClient;
 }
@@ -288,7 +313,9 @@ function teardown(c: Closable): void {
 export function useRelays(): Relays {
   const relays: TestRelay[] = [];
   const clients: Closable[] = [];
+  const deferred: (() => void)[] = [];
   afterEach(async () => {
+    for (const fn of deferred.splice(0)) fn();
     for (const c of clients.splice(0)) teardown(c);
     await Promise.all(relays.splice(0).map((r) => r.close()));
   });
@@ -303,6 +330,9 @@ export function useRelays(): Relays {
       return r;
     },
     track,
+    defer(fn) {
+      deferred.push(fn);
+    },
     async binary(r, serverId, extra = {}) {
       return track(await connectBinary(r, serverId, extra));
     },

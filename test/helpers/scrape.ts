@@ -2,6 +2,9 @@
 // a family with its labels, a whole parse into families, and snapshots and diffs of the
 // pyrycode_relay_* samples. The series names used by several suites are spelled here once.
 
+import { expect } from 'vitest';
+import { waitFor } from './wait.js';
+
 /** The value of the sample whose series text (name plus labels) is exactly `series`. */
 export function sampleValue(text: string, series: string): number {
   for (const line of text.split('\n')) {
@@ -35,9 +38,11 @@ export function parseSamples(text: string): Sample[] {
   return out;
 }
 
-/** Every sample of exactly this series name (no _bucket/_sum suffix matching). */
-export function samples(text: string, name: string): Sample[] {
-  return parseSamples(text).filter((s) => s.name === name);
+/** Every sample of exactly this series name (no _bucket/_sum suffix matching): labels and value. */
+export function samples(text: string, name: string): Omit<Sample, 'name'>[] {
+  return parseSamples(text)
+    .filter((s) => s.name === name)
+    .map((s) => ({ labels: s.labels, value: s.value }));
 }
 
 export interface Family {
@@ -148,10 +153,21 @@ export function familyDiff(diff: Record<string, number>, family: string): Record
 // ---- Series names ----
 
 export type Endpoint = 'server' | 'client';
+export const UPGRADE_OUTCOMES = [
+  'accept',
+  'reject_headers',
+  'reject_409',
+  'reject_404',
+  'reject_429',
+  'reject_rate_limit',
+] as const;
+export type UpgradeOutcome = (typeof UPGRADE_OUTCOMES)[number];
+export const REGISTER_KINDS = ['no_server', 'server_in_use', 'phones_at_cap', 'ratelimit'] as const;
+export type RegisterKind = (typeof REGISTER_KINDS)[number];
 
-export const upgradeCell = (endpoint: Endpoint, outcome: string): string =>
+export const upgradeCell = (endpoint: Endpoint, outcome: UpgradeOutcome): string =>
   `pyrycode_relay_ws_upgrade_attempts_total{endpoint="${endpoint}",outcome="${outcome}"}`;
-export const registerCell = (kind: string): string => `pyrycode_relay_register_failures_total{kind="${kind}"}`;
+export const registerCell = (kind: RegisterKind): string => `pyrycode_relay_register_failures_total{kind="${kind}"}`;
 export const httpErrorCell = (reason: string): string => `pyrycode_relay_http_errors_total{reason="${reason}"}`;
 export const rejectionCell = (endpoint: Endpoint, reason: string): string =>
   `pyrycode_relay_upgrade_rejections_total{endpoint="${endpoint}",reason="${reason}"}`;
@@ -166,3 +182,48 @@ export const GRACE_EXPIRIES = 'pyrycode_relay_grace_expiries_total';
 export const HTTP_ERRORS = 'pyrycode_relay_http_errors_total';
 export const UPGRADE_REJECTIONS = 'pyrycode_relay_upgrade_rejections_total';
 export const CONNECTIONS_CLOSED = 'pyrycode_relay_connections_closed_total';
+
+// ---- The control-plane counters ----
+
+/** Every cell of the reference relay's control-plane counters: upgrade attempts, register failures
+ * and grace expiries. */
+export const COUNTER_SERIES: readonly string[] = [
+  ...(['server', 'client'] as const).flatMap((e) => UPGRADE_OUTCOMES.map((o) => upgradeCell(e, o))),
+  ...REGISTER_KINDS.map(registerCell),
+  GRACE_EXPIRIES,
+];
+
+/** The value of every control-plane counter cell in a scrape. */
+export function counterSnapshot(text: string): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const s of COUNTER_SERIES) out[s] = sampleValue(text, s);
+  return out;
+}
+
+/** Every control-plane counter cell equals `expected` (cells not named must be 0). Polls up to 2 s
+ * (reject increments may land just after the peer saw the close), then asserts exactly. */
+export async function expectCounters(
+  source: { scrape(): Promise<string> },
+  expected: Record<string, number>,
+): Promise<void> {
+  const want: Record<string, number> = {};
+  for (const s of COUNTER_SERIES) want[s] = 0;
+  for (const [k, v] of Object.entries(expected)) {
+    if (!(k in want)) throw new Error(`unknown series ${k}`);
+    want[k] = v;
+  }
+  let last: Record<string, number> = {};
+  try {
+    await waitFor(
+      async () => {
+        last = counterSnapshot(await source.scrape());
+        return COUNTER_SERIES.every((s) => last[s] === want[s]);
+      },
+      2_000,
+      'counter cells',
+    );
+  } catch {
+    // fall through to the exact assertion for a readable diff
+  }
+  expect(last).toEqual(want);
+}

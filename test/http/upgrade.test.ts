@@ -1,220 +1,33 @@
 // End-to-end tests of the public listener's request handling (relay-behaviour.md 2, 6.1-6.2, 7.1,
 // 8.3 and DECISIONS.md) with real ws clients and raw TCP over 127.0.0.1.
 
-import { createHash } from 'node:crypto';
-import { connect as netConnect } from 'node:net';
-import { afterEach, describe, expect, it } from 'vitest';
-import { httpGet, rawExchange, upgradeStatus } from '../helpers/http.js';
+import { describe, expect, it } from 'vitest';
 import {
-  binaryHeaders,
-  connectBinary,
-  connectPhone,
-  type LogLine,
-  phoneConnId,
-  phoneHeaders,
-  startRelay,
-  TestClient,
-  type TestRelay,
-} from '../helpers/relays.js';
-import { sampleValue } from '../helpers/scrape.js';
-import { sleep, waitFor, withTimeout } from '../helpers/wait.js';
-import type { RelayOptions } from '../../src/relay.js';
+  httpGet,
+  type ParsedResponse,
+  rawExchange,
+  rawHttp,
+  requestText,
+  upgradeStatus,
+  WS_ACCEPT,
+  WS_HANDSHAKE,
+  WS_KEY,
+} from '../helpers/http.js';
+import { binaryHeaders, logFields, logsOf, phoneConnId, phoneHeaders, useRelays } from '../helpers/relays.js';
+import { sleep, waitFor } from '../helpers/wait.js';
+import { type Endpoint, expectCounters, registerCell, upgradeCell } from '../helpers/scrape.js';
 
 // ---------------------------------------------------------------------------------------------
 // Local helpers
 // ---------------------------------------------------------------------------------------------
 
-const relays: TestRelay[] = [];
-const clients: TestClient[] = [];
+const { boot, binary, phone, client } = useRelays();
 
-afterEach(async () => {
-  for (const c of clients.splice(0)) c.ws.terminate();
-  for (const r of relays.splice(0)) await r.close();
-});
-
-async function boot(overrides: Partial<RelayOptions> = {}): Promise<TestRelay> {
-  const r = await startRelay(overrides);
-  relays.push(r);
-  return r;
-}
-
-function track(c: TestClient): TestClient {
-  clients.push(c);
-  return c;
-}
-
-async function binary(r: TestRelay, id: string, extra: Record<string, string> = {}): Promise<TestClient> {
-  return track(await connectBinary(r, id, extra));
-}
-
-async function phone(r: TestRelay, id: string, extra: Record<string, string> = {}): Promise<TestClient> {
-  return track(await connectPhone(r, id, extra));
-}
-
-function client(r: TestRelay, path: string, headers: Record<string, string>, options = {}): TestClient {
-  return track(new TestClient(`${r.wsUrl}${path}`, headers, options));
-}
-
-type Endpoint = 'server' | 'client';
-type Outcome = 'accept' | 'reject_headers' | 'reject_409' | 'reject_404' | 'reject_429' | 'reject_rate_limit';
-type Kind = 'no_server' | 'server_in_use' | 'phones_at_cap' | 'ratelimit';
-
-const UP = (endpoint: Endpoint, outcome: Outcome): string =>
-  `pyrycode_relay_ws_upgrade_attempts_total{endpoint="${endpoint}",outcome="${outcome}"}`;
-const RF = (kind: Kind): string => `pyrycode_relay_register_failures_total{kind="${kind}"}`;
-const GRACE = 'pyrycode_relay_grace_expiries_total';
-
-const COUNTER_SERIES: string[] = [
-  ...(['server', 'client'] as Endpoint[]).flatMap((e) =>
-    (['accept', 'reject_headers', 'reject_409', 'reject_404', 'reject_429', 'reject_rate_limit'] as Outcome[]).map(
-      (o) => UP(e, o),
-    ),
-  ),
-  ...(['no_server', 'server_in_use', 'phones_at_cap', 'ratelimit'] as Kind[]).map(RF),
-  GRACE,
-];
-
-function counterSnapshot(text: string): Record<string, number> {
-  const out: Record<string, number> = {};
-  for (const s of COUNTER_SERIES) out[s] = sampleValue(text, s);
-  return out;
-}
-
-/** Every control-plane counter cell equals `expected` (cells not named must be 0). Polls up to 2 s
- * (reject increments may land just after the peer saw the close), then asserts exactly. */
-async function expectCounters(r: TestRelay, expected: Record<string, number>): Promise<void> {
-  const want: Record<string, number> = {};
-  for (const s of COUNTER_SERIES) want[s] = 0;
-  for (const [k, v] of Object.entries(expected)) {
-    if (!(k in want)) throw new Error(`unknown series ${k}`);
-    want[k] = v;
-  }
-  let last: Record<string, number> = {};
-  try {
-    await waitFor(
-      async () => {
-        last = counterSnapshot(await r.scrape());
-        return COUNTER_SERIES.every((s) => last[s] === want[s]);
-      },
-      2_000,
-      'counter cells',
-    );
-  } catch {
-    // fall through to the exact assertion for a readable diff
-  }
-  expect(last).toEqual(want);
-}
-
-function logsOf(r: TestRelay, msg: string): LogLine[] {
-  return r.logs.filter((l) => l.msg === msg);
-}
-
-/** Fields of a log line other than time/level/msg. */
-function fields(line: LogLine): Record<string, unknown> {
-  const { time: _t, level: _l, msg: _m, ...rest } = line;
-  return rest;
-}
-
-interface RawResponse {
-  status: number;
-  statusLine: string;
-  /** lower-case name -> values in order */
-  headers: Map<string, string[]>;
-  body: string;
-  raw: string;
-}
-
-function parseResponse(raw: string): RawResponse {
-  const end = raw.indexOf('\r\n\r\n');
-  if (end < 0) throw new Error(`no complete HTTP head in ${JSON.stringify(raw.slice(0, 200))}`);
-  const lines = raw.slice(0, end).split('\r\n');
-  const statusLine = lines[0]!;
-  const status = Number(statusLine.split(' ')[1]);
-  const headers = new Map<string, string[]>();
-  for (const line of lines.slice(1)) {
-    const colon = line.indexOf(':');
-    const name = line.slice(0, colon).trim().toLowerCase();
-    const value = line.slice(colon + 1).trim();
-    headers.set(name, [...(headers.get(name) ?? []), value]);
-  }
-  return { status, statusLine, headers, body: raw.slice(end + 4), raw };
-}
-
-function one(res: RawResponse, name: string): string | undefined {
+function one(res: ParsedResponse, name: string): string | undefined {
   const v = res.headers.get(name.toLowerCase());
   if (v === undefined) return undefined;
   expect(v, `header ${name} appears once`).toHaveLength(1);
   return v[0];
-}
-
-/** Raw request, read until the HTTP head (and a Content-Length body, if any) is complete or the
- * server closed; the socket is then destroyed. Errors after some bytes arrived (e.g. a reset after
- * the server refused) still return what was received. */
-function rawHttp(port: number, request: string, timeoutMs = 5_000): Promise<RawResponse> {
-  return withTimeout(
-    new Promise<RawResponse>((resolve, reject) => {
-      const chunks: Buffer[] = [];
-      let done = false;
-      const socket = netConnect({ host: '127.0.0.1', port }, () => socket.write(request));
-      const finish = (): void => {
-        if (done) return;
-        done = true;
-        socket.destroy();
-        try {
-          resolve(parseResponse(Buffer.concat(chunks).toString('latin1')));
-        } catch (err) {
-          reject(err as Error);
-        }
-      };
-      socket.on('data', (c: Buffer) => {
-        chunks.push(c);
-        const text = Buffer.concat(chunks).toString('latin1');
-        const end = text.indexOf('\r\n\r\n');
-        if (end < 0) return;
-        const head = parseResponse(text);
-        const status = head.status;
-        if (status === 101) {
-          finish();
-          return;
-        }
-        const len = head.headers.get('content-length')?.[0];
-        if (len !== undefined && Buffer.byteLength(head.body, 'latin1') >= Number(len)) finish();
-      });
-      socket.on('error', (err) => {
-        if (chunks.length > 0) finish();
-        else if (!done) {
-          done = true;
-          reject(err);
-        }
-      });
-      socket.on('close', () => {
-        if (chunks.length > 0) finish();
-        else if (!done) {
-          done = true;
-          reject(new Error('closed without a response'));
-        }
-      });
-    }),
-    timeoutMs,
-    'raw HTTP response',
-  );
-}
-
-const WS_KEY = 'dGhlIHNhbXBsZSBub25jZQ==';
-const WS_ACCEPT = createHash('sha1').update(`${WS_KEY}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest('base64');
-
-/** A raw request with headers in the given order (pairs allow duplicates and odd values). */
-function rawRequest(method: string, path: string, headers: [string, string][]): string {
-  return `${method} ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\n${headers.map(([k, v]) => `${k}: ${v}\r\n`).join('')}\r\n`;
-}
-
-function wsHandshakeHeaders(): [string, string][] {
-  return [
-    ['Connection', 'Upgrade'],
-    ['Upgrade', 'websocket'],
-    ['Sec-WebSocket-Version', '13'],
-    ['Sec-WebSocket-Key', WS_KEY],
-  ];
 }
 
 const pairs = (h: Record<string, string>): [string, string][] => Object.entries(h);
@@ -224,7 +37,7 @@ function expectErrorHeaders(headers: Record<string, string | string[] | undefine
   expect(headers['x-content-type-options']).toBe('nosniff');
 }
 
-function expectRawErrorHeaders(res: RawResponse): void {
+function expectRawErrorHeaders(res: ParsedResponse): void {
   expect(one(res, 'content-type')).toBe('text/plain; charset=utf-8');
   expect(one(res, 'x-content-type-options')).toBe('nosniff');
 }
@@ -253,11 +66,11 @@ describe('outcome matrix (2.5) with exact metric cells', () => {
   it('/v1/server success: 101, accept{server}, server_claimed log', async () => {
     const r = await boot();
     await binary(r, 'srv-ok');
-    await expectCounters(r, { [UP('server', 'accept')]: 1 });
+    await expectCounters(r, { [upgradeCell('server', 'accept')]: 1 });
     const claimed = logsOf(r, 'server_claimed');
     expect(claimed).toHaveLength(1);
     expect(claimed[0]!.level).toBe('INFO');
-    expect(fields(claimed[0]!)).toEqual({ server_id: 'srv-ok', binary_version: '1.2.3', remote: '127.0.0.1' });
+    expect(logFields(claimed[0]!)).toEqual({ server_id: 'srv-ok', binary_version: '1.2.3', remote: '127.0.0.1' });
   });
 
   it('/v1/client success: 101, accept{client}, phone_registered log', async () => {
@@ -266,10 +79,10 @@ describe('outcome matrix (2.5) with exact metric cells', () => {
     const p = await phone(r, 'srv-ok', { 'X-Pyrycode-Device-Name': 'Pixel 9' });
     const connId = await phoneConnId(p, b);
     expect(connId).toMatch(/^client-srv-ok-[0-9a-f]{8}$/);
-    await expectCounters(r, { [UP('server', 'accept')]: 1, [UP('client', 'accept')]: 1 });
+    await expectCounters(r, { [upgradeCell('server', 'accept')]: 1, [upgradeCell('client', 'accept')]: 1 });
     const reg = logsOf(r, 'phone_registered');
     expect(reg).toHaveLength(1);
-    expect(fields(reg[0]!)).toEqual({
+    expect(logFields(reg[0]!)).toEqual({
       server_id: 'srv-ok',
       conn_id: connId,
       device_name: 'Pixel 9',
@@ -284,13 +97,13 @@ describe('outcome matrix (2.5) with exact metric cells', () => {
     await b.open();
     expect(await b.waitClose()).toEqual({ code: 4409, reason: 'server-id already claimed' });
     await expectCounters(r, {
-      [UP('server', 'accept')]: 1,
-      [UP('server', 'reject_409')]: 1,
-      [RF('server_in_use')]: 1,
+      [upgradeCell('server', 'accept')]: 1,
+      [upgradeCell('server', 'reject_409')]: 1,
+      [registerCell('server_in_use')]: 1,
     });
     const conflict = logsOf(r, 'server_id_conflict');
     expect(conflict).toHaveLength(1);
-    expect(fields(conflict[0]!)).toEqual({ server_id: 'srv-x', remote: '127.0.0.1' });
+    expect(logFields(conflict[0]!)).toEqual({ server_id: 'srv-x', remote: '127.0.0.1' });
     expect(a.closed).toBeUndefined();
   });
 
@@ -302,7 +115,7 @@ describe('outcome matrix (2.5) with exact metric cells', () => {
     const b = await binary(r, 'srv-t');
     expect(await a.waitClose()).toEqual({ code: 1011, reason: 'heartbeat timeout' });
     expect(b.closed).toBeUndefined();
-    await expectCounters(r, { [UP('server', 'accept')]: 2 });
+    await expectCounters(r, { [upgradeCell('server', 'accept')]: 2 });
     const order = r.logs.map((l) => l.msg).filter((m) => m === 'server_id_takeover' || m === 'server_claimed');
     expect(order).toEqual(['server_claimed', 'server_id_takeover', 'server_claimed']);
   });
@@ -319,7 +132,7 @@ describe('outcome matrix (2.5) with exact metric cells', () => {
     expect(await b.waitClose()).toEqual({ code: 1000, reason: '' });
     expect(await a.waitClose()).toEqual({ code: 1001, reason: 'shutting down' });
     await drained;
-    await expectCounters(r, { [UP('server', 'accept')]: 1 });
+    await expectCounters(r, { [upgradeCell('server', 'accept')]: 1 });
     expect(logsOf(r, 'server_id_conflict')).toEqual([]);
     expect(logsOf(r, 'server_id_takeover')).toEqual([]);
     expect(logsOf(r, 'server_claimed')).toHaveLength(1);
@@ -330,10 +143,10 @@ describe('outcome matrix (2.5) with exact metric cells', () => {
     const p = client(r, '/v1/client', phoneHeaders('nobody'));
     await p.open();
     expect(await p.waitClose()).toEqual({ code: 4404, reason: 'no server with that id' });
-    await expectCounters(r, { [UP('client', 'reject_404')]: 1, [RF('no_server')]: 1 });
+    await expectCounters(r, { [upgradeCell('client', 'reject_404')]: 1, [registerCell('no_server')]: 1 });
     const l = logsOf(r, 'phone_register_no_server');
     expect(l).toHaveLength(1);
-    expect(fields(l[0]!)).toEqual({ server_id: 'nobody', remote: '127.0.0.1' });
+    expect(logFields(l[0]!)).toEqual({ server_id: 'nobody', remote: '127.0.0.1' });
   });
 
   it('/v1/client at the phone cap: 4429 "too many phones for server-id", reject_429 + phones_at_cap', async () => {
@@ -344,14 +157,14 @@ describe('outcome matrix (2.5) with exact metric cells', () => {
     await p2.open();
     expect(await p2.waitClose()).toEqual({ code: 4429, reason: 'too many phones for server-id' });
     await expectCounters(r, {
-      [UP('server', 'accept')]: 1,
-      [UP('client', 'accept')]: 1,
-      [UP('client', 'reject_429')]: 1,
-      [RF('phones_at_cap')]: 1,
+      [upgradeCell('server', 'accept')]: 1,
+      [upgradeCell('client', 'accept')]: 1,
+      [upgradeCell('client', 'reject_429')]: 1,
+      [registerCell('phones_at_cap')]: 1,
     });
     const l = logsOf(r, 'phone_register_at_cap');
     expect(l).toHaveLength(1);
-    expect(fields(l[0]!)).toEqual({ server_id: 'srv-c', remote: '127.0.0.1' });
+    expect(logFields(l[0]!)).toEqual({ server_id: 'srv-c', remote: '127.0.0.1' });
   });
 
   it('missing header: 400 on both endpoints, reject_headers only, no register_failures, no log', async () => {
@@ -365,7 +178,10 @@ describe('outcome matrix (2.5) with exact metric cells', () => {
     expect(c.status).toBe(400);
     expect(c.body).toBe('\n');
     expectErrorHeaders(c.headers);
-    await expectCounters(r, { [UP('server', 'reject_headers')]: 1, [UP('client', 'reject_headers')]: 1 });
+    await expectCounters(r, {
+      [upgradeCell('server', 'reject_headers')]: 1,
+      [upgradeCell('client', 'reject_headers')]: 1,
+    });
     expect(r.logs.slice(before)).toEqual([]);
     expect(r.relay.registry.binaryFor('a')).toBeUndefined();
   });
@@ -393,15 +209,12 @@ describe('header gate (2.3)', () => {
           const headers = pairs(full(endpoint, 'gate-id')).filter(([k]) => k !== name);
           if (variant === 'empty') headers.push([name, '']);
           if (variant === 'whitespace') headers.push([name, ' \t  ']);
-          const res = await rawHttp(
-            r.port,
-            rawRequest('GET', `/v1/${endpoint}`, [...headers, ...wsHandshakeHeaders()]),
-          );
+          const res = await rawHttp(r.port, requestText('GET', `/v1/${endpoint}`, [...headers, ...WS_HANDSHAKE]));
           expect(res.status, `${name} ${variant}`).toBe(400);
           expect(res.body, `${name} ${variant}`).toBe('\n');
           expectRawErrorHeaders(res);
           n++;
-          await expectCounters(r, { [UP(endpoint, 'reject_headers')]: n });
+          await expectCounters(r, { [upgradeCell(endpoint, 'reject_headers')]: n });
         }
       }
       expect(n).toBe(9);
@@ -409,15 +222,15 @@ describe('header gate (2.3)', () => {
       const dup = pairs(full(endpoint, 'gate-id')).filter(([k]) => k !== 'X-Pyrycode-Server');
       const res = await rawHttp(
         r.port,
-        rawRequest('GET', `/v1/${endpoint}`, [
+        requestText('GET', `/v1/${endpoint}`, [
           ['X-Pyrycode-Server', ''],
           ['X-Pyrycode-Server', 'gate-id'],
           ...dup,
-          ...wsHandshakeHeaders(),
+          ...WS_HANDSHAKE,
         ]),
       );
       expect(res.status).toBe(400);
-      await expectCounters(r, { [UP(endpoint, 'reject_headers')]: 10 });
+      await expectCounters(r, { [upgradeCell(endpoint, 'reject_headers')]: 10 });
       // Deliberately silent, registry untouched, cap slot returned.
       expect(r.logs.slice(logsBefore)).toEqual([]);
       expect(r.relay.registry.binaryFor('gate-id')).toBeUndefined();
@@ -435,7 +248,7 @@ describe('header gate (2.3)', () => {
     });
     await b.open();
     await waitFor(() => r.relay.registry.binaryFor('ci-id') !== undefined, 3_000, 'claim');
-    await expectCounters(r, { [UP('server', 'accept')]: 1 });
+    await expectCounters(r, { [upgradeCell('server', 'accept')]: 1 });
   });
 
   it('optional X-Pyrycode-Device-Name absent is fine (accepted, logged as empty)', async () => {
@@ -445,7 +258,7 @@ describe('header gate (2.3)', () => {
     await p.open();
     await waitFor(() => r.relay.registry.counts().phones === 1, 3_000, 'phone registered');
     expect(p.closed).toBeUndefined();
-    await expectCounters(r, { [UP('server', 'accept')]: 1, [UP('client', 'accept')]: 1 });
+    await expectCounters(r, { [upgradeCell('server', 'accept')]: 1, [upgradeCell('client', 'accept')]: 1 });
     const reg = logsOf(r, 'phone_registered');
     expect(reg).toHaveLength(1);
     expect(reg[0]!.device_name).toBe('');
@@ -484,12 +297,12 @@ describe('rate limiting (6.1, 6.2)', () => {
     expectErrorHeaders(denied.headers);
     expect(denied.headers['retry-after']).toBeUndefined();
     await expectCounters(r, {
-      [UP('client', 'reject_404')]: 1,
-      [RF('no_server')]: 1,
-      [UP('server', 'reject_headers')]: 1,
-      [UP('server', 'accept')]: 1,
-      [UP('client', 'reject_rate_limit')]: 1,
-      [RF('ratelimit')]: 1,
+      [upgradeCell('client', 'reject_404')]: 1,
+      [registerCell('no_server')]: 1,
+      [upgradeCell('server', 'reject_headers')]: 1,
+      [upgradeCell('server', 'accept')]: 1,
+      [upgradeCell('client', 'reject_rate_limit')]: 1,
+      [registerCell('ratelimit')]: 1,
     });
     // 5: /v1/server -> 429 as well (shared bucket)
     const denied2 = await upgradeStatus(r, '/v1/server', binaryHeaders('other'));
@@ -501,19 +314,19 @@ describe('rate limiting (6.1, 6.2)', () => {
     expect(plain.body).toBe('\n');
     expectErrorHeaders(plain.headers);
     await expectCounters(r, {
-      [UP('client', 'reject_404')]: 1,
-      [RF('no_server')]: 1,
-      [UP('server', 'reject_headers')]: 1,
-      [UP('server', 'accept')]: 1,
-      [UP('client', 'reject_rate_limit')]: 1,
-      [UP('server', 'reject_rate_limit')]: 2,
-      [RF('ratelimit')]: 3,
+      [upgradeCell('client', 'reject_404')]: 1,
+      [registerCell('no_server')]: 1,
+      [upgradeCell('server', 'reject_headers')]: 1,
+      [upgradeCell('server', 'accept')]: 1,
+      [upgradeCell('client', 'reject_rate_limit')]: 1,
+      [upgradeCell('server', 'reject_rate_limit')]: 2,
+      [registerCell('ratelimit')]: 3,
     });
     const rl = logsOf(r, 'rate_limited');
     expect(rl).toHaveLength(3);
     for (const line of rl) {
       expect(line.level).toBe('WARN');
-      expect(fields(line)).toEqual({ remote: '"127.0.0.1"' });
+      expect(logFields(line)).toEqual({ remote: '"127.0.0.1"' });
     }
     // A 429 never takes a cap slot; only the binary holds one.
     expect(r.relay.cap.used).toBe(1);
@@ -535,9 +348,9 @@ describe('rate limiting (6.1, 6.2)', () => {
     const remotes = logsOf(r, 'rate_limited').map((l) => l.remote);
     expect(remotes).toEqual(['"10.0.0.1"', '"127.0.0.1"', '"127.0.0.1"']);
     await expectCounters(r, {
-      [UP('server', 'reject_headers')]: 4,
-      [UP('server', 'reject_rate_limit')]: 3,
-      [RF('ratelimit')]: 3,
+      [upgradeCell('server', 'reject_headers')]: 4,
+      [upgradeCell('server', 'reject_rate_limit')]: 3,
+      [registerCell('ratelimit')]: 3,
     });
     // Everywhere else `remote` is the socket's host, not XFF.
     const p = client(r, '/v1/client', phoneHeaders('nobody', { 'X-Forwarded-For': '10.9.9.9' }));
@@ -553,9 +366,9 @@ describe('rate limiting (6.1, 6.2)', () => {
     expect(second.status).toBe(429);
     expect(logsOf(r, 'rate_limited').map((l) => l.remote)).toEqual(['"127.0.0.1"']);
     await expectCounters(r, {
-      [UP('server', 'reject_headers')]: 1,
-      [UP('client', 'reject_rate_limit')]: 1,
-      [RF('ratelimit')]: 1,
+      [upgradeCell('server', 'reject_headers')]: 1,
+      [upgradeCell('client', 'reject_rate_limit')]: 1,
+      [registerCell('ratelimit')]: 1,
     });
   });
 
@@ -563,7 +376,7 @@ describe('rate limiting (6.1, 6.2)', () => {
     const r = await boot({ rateLimitBurst: 1, rateLimitIntervalMs: 60_000 });
     for (let i = 0; i < 3; i++) expect((await upgradeStatus(r, '/v1/serverX', binaryHeaders('x'))).status).toBe(404);
     await binary(r, 'after-404s');
-    await expectCounters(r, { [UP('server', 'accept')]: 1 });
+    await expectCounters(r, { [upgradeCell('server', 'accept')]: 1 });
   });
 });
 
@@ -591,10 +404,10 @@ describe('global connection cap (3.8)', () => {
     const capLogs = logsOf(r, 'conn_cap_reached');
     expect(capLogs).toHaveLength(3);
     expect(capLogs[0]!.level).toBe('WARN');
-    expect(fields(capLogs[0]!)).toEqual({ path: '/v1/client', remote: '127.0.0.1' });
-    expect(fields(capLogs[1]!)).toEqual({ path: '/v1/server', remote: '127.0.0.1' });
+    expect(logFields(capLogs[0]!)).toEqual({ path: '/v1/client', remote: '127.0.0.1' });
+    expect(logFields(capLogs[1]!)).toEqual({ path: '/v1/server', remote: '127.0.0.1' });
     // 503 counts nothing.
-    await expectCounters(r, { [UP('server', 'accept')]: 2 });
+    await expectCounters(r, { [upgradeCell('server', 'accept')]: 2 });
     // /healthz is not capped.
     expect((await httpGet(`${r.httpUrl}/healthz`)).status).toBe(200);
 
@@ -633,10 +446,10 @@ describe('global connection cap (3.8)', () => {
     expect(logsOf(r, 'conn_cap_reached')).toHaveLength(1);
     expect(logsOf(r, 'rate_limited')).toHaveLength(2);
     await expectCounters(r, {
-      [UP('server', 'accept')]: 1,
-      [UP('client', 'reject_rate_limit')]: 1,
-      [UP('server', 'reject_rate_limit')]: 1,
-      [RF('ratelimit')]: 2,
+      [upgradeCell('server', 'accept')]: 1,
+      [upgradeCell('client', 'reject_rate_limit')]: 1,
+      [upgradeCell('server', 'reject_rate_limit')]: 1,
+      [registerCell('ratelimit')]: 2,
     });
   });
 });
@@ -670,7 +483,7 @@ describe('routing (2.1) and handshake (2.4)', () => {
     const b = client(r, '/v1/server?foo=bar', binaryHeaders('q-id'));
     await b.open();
     await waitFor(() => r.relay.registry.binaryFor('q-id') !== undefined, 3_000, 'claim');
-    await expectCounters(r, { [UP('server', 'accept')]: 1 });
+    await expectCounters(r, { [upgradeCell('server', 'accept')]: 1 });
   });
 
   it('/v1/* without an upgrade after passing the gates: 426 for any method (the Connection/Upgrade check comes before the method check, as in the reference library); nothing counted', async () => {
@@ -688,7 +501,7 @@ describe('routing (2.1) and handshake (2.4)', () => {
     // Upgrade: websocket without Connection: Upgrade is not a handshake either -> 426.
     const noConn = await rawHttp(
       r.port,
-      rawRequest('GET', '/v1/server', [
+      requestText('GET', '/v1/server', [
         ...pairs(binaryHeaders('plain-id')),
         ['Connection', 'keep-alive'],
         ['Upgrade', 'websocket'],
@@ -704,30 +517,30 @@ describe('routing (2.1) and handshake (2.4)', () => {
     expect(missing.status).toBe(400);
     expect(missing.body).toBe('\n');
     expectErrorHeaders(missing.headers);
-    await expectCounters(r, { [UP('client', 'reject_headers')]: 1 });
+    await expectCounters(r, { [upgradeCell('client', 'reject_headers')]: 1 });
     expect(r.logs.filter((l) => l.msg !== 'starting')).toEqual([]);
   });
 
   const handshakeRows: [string, string, [string, string][], number][] = [
-    ['missing Sec-WebSocket-Key', 'GET', wsHandshakeHeaders().filter(([k]) => k !== 'Sec-WebSocket-Key'), 400],
-    ['missing Sec-WebSocket-Version', 'GET', wsHandshakeHeaders().filter(([k]) => k !== 'Sec-WebSocket-Version'), 400],
+    ['missing Sec-WebSocket-Key', 'GET', WS_HANDSHAKE.filter(([k]) => k !== 'Sec-WebSocket-Key'), 400],
+    ['missing Sec-WebSocket-Version', 'GET', WS_HANDSHAKE.filter(([k]) => k !== 'Sec-WebSocket-Version'), 400],
     [
       'Sec-WebSocket-Version: 12',
       'GET',
-      wsHandshakeHeaders().map(([k, v]): [string, string] => (k === 'Sec-WebSocket-Version' ? [k, '12'] : [k, v])),
+      WS_HANDSHAKE.map(([k, v]): [string, string] => (k === 'Sec-WebSocket-Version' ? [k, '12'] : [k, v])),
       400,
     ],
     [
       'Sec-WebSocket-Version: 8',
       'GET',
-      wsHandshakeHeaders().map(([k, v]): [string, string] => (k === 'Sec-WebSocket-Version' ? [k, '8'] : [k, v])),
+      WS_HANDSHAKE.map(([k, v]): [string, string] => (k === 'Sec-WebSocket-Version' ? [k, '8'] : [k, v])),
       400,
     ],
-    ['POST upgrade', 'POST', wsHandshakeHeaders(), 405],
+    ['POST upgrade', 'POST', [...WS_HANDSHAKE], 405],
     [
       'Upgrade: h2c (not websocket)',
       'GET',
-      wsHandshakeHeaders().map(([k, v]): [string, string] => (k === 'Upgrade' ? [k, 'h2c'] : [k, v])),
+      WS_HANDSHAKE.map(([k, v]): [string, string] => (k === 'Upgrade' ? [k, 'h2c'] : [k, v])),
       426,
     ],
   ];
@@ -735,7 +548,7 @@ describe('routing (2.1) and handshake (2.4)', () => {
   for (const [name, method, hs, status] of handshakeRows) {
     it(`bad WebSocket handshake (${name}) -> ${status}, no metric, no log, slot returned`, async () => {
       const r = await boot();
-      const res = await rawHttp(r.port, rawRequest(method, '/v1/server', [...pairs(binaryHeaders('hs-id')), ...hs]));
+      const res = await rawHttp(r.port, requestText(method, '/v1/server', [...pairs(binaryHeaders('hs-id')), ...hs]));
       expect(res.status).toBe(status);
       await expectCounters(r, {});
       expect(r.relay.registry.binaryFor('hs-id')).toBeUndefined();
@@ -748,9 +561,9 @@ describe('routing (2.1) and handshake (2.4)', () => {
     const r = await boot({ rateLimitBurst: 1, rateLimitIntervalMs: 60_000 });
     const res = await rawHttp(
       r.port,
-      rawRequest('GET', '/v1/server', [
+      requestText('GET', '/v1/server', [
         ...pairs(binaryHeaders('hs-id')),
-        ...wsHandshakeHeaders().filter(([k]) => k !== 'Sec-WebSocket-Key'),
+        ...WS_HANDSHAKE.filter(([k]) => k !== 'Sec-WebSocket-Key'),
       ]),
     );
     expect(res.status).toBe(400);
@@ -761,9 +574,9 @@ describe('routing (2.1) and handshake (2.4)', () => {
     const r = await boot();
     const res = await rawHttp(
       r.port,
-      rawRequest('GET', '/v1/server', [
+      requestText('GET', '/v1/server', [
         ...pairs(binaryHeaders('raw-id')),
-        ...wsHandshakeHeaders(),
+        ...WS_HANDSHAKE,
         ['Sec-WebSocket-Protocol', 'pyrycode.v2, chat'],
         ['Sec-WebSocket-Extensions', 'permessage-deflate; client_max_window_bits'],
       ]),
@@ -772,7 +585,7 @@ describe('routing (2.1) and handshake (2.4)', () => {
     expect(one(res, 'sec-websocket-accept')).toBe(WS_ACCEPT);
     expect(res.headers.has('sec-websocket-protocol')).toBe(false);
     expect(res.headers.has('sec-websocket-extensions')).toBe(false);
-    await expectCounters(r, { [UP('server', 'accept')]: 1 });
+    await expectCounters(r, { [upgradeCell('server', 'accept')]: 1 });
   });
 
   it('messages up to 262144 bytes pass, 262145 closes 1009 (both endpoints)', async () => {
@@ -822,19 +635,19 @@ describe('header size limit (64 KiB)', () => {
     const r = await boot();
     const ok = await rawHttp(
       r.port,
-      rawRequest('GET', '/healthz', [
+      requestText('GET', '/healthz', [
         ['Connection', 'close'],
         ['X-Pad', 'a'.repeat(60 * 1024)],
       ]),
     );
     expect(ok.status).toBe(200);
-    const big = await rawExchange(r.port, rawRequest('GET', '/healthz', [['X-Pad', 'a'.repeat(64 * 1024 + 10)]]));
+    const big = await rawExchange(r.port, requestText('GET', '/healthz', [['X-Pad', 'a'.repeat(64 * 1024 + 10)]]));
     expect(big).toMatch(/^HTTP\/1\.1 431 /);
     const bigUpgrade = await rawExchange(
       r.port,
-      rawRequest('GET', '/v1/server', [
+      requestText('GET', '/v1/server', [
         ...pairs(binaryHeaders('hdr-id')),
-        ...wsHandshakeHeaders(),
+        ...WS_HANDSHAKE,
         ['X-Pad', 'a'.repeat(70 * 1024)],
       ]),
     );
@@ -844,7 +657,7 @@ describe('header size limit (64 KiB)', () => {
     const b = client(r, '/v1/server', binaryHeaders(longId));
     await b.open();
     await waitFor(() => r.relay.registry.binaryFor(longId) !== undefined, 3_000, 'claim with a long id');
-    await expectCounters(r, { [UP('server', 'accept')]: 1 });
+    await expectCounters(r, { [upgradeCell('server', 'accept')]: 1 });
   });
 });
 

@@ -1,7 +1,7 @@
 // The scrape contract: the exact families, HELP and TYPE lines and cells of relay-behaviour.md
 // section 8.2 from the first scrape, and the semantics that tie the families together.
 
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { httpGet, upgradeStatus } from '../helpers/http.js';
 import {
   binaryHeaders,
@@ -9,9 +9,8 @@ import {
   connectPhone,
   phoneConnId,
   phoneHeaders,
-  startRelay,
   TestClient,
-  type TestRelay,
+  useRelays,
 } from '../helpers/relays.js';
 import { sampleValue } from '../helpers/scrape.js';
 import { waitFor } from '../helpers/wait.js';
@@ -201,12 +200,11 @@ function parseExposition(text: string): Map<string, Family> {
   return families;
 }
 
-let relay: TestRelay;
-afterEach(async () => relay?.close());
+const { boot } = useRelays();
 
 describe('golden scrape', () => {
   it('serves exactly the prescribed families, HELP, TYPE and zero cells right after boot', async () => {
-    relay = await startRelay();
+    const relay = await boot();
     const res = await httpGet(relay.metricsUrl);
     expect(res.status).toBe(200);
     expect(res.headers['content-type']).toBe('text/plain; version=0.0.4; charset=utf-8');
@@ -223,7 +221,7 @@ describe('golden scrape', () => {
 
   it('with push on, the push family is served in sorted order with its five cells at 0', async () => {
     const key = testKey('http://127.0.0.1:9/token');
-    relay = await startRelay({
+    const relay = await boot({
       push: { credentials: key.credentials, endpoint: 'http://127.0.0.1:9', tokenUrl: 'http://127.0.0.1:9/token' },
     });
     const res = await httpGet(relay.metricsUrl);
@@ -239,7 +237,7 @@ describe('golden scrape', () => {
 
 describe('counter semantics', () => {
   it('keeps register_failures and the matching upgrade outcomes in lockstep after a mixed workload', async () => {
-    relay = await startRelay({ maxPhonesPerServer: 2, rateLimitBurst: 40, probeTimeoutMs: 300 });
+    const relay = await boot({ maxPhonesPerServer: 2, rateLimitBurst: 40, probeTimeoutMs: 300 });
     const binary = await connectBinary(relay, 'lock-a');
     // 4409: a second, live claim.
     const challenger = new TestClient(`${relay.wsUrl}/v1/server`, binaryHeaders('lock-a'));
@@ -291,7 +289,7 @@ describe('counter semantics', () => {
   });
 
   it('a stale grace fire moves neither the counter nor the gauges', async () => {
-    relay = await startRelay({ gracePeriodMs: 400 });
+    const relay = await boot({ gracePeriodMs: 400 });
     const first = await connectBinary(relay, 'stale-1');
     const phone = await connectPhone(relay, 'stale-1');
     first.close();
@@ -312,7 +310,7 @@ describe('counter semantics', () => {
   });
 
   it('counts a real grace expiry once, after the phones were closed', async () => {
-    relay = await startRelay({ gracePeriodMs: 200 });
+    const relay = await boot({ gracePeriodMs: 200 });
     const binary = await connectBinary(relay, 'exp-1');
     const phones = [await connectPhone(relay, 'exp-1'), await connectPhone(relay, 'exp-1')];
     binary.close();
@@ -323,7 +321,7 @@ describe('counter semantics', () => {
   });
 
   it('keeps the gauges exact while connections churn concurrently under a scraper', async () => {
-    relay = await startRelay({ gracePeriodMs: 50, maxPhonesPerServer: 16 });
+    const relay = await boot({ gracePeriodMs: 50, maxPhonesPerServer: 16 });
     let scrapes = 0;
     let scraping = true;
     const scraper = (async () => {
@@ -367,7 +365,7 @@ describe('counter semantics', () => {
   });
 
   it('frames_forwarded counts successful sends only and matches /healthz', async () => {
-    relay = await startRelay();
+    const relay = await boot();
     const binary = await connectBinary(relay, 'ff-1');
     const phone = await connectPhone(relay, 'ff-1');
     const connId = await phoneConnId(phone, binary); // 1 phone->binary

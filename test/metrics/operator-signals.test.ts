@@ -4,11 +4,9 @@
 // 127.0.0.1 against the real Relay and its Prometheus exporter.
 
 import { readFileSync } from 'node:fs';
-import type { Socket } from 'node:net';
-import { connect as netConnect } from 'node:net';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { PhoneSession } from '../../src/session/phone-session.js';
-import { httpGet, rawExchange, upgradeStatus } from '../helpers/http.js';
+import { httpGet, rawExchange, requestText, statusOf, upgradeStatus, WS_HANDSHAKE } from '../helpers/http.js';
 import {
   binaryHeaders,
   connectBinary,
@@ -18,55 +16,22 @@ import {
   startRelay,
   TestClient,
   type TestRelay,
+  useRelays,
 } from '../helpers/relays.js';
-import { clientFrame, closeOf, parseServerFrames } from '../helpers/ws-frames.js';
-import type { RelayOptions } from '../../src/relay.js';
-import { sleep, waitFor, withTimeout } from '../helpers/wait.js';
+import { clientFrame, RawWs, underlying } from '../helpers/ws-frames.js';
+import { sleep, waitFor } from '../helpers/wait.js';
+import { CONNECTIONS_CLOSED, HTTP_ERRORS, samples, UPGRADE_REJECTIONS } from '../helpers/scrape.js';
 
 const PKG_VERSION = (
   JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
 ).version;
 
-const CLOSED = 'pyrycode_relay_connections_closed_total';
-const REJECTIONS = 'pyrycode_relay_upgrade_rejections_total';
-const HTTP_ERRORS = 'pyrycode_relay_http_errors_total';
 /** The outbox stops handing frames to a socket with this much buffered (src/session/outbox.ts). */
 const SOCKET_WINDOW = 64 * 1024;
 
-const relays: TestRelay[] = [];
-const sockets: Socket[] = [];
-afterEach(async () => {
-  for (const s of sockets.splice(0)) s.destroy();
-  await Promise.all(relays.splice(0).map((r) => r.close()));
-});
-
-/** A relay closed after the test (also for it.concurrent tests). */
-async function boot(overrides: Partial<RelayOptions> = {}): Promise<TestRelay> {
-  const r = await startRelay(overrides);
-  relays.push(r);
-  return r;
-}
+const { boot, track } = useRelays();
 
 // ---- Scrape parsing ----
-
-interface Sample {
-  labels: Record<string, string>;
-  value: number;
-}
-
-/** Every sample of exactly this series name (no _bucket/_sum suffix matching). */
-function samples(text: string, name: string): Sample[] {
-  const out: Sample[] = [];
-  for (const line of text.split('\n')) {
-    if (line === '' || line.startsWith('#')) continue;
-    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
-    if (m === null || m[1] !== name) continue;
-    const labels: Record<string, string> = {};
-    for (const l of (m[2] ?? '').matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)) labels[l[1]!] = l[2]!;
-    out.push({ labels, value: Number(m[3]) });
-  }
-  return out;
-}
 
 /** Cells of a family keyed by its label values joined with '/', e.g. 'client/normal_1000'. */
 function cells(text: string, name: string, keys: string[]): Record<string, number> {
@@ -94,7 +59,7 @@ function diff(before: Record<string, number>, after: Record<string, number>): Re
 const total = (cellsByKey: Record<string, number>): number => Object.values(cellsByKey).reduce((a, b) => a + b, 0);
 
 async function closedCells(r: TestRelay): Promise<Record<string, number>> {
-  return cells(await r.scrape(), CLOSED, ['endpoint', 'reason']);
+  return cells(await r.scrape(), CONNECTIONS_CLOSED, ['endpoint', 'reason']);
 }
 
 /** Waits until as many closes as `expected` holds were counted since `before`, lets a moment pass,
@@ -126,73 +91,16 @@ function expectCells(actual: Record<string, number>, moved: Record<string, numbe
 
 // ---- Sockets ----
 
-function underlying(client: TestClient): Socket {
-  return (client.ws as unknown as { _socket: Socket })._socket;
-}
-
-interface RawWs {
-  socket: Socket;
-  data(): Buffer;
-  ended(): boolean;
-}
-
-/** A WebSocket upgrade on a raw TCP socket (to send frames ws would never produce). */
-async function rawWs(r: TestRelay, path: string, headers: Record<string, string>): Promise<RawWs> {
-  const socket = netConnect({ host: '127.0.0.1', port: r.port });
-  sockets.push(socket);
-  let buf = Buffer.alloc(0);
-  let headerDone = false;
-  let ended = false;
-  socket.on('error', () => {});
-  socket.on('close', () => (ended = true));
-  socket.on('data', (chunk: Buffer) => {
-    buf = Buffer.concat([buf, chunk]);
-    if (!headerDone) {
-      const end = buf.indexOf('\r\n\r\n');
-      if (end >= 0 && buf.subarray(0, end).toString('latin1').startsWith('HTTP/1.1 101')) {
-        headerDone = true;
-        buf = buf.subarray(end + 4);
-      }
-    }
-  });
-  await withTimeout(new Promise<void>((resolve) => socket.once('connect', () => resolve())), 3_000, 'TCP connect');
-  const lines = [
-    `GET ${path} HTTP/1.1`,
-    `Host: 127.0.0.1:${r.port}`,
-    'Upgrade: websocket',
-    'Connection: Upgrade',
-    'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==',
-    'Sec-WebSocket-Version: 13',
-    ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`),
-    '',
-    '',
-  ];
-  socket.write(lines.join('\r\n'));
-  await waitFor(() => headerDone || ended, 3_000, '101 response');
-  if (!headerDone) throw new Error('connection closed before the 101');
-  return { socket, data: () => buf, ended: () => ended };
-}
-
-/** A masked client frame: `announcedLength` is what the header claims. */
-function maskedFrame(fin: boolean, opcode: number, announcedLength: number, payload: Buffer): Buffer {
-  return clientFrame(opcode, payload, { fin, announced: announcedLength });
-}
-
-/** The code of the first close frame the relay sent on a raw socket, if complete. */
-function closeCodeIn(data: Buffer): number | undefined {
-  return closeOf(parseServerFrames(data).find((f) => f.opcode === 0x8))?.code;
-}
-
 /** A raw phone registered on `serverId` (a binary must hold it). */
 async function rawPhone(r: TestRelay, serverId: string): Promise<RawWs> {
   const before = r.relay.metrics.phonesSinceBoot;
-  const ws = await rawWs(r, '/v1/client', phoneHeaders(serverId));
+  const ws = track(await RawWs.open(r.port, '/v1/client', phoneHeaders(serverId)));
   await waitFor(() => r.relay.metrics.phonesSinceBoot > before, 3_000, 'raw phone registration');
   return ws;
 }
 
 async function rawBinary(r: TestRelay, serverId: string): Promise<RawWs> {
-  const ws = await rawWs(r, '/v1/server', binaryHeaders(serverId));
+  const ws = track(await RawWs.open(r.port, '/v1/server', binaryHeaders(serverId)));
   await waitFor(() => r.relay.registry.binaryFor(serverId), 3_000, 'raw binary claim');
   return ws;
 }
@@ -266,24 +174,24 @@ describe('connections_closed_total: one increment per connection, in the cell of
   it('invalid UTF-8 in a text frame -> invalid_payload_1007 (phone, then binary)', async () => {
     const r = await boot();
     await connectBinary(r, 'bad-utf8');
-    const invalid = maskedFrame(true, 0x1, 2, Buffer.from([0xc3, 0x28]));
+    const invalid = clientFrame(0x1, Buffer.from([0xc3, 0x28]));
     let before = await closedCells(r);
     const phone = await rawPhone(r, 'bad-utf8');
-    phone.socket.write(invalid);
-    await waitFor(() => closeCodeIn(phone.data()), 3_000, 'close frame to the phone');
-    expect(closeCodeIn(phone.data())).toBe(1007);
+    phone.write(invalid);
+    await waitFor(() => phone.closeFrame()?.code, 3_000, 'close frame to the phone');
+    expect(phone.closeFrame()?.code).toBe(1007);
     await expectClosed(r, before, { 'client/invalid_payload_1007': 1 });
     before = await closedCells(r);
     const binary = await rawBinary(r, 'bad-utf8-b');
-    binary.socket.write(invalid);
-    await waitFor(() => closeCodeIn(binary.data()), 3_000, 'close frame to the binary');
-    expect(closeCodeIn(binary.data())).toBe(1007);
+    binary.write(invalid);
+    await waitFor(() => binary.closeFrame()?.code, 3_000, 'close frame to the binary');
+    expect(binary.closeFrame()?.code).toBe(1007);
     await expectClosed(r, before, { 'server/invalid_payload_1007': 1 });
   });
 
   const PROTOCOL_ERRORS: [string, Buffer][] = [
     ['an unmasked client frame', Buffer.from([0x81, 0x02, 0x7b, 0x7d])],
-    ['a reserved opcode (0x3)', maskedFrame(true, 0x3, 0, Buffer.alloc(0))],
+    ['a reserved opcode (0x3)', clientFrame(0x3, Buffer.alloc(0))],
   ];
   for (const [what, frame] of PROTOCOL_ERRORS) {
     it(`${what} -> protocol_error_1002 (phone, then binary)`, async () => {
@@ -291,15 +199,15 @@ describe('connections_closed_total: one increment per connection, in the cell of
       await connectBinary(r, 'proto');
       let before = await closedCells(r);
       const phone = await rawPhone(r, 'proto');
-      phone.socket.write(frame);
-      await waitFor(() => closeCodeIn(phone.data()), 3_000, 'close frame to the phone');
-      expect(closeCodeIn(phone.data())).toBe(1002);
+      phone.write(frame);
+      await waitFor(() => phone.closeFrame()?.code, 3_000, 'close frame to the phone');
+      expect(phone.closeFrame()?.code).toBe(1002);
       await expectClosed(r, before, { 'client/protocol_error_1002': 1 });
       before = await closedCells(r);
       const binary = await rawBinary(r, 'proto-b');
-      binary.socket.write(frame);
-      await waitFor(() => closeCodeIn(binary.data()), 3_000, 'close frame to the binary');
-      expect(closeCodeIn(binary.data())).toBe(1002);
+      binary.write(frame);
+      await waitFor(() => binary.closeFrame()?.code, 3_000, 'close frame to the binary');
+      expect(binary.closeFrame()?.code).toBe(1002);
       await expectClosed(r, before, { 'server/protocol_error_1002': 1 });
     });
   }
@@ -307,17 +215,17 @@ describe('connections_closed_total: one increment per connection, in the cell of
   it('a message that does not complete within the read deadline -> read_timeout_1008 (phone, then binary)', async () => {
     const r = await boot({ messageReadTimeoutMs: 300 });
     await connectBinary(r, 'read-dl');
-    const partial = maskedFrame(true, 0x1, 100, Buffer.from('{"a":"bbbb'));
+    const partial = clientFrame(0x1, Buffer.from('{"a":"bbbb'), { announced: 100 });
     let before = await closedCells(r);
     const phone = await rawPhone(r, 'read-dl');
-    phone.socket.write(partial);
+    phone.write(partial);
     await expectClosed(r, before, { 'client/read_timeout_1008': 1 });
-    expect(closeCodeIn(phone.data())).toBe(1008);
+    expect(phone.closeFrame()?.code).toBe(1008);
     before = await closedCells(r);
     const binary = await rawBinary(r, 'read-dl-b');
-    binary.socket.write(partial);
+    binary.write(partial);
     await expectClosed(r, before, { 'server/read_timeout_1008': 1 });
-    expect(closeCodeIn(binary.data())).toBe(1008);
+    expect(binary.closeFrame()?.code).toBe(1008);
   });
 
   it('no pong within the heartbeat interval -> heartbeat_timeout (phone, then binary)', async () => {
@@ -864,23 +772,6 @@ async function backUp(
 // 3. upgrade_rejections_total
 // =============================================================================================
 
-const WS_HANDSHAKE: [string, string][] = [
-  ['Connection', 'Upgrade'],
-  ['Upgrade', 'websocket'],
-  ['Sec-WebSocket-Version', '13'],
-  ['Sec-WebSocket-Key', 'dGhlIHNhbXBsZSBub25jZQ=='],
-];
-
-function rawRequest(method: string, path: string, headers: [string, string][]): string {
-  return `${method} ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\n${headers.map(([k, v]) => `${k}: ${v}\r\n`).join('')}\r\n`;
-}
-
-function statusOf(response: string): number {
-  const m = /^HTTP\/1\.1 (\d{3}) /.exec(response);
-  if (m === null) throw new Error(`not an HTTP response: ${JSON.stringify(response.slice(0, 80))}`);
-  return Number(m[1]);
-}
-
 describe('upgrade_rejections_total', () => {
   it('broken handshakes on both endpoints: not_websocket_426, bad_method_405, bad_version_400, bad_key_400', async () => {
     const r = await boot();
@@ -890,22 +781,22 @@ describe('upgrade_rejections_total', () => {
     ] as const) {
       const gate = Object.entries(headers);
       expect((await httpGet(`${r.httpUrl}${path}`, { headers })).status, `${endpoint} plain GET`).toBe(426);
-      const post = await rawExchange(r.port, rawRequest('POST', path, [...gate, ...WS_HANDSHAKE]));
+      const post = await rawExchange(r.port, requestText('POST', path, [...gate, ...WS_HANDSHAKE]));
       expect(statusOf(post), `${endpoint} POST upgrade`).toBe(405);
       const v8 = WS_HANDSHAKE.map(([k, v]): [string, string] => (k === 'Sec-WebSocket-Version' ? [k, '8'] : [k, v]));
       expect(
-        statusOf(await rawExchange(r.port, rawRequest('GET', path, [...gate, ...v8]))),
+        statusOf(await rawExchange(r.port, requestText('GET', path, [...gate, ...v8]))),
         `${endpoint} version 8`,
       ).toBe(400);
       const badKey = WS_HANDSHAKE.map(([k, v]): [string, string] =>
         k === 'Sec-WebSocket-Key' ? [k, 'short'] : [k, v],
       );
       expect(
-        statusOf(await rawExchange(r.port, rawRequest('GET', path, [...gate, ...badKey]))),
+        statusOf(await rawExchange(r.port, requestText('GET', path, [...gate, ...badKey]))),
         `${endpoint} bad key`,
       ).toBe(400);
     }
-    expectCells(cells(await r.scrape(), REJECTIONS, ['endpoint', 'reason']), {
+    expectCells(cells(await r.scrape(), UPGRADE_REJECTIONS, ['endpoint', 'reason']), {
       'client/not_websocket_426': 1,
       'client/bad_method_405': 1,
       'client/bad_version_400': 1,
@@ -926,7 +817,7 @@ describe('upgrade_rejections_total', () => {
     expect(server).toMatchObject({ status: 503, body: '\n' });
     const client = await upgradeStatus(r, '/v1/client', phoneHeaders('capped'));
     expect(client).toMatchObject({ status: 503, body: '\n' });
-    expectCells(cells(await r.scrape(), REJECTIONS, ['endpoint', 'reason']), {
+    expectCells(cells(await r.scrape(), UPGRADE_REJECTIONS, ['endpoint', 'reason']), {
       'client/conn_cap_503': 1,
       'server/conn_cap_503': 1,
     });
@@ -936,7 +827,7 @@ describe('upgrade_rejections_total', () => {
     const r = await boot({ rateLimitBurst: 1, rateLimitIntervalMs: 60_000 });
     expect((await upgradeStatus(r, '/v1/client', { 'User-Agent': 'x' })).status).toBe(400);
     expect((await upgradeStatus(r, '/v1/server', binaryHeaders('rl'))).status).toBe(429);
-    expectCells(cells(await r.scrape(), REJECTIONS, ['endpoint', 'reason']), {});
+    expectCells(cells(await r.scrape(), UPGRADE_REJECTIONS, ['endpoint', 'reason']), {});
   });
 
   it('markNotReady() alone refuses nothing; upgrades during a drain get 503 draining_503 on both endpoints', async () => {
@@ -946,7 +837,7 @@ describe('upgrade_rejections_total', () => {
     // Not ready is not draining: new connections are still accepted.
     const phone = await connectPhone(r, 'draining');
     expect(phone.closed).toBeUndefined();
-    expectCells(cells(await r.scrape(), REJECTIONS, ['endpoint', 'reason']), {});
+    expectCells(cells(await r.scrape(), UPGRADE_REJECTIONS, ['endpoint', 'reason']), {});
     // Hold the drain open: the phone does not read the relay's close frame until resumed.
     underlying(phone).pause();
     let drained = false;
@@ -961,7 +852,7 @@ describe('upgrade_rejections_total', () => {
     expect(client).toMatchObject({ status: 503, body: '\n' });
     underlying(phone).resume();
     expect(await draining).toBe(true);
-    expectCells(cells(await r.scrape(), REJECTIONS, ['endpoint', 'reason']), {
+    expectCells(cells(await r.scrape(), UPGRADE_REJECTIONS, ['endpoint', 'reason']), {
       'client/draining_503': 1,
       'server/draining_503': 1,
     });
@@ -988,7 +879,7 @@ describe('http_errors_total', () => {
 
   it('headers over 64 KiB -> header_too_large_431; malformed requests -> bad_request_400', async () => {
     const r = await boot();
-    const big = await rawExchange(r.port, rawRequest('GET', '/healthz', [['X-Pad', 'a'.repeat(65 * 1024)]]));
+    const big = await rawExchange(r.port, requestText('GET', '/healthz', [['X-Pad', 'a'.repeat(65 * 1024)]]));
     expect(statusOf(big)).toBe(431);
     const line = await rawExchange(r.port, 'THIS IS NOT HTTP\r\n\r\n');
     expect(statusOf(line)).toBe(400);

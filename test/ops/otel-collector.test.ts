@@ -16,7 +16,7 @@ import { sourceFiles } from '../helpers/repo.js';
 import { buildResource, parseOtelEnv } from '../../telemetry/index.js';
 import { cleanEnv, DAEMON_MAIN, type DaemonHandle, startDaemon } from '../helpers/daemon.js';
 import { freePort } from '../helpers/ports.js';
-import { startOtlpReceiver, type OtlpReceiver } from '../helpers/otlp-receiver.js';
+import { type OtlpReceiver, startOtlpReceiver } from '../helpers/otlp-receiver.js';
 import { waitFor } from '../helpers/wait.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));

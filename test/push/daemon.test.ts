@@ -13,12 +13,12 @@ import { binaryHeaders, TestClient } from '../helpers/relays.js';
 import { sampleValue } from '../helpers/scrape.js';
 import {
   ACCESS_TOKEN,
+  type FakeGoogle,
   FCM_FREE_TEXT,
   MESSAGE_NAME,
   startFakeGoogle,
   testKey,
   verifyAssertion,
-  type FakeGoogle,
 } from '../helpers/fake-fcm.js';
 import { waitFor } from '../helpers/wait.js';
 

@@ -18,17 +18,17 @@ import {
 } from '../../src/push/fcm.js';
 import {
   ACCESS_TOKEN,
-  FCM_FREE_TEXT,
+  type FakeGoogle,
   FakeServer,
-  MESSAGE_NAME,
-  SEND_PATH,
+  FCM_FREE_TEXT,
   fcmErrorBody,
   json,
+  MESSAGE_NAME,
   okToken,
+  type RecordedRequest,
+  SEND_PATH,
   startFakeGoogle,
   verifyAssertion,
-  type FakeGoogle,
-  type RecordedRequest,
 } from '../helpers/fake-fcm.js';
 import { freePort } from '../helpers/ports.js';
 import { sleep, waitFor } from '../helpers/wait.js';

@@ -19,16 +19,16 @@ import {
 } from '../../src/push/waker.js';
 import {
   ACCESS_TOKEN,
-  FCM_FREE_TEXT,
+  type FakeGoogle,
   FakeServer,
-  MESSAGE_NAME,
-  SEND_PATH,
+  FCM_FREE_TEXT,
   fcmErrorBody,
   json,
+  MESSAGE_NAME,
   okToken,
+  SEND_PATH,
   startFakeGoogle,
   verifyAssertion,
-  type FakeGoogle,
 } from '../helpers/fake-fcm.js';
 import {
   connectBinary,

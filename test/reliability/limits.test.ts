@@ -5,9 +5,9 @@
 // turn, so "never exceeded, not even momentarily" is observed, not inferred.
 
 import WebSocket from 'ws';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { figure } from '../helpers/figures.js';
-import { binaryHeaders, isEmpty, phoneHeaders, relayState, startRelay, type TestRelay } from '../helpers/relays.js';
+import { binaryHeaders, isEmpty, phoneHeaders, relayState, type TestRelay, useRelays } from '../helpers/relays.js';
 import { Sampler } from '../helpers/resources.js';
 import {
   familyDiff,
@@ -21,13 +21,7 @@ import {
 } from '../helpers/scrape.js';
 import { waitFor, withTimeout } from '../helpers/wait.js';
 
-let relay: TestRelay | undefined;
-const open: WebSocket[] = [];
-afterEach(async () => {
-  for (const ws of open.splice(0)) ws.terminate();
-  await relay?.close();
-  relay = undefined;
-});
+const { boot, track } = useRelays();
 
 interface Attempt {
   addr: string;
@@ -50,7 +44,7 @@ function attempt(r: TestRelay, addr: string, path: string, headers: Record<strin
         ws.terminate();
       });
       ws.once('open', () => {
-        open.push(ws);
+        track(ws);
         const a: Attempt = { addr, id: headers['X-Pyrycode-Server']!, status: 101, ws };
         ws.once('close', (code: number) => (a.closeCode = code));
         resolve(a);
@@ -89,8 +83,7 @@ function count(results: Attempt[], status: number, addr?: string): number {
 
 describe('rate limit and connection cap under parallel bursts from 10 loopback addresses', () => {
   it('cap 20, burst 15 per IP: 200 parallel upgrades (20 from each of 127.0.0.11-20) -> exactly 20 x 101, 130 x 503, 50 x 429 (5 per IP); the cap is never exceeded', async () => {
-    const r = await startRelay({ maxConnections: 20, rateLimitBurst: 15, rateLimitIntervalMs: 600_000 });
-    relay = r;
+    const r = await boot({ maxConnections: 20, rateLimitBurst: 15, rateLimitIntervalMs: 600_000 });
     const cap = instrumentCap(r);
     const before = await snapshot(r);
     const sampler = new Sampler(() => ({
@@ -217,8 +210,7 @@ describe('rate limit and connection cap under parallel bursts from 10 loopback a
   }, 60_000);
 
   it('burst equal to the cap from ONE address fills the cap (the documented residual), and a second address is still rate-limited separately', async () => {
-    const r = await startRelay({ maxConnections: 20, rateLimitBurst: 20, rateLimitIntervalMs: 600_000 });
-    relay = r;
+    const r = await boot({ maxConnections: 20, rateLimitBurst: 20, rateLimitIntervalMs: 600_000 });
     const cap = instrumentCap(r);
     const jobs: Promise<Attempt>[] = [];
     for (let k = 0; k < 30; k++) jobs.push(attempt(r, '127.0.0.41', '/v1/server', binaryHeaders(`one-ip-${k}`)));

@@ -14,7 +14,7 @@ import { generateKeyPairSync } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import WebSocket from 'ws';
 import { afterAll, describe, expect, it } from 'vitest';
-import { startOtlpReceiver, type OtlpReceiver } from '../helpers/otlp-receiver.js';
+import { type OtlpReceiver, startOtlpReceiver } from '../helpers/otlp-receiver.js';
 import { cleanEnv, runDaemon, startDaemon } from '../helpers/daemon.js';
 import { figure } from '../helpers/figures.js';
 import { headerLines, httpGet, rawRequest, UPGRADE_HEADERS, upgradeStatus } from '../helpers/http.js';

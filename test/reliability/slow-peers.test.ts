@@ -10,7 +10,7 @@
 //   by the heartbeat, with the detection and drop times measured;
 // - peers that start a message and stall, dribble, or pad with pings: cut by the read deadline.
 
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { BinarySession } from '../../src/session/binary-session.js';
 import { OUTBOX_BUDGET_BYTES } from '../../src/session/outbox.js';
 import type { PhoneSession } from '../../src/session/phone-session.js';
@@ -21,26 +21,15 @@ import {
   connectPhone,
   phoneConnId,
   phoneHeaders,
-  startRelay,
   type TestClient,
   type TestRelay,
+  useRelays,
 } from '../helpers/relays.js';
 import { Sampler } from '../helpers/resources.js';
 import { clientFrame, RawWs, underlying } from '../helpers/ws-frames.js';
 import { sleep, waitFor } from '../helpers/wait.js';
 
-let relay: TestRelay | undefined;
-const cleanups: (() => void)[] = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0)) c();
-  await relay?.close();
-  relay = undefined;
-});
-
-function track<T extends TestClient | RawWs>(c: T): T {
-  cleanups.push(() => ('ws' in c ? c.ws.terminate() : c.destroy()));
-  return c;
-}
+const { boot, track, defer } = useRelays();
 
 function outboxCharged(r: TestRelay, serverId: string, connId: string): number {
   const phone = r.relay.registry.phoneFor(serverId, connId) as unknown as { outbox: { charged: number } } | undefined;
@@ -62,8 +51,7 @@ function maxGap(times: number[], from: number, to: number): number {
 
 describe('phones that stop reading while the binary floods them', () => {
   it('16 phones on one server-id, 4 stop reading: each of the 4 is closed 1011 "phone backlog full" with at most 4 MiB pinned; the 12 others get every frame in order without stalls; the binary stays up', async () => {
-    const r = await startRelay();
-    relay = r;
+    const r = await boot();
     const SID = 'sp-flood';
     const binary = track(await connectBinary(r, SID));
     const phones: { c: TestClient; id: string; t: number[] }[] = [];
@@ -167,8 +155,7 @@ describe('phones that stop reading while the binary floods them', () => {
 
 describe('a binary that stops reading', () => {
   it('holds back only its own 4 flooding phones with a bounded buffer; another server-id flows at full speed; the stuck binary is dropped (send deadline or heartbeat) and everything it pinned is released', async () => {
-    const r = await startRelay({ gracePeriodMs: 500 });
-    relay = r;
+    const r = await boot({ gracePeriodMs: 500 });
     const stuck = track(await connectBinary(r, 'sp-stuck'));
     const mine: { c: TestClient; id: string }[] = [];
     for (let i = 0; i < 4; i++) {
@@ -257,8 +244,7 @@ describe('half-open peers (never read, never write, never answer a ping)', () =>
   const INTERVAL = 200;
 
   it(`heartbeat ${INTERVAL} ms: 5 silent phones and a silent binary are detected within ~2 intervals and dropped after the close-handshake wait; a healthy phone on the same binary is untouched; every slot comes back`, async () => {
-    const r = await startRelay({ heartbeatIntervalMs: INTERVAL, gracePeriodMs: 300 });
-    relay = r;
+    const r = await boot({ heartbeatIntervalMs: INTERVAL, gracePeriodMs: 300 });
     const binary = track(await connectBinary(r, 'sp-ho'));
     const healthy = track(await connectPhone(r, 'sp-ho'));
     const healthyId = await phoneConnId(healthy, binary);
@@ -339,8 +325,7 @@ describe('peers that start a message and never finish it (read deadline)', () =>
   }
 
   it('a dribbler (1 byte of a 100-byte frame every 50 ms), a ping-padder (open fragment + pings) and a half header are each cut with 1008 at the deadline, not when they stop', async () => {
-    const r = await startRelay({ messageReadTimeoutMs: DEADLINE });
-    relay = r;
+    const r = await boot({ messageReadTimeoutMs: DEADLINE });
     const binary = track(await connectBinary(r, 'sp-rd'));
 
     // Dribbler: progress, but the message can never complete in time.
@@ -351,14 +336,14 @@ describe('peers that start a message and never finish it (read deadline)', () =>
     const drip = setInterval(() => {
       if (i < frame.length) dribbler.write(frame.subarray(i, ++i));
     }, 50);
-    cleanups.push(() => clearInterval(drip));
+    defer(() => clearInterval(drip));
 
     // Ping-padder: a complete first fragment (FIN=0), then a ping every 100 ms, never the continuation.
     const padder = track(await RawWs.open(r.port, '/v1/client', phoneHeaders('sp-rd')));
     const t2 = Date.now();
     padder.write(clientFrame(0x1, Buffer.from('{"part":'), { fin: false }));
     const pings = setInterval(() => padder.write(clientFrame(0x9, Buffer.from('p'))), 100);
-    cleanups.push(() => clearInterval(pings));
+    defer(() => clearInterval(pings));
 
     // Half header: the first byte of a frame header only.
     const half = track(await RawWs.open(r.port, '/v1/client', phoneHeaders('sp-rd')));
@@ -389,8 +374,7 @@ describe('peers that start a message and never finish it (read deadline)', () =>
   });
 
   it('10 stalled phones at once do not slow down a healthy phone of the same binary; all 10 are cut and their slots returned', async () => {
-    const r = await startRelay({ messageReadTimeoutMs: DEADLINE });
-    relay = r;
+    const r = await boot({ messageReadTimeoutMs: DEADLINE });
     const binary = track(await connectBinary(r, 'sp-rd-many'));
     const healthy = track(await connectPhone(r, 'sp-rd-many'));
     const healthyId = await phoneConnId(healthy, binary);

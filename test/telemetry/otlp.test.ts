@@ -6,7 +6,7 @@ import { createLogger, type Logger } from '../../src/log.js';
 import { buildTelemetry, parseOtelEnv, type Telemetry } from '../../telemetry/index.js';
 import { ReportingMetricExporter } from '../../telemetry/otlp-reporting.js';
 import { sleep, waitFor } from '../helpers/wait.js';
-import { startOtlpReceiver, unusedPort, type OtlpReceiver, type ReceivedRequest } from '../helpers/otlp-receiver.js';
+import { type OtlpReceiver, type ReceivedRequest, startOtlpReceiver, unusedPort } from '../helpers/otlp-receiver.js';
 
 type Env = Record<string, string | undefined>;
 

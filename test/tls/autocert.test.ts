@@ -34,7 +34,7 @@ import { PROXY_V2_SIGNATURE } from '../../src/http/proxy-protocol.js';
 import { cleanEnv, DAEMON_MAIN, type DaemonHandle, startDaemon } from '../helpers/daemon.js';
 import { accepts, freePort } from '../helpers/ports.js';
 import { binaryHeaders, type LogLine, phoneHeaders, TestClient } from '../helpers/relays.js';
-import { requirePebble, startPebble, type Pebble } from '../helpers/pebble.js';
+import { type Pebble, requirePebble, startPebble } from '../helpers/pebble.js';
 import { sleep, waitFor, withTimeout } from '../helpers/wait.js';
 
 const DOMAIN = 'localhost';
