@@ -2,18 +2,17 @@
 // failure, graceful shutdown, /metrics content type and static-TLS mode (relay-behaviour.md 9, 10,
 // 11; DECISIONS.md). Build first (`npx tsc -p tsconfig.json`; `npm test` does it).
 
-import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cleanEnv, DAEMON_MAIN, type DaemonHandle, runDaemon, startDaemon } from '../helpers/daemon.js';
+import { cleanEnv, DAEMON_MAIN, runDaemon, type RunningDaemon, startDaemon, withDaemon } from '../helpers/daemon.js';
 import { httpGet } from '../helpers/http.js';
 import { accepts, freePort } from '../helpers/ports.js';
 import { binaryHeaders, phoneHeaders, TestClient } from '../helpers/relays.js';
 import { REPO_ROOT } from '../helpers/repo.js';
 import { waitFor, withTimeout } from '../helpers/wait.js';
+import { type SelfSigned, selfSignedCert } from '../helpers/tls.js';
 
 const PKG_VERSION = (JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
 
@@ -310,31 +309,11 @@ describe('listener failure', () => {
   });
 });
 
-async function startRunning(args: string[]): Promise<{ d: DaemonHandle; port: number; metricsPort: number }> {
-  const port = await freePort();
-  const metricsPort = await freePort();
-  const d = startDaemon([
-    '--insecure-listen',
-    `127.0.0.1:${port}`,
-    '--metrics-listen',
-    `127.0.0.1:${metricsPort}`,
-    '--shutdown-timeout',
-    '2s',
-    ...args,
-  ]);
-  try {
-    await d.waitStderr(textMsg('starting'), 10_000);
-    await waitFor(
-      async () => (await httpGet(`http://127.0.0.1:${port}/healthz`).catch(() => undefined))?.status === 200,
-      10_000,
-      'daemon /healthz',
-      50,
-    );
-  } catch (err) {
-    await d.stop();
-    throw err;
-  }
-  return { d, port, metricsPort };
+const daemons = withDaemon();
+
+/** The daemon on free ports with a 2 s shutdown timeout, serving /healthz. */
+function startRunning(args: string[]): Promise<RunningDaemon> {
+  return daemons.start(['--shutdown-timeout', '2s', ...args]);
 }
 
 describe('running daemon', () => {
@@ -418,49 +397,19 @@ describe('running daemon', () => {
 });
 
 describe('static TLS mode', () => {
-  let dir: string;
+  let tls: SelfSigned;
   beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'relay-tls-'));
-    await withTimeout(
-      new Promise<void>((resolve, reject) =>
-        execFile(
-          'openssl',
-          [
-            'req',
-            '-x509',
-            '-newkey',
-            'rsa:2048',
-            '-nodes',
-            '-subj',
-            '/CN=127.0.0.1',
-            '-addext',
-            'subjectAltName=IP:127.0.0.1',
-            '-days',
-            '1',
-            '-keyout',
-            'key.pem',
-            '-out',
-            'cert.pem',
-          ],
-          { cwd: dir },
-          (err) => (err ? reject(err) : resolve()),
-        ),
-      ),
-      20_000,
-      'openssl self-signed certificate',
-    );
+    tls = await selfSignedCert({ commonName: '127.0.0.1', altNames: 'IP:127.0.0.1', keyType: 'rsa' });
   });
-  afterAll(() => {
-    if (dir) rmSync(dir, { recursive: true, force: true });
-  });
+  afterAll(() => tls?.remove());
 
   it('serves wss:// with --tls-cert/--tls-key/--https-listen: a binary and a phone exchange frames', async () => {
     const port = await freePort();
     const d = startDaemon([
       '--tls-cert',
-      join(dir, 'cert.pem'),
+      tls.certPath,
       '--tls-key',
-      join(dir, 'key.pem'),
+      tls.keyPath,
       '--https-listen',
       `127.0.0.1:${port}`,
       '--metrics-listen=',
@@ -471,7 +420,7 @@ describe('static TLS mode', () => {
     try {
       await d.waitStderr(textMsg('starting'), 10_000);
       expect(d.stderr()).toMatch(/mode=tls/);
-      const ca = readFileSync(join(dir, 'cert.pem'));
+      const ca = tls.cert;
       let binary!: TestClient;
       await waitFor(
         async () => {

@@ -3,7 +3,7 @@
 
 import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { cleanEnv, type DaemonHandle, startDaemon } from '../helpers/daemon.js';
+import { withDaemon } from '../helpers/daemon.js';
 import { freePort } from '../helpers/ports.js';
 import { binaryHeaders } from '../helpers/relays.js';
 import { type OtlpReceiver, startOtlpReceiver } from '../helpers/otlp-receiver.js';
@@ -30,14 +30,13 @@ interface OtlpJson {
   }[];
 }
 
-let daemon: DaemonHandle | undefined;
 let receiver: OtlpReceiver | undefined;
 afterEach(async () => {
-  await daemon?.stop();
-  daemon = undefined;
   await receiver?.close();
   receiver = undefined;
 });
+// Registered after the receiver's hook: after-hooks run in reverse, so the daemon stops first.
+const daemons = withDaemon();
 
 function payloads(r: OtlpReceiver): OtlpJson[] {
   return r.requests.filter((q) => q.url === '/v1/metrics').map((q) => JSON.parse(q.body.toString('utf8')) as OtlpJson);
@@ -67,26 +66,16 @@ function otlpValue(payload: OtlpJson, name: string, attr?: [string, string]): nu
 describe('daemon OTLP export', () => {
   it('exports the relay metrics with its resource over http/json and flushes on SIGTERM', async () => {
     receiver = await startOtlpReceiver();
-    const port = await freePort();
-    const metricsPort = await freePort();
-    daemon = startDaemon(
-      [
-        '--insecure-listen',
-        `127.0.0.1:${port}`,
-        '--metrics-listen',
-        `127.0.0.1:${metricsPort}`,
-        '--shutdown-timeout',
-        '3s',
-      ],
-      cleanEnv({
+    const { d: daemon, port } = await daemons.start(['--shutdown-timeout', '3s'], {
+      env: {
         OTEL_METRICS_EXPORTER: 'otlp',
         OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json',
         OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
         OTEL_METRIC_EXPORT_INTERVAL: '300',
         OTEL_SERVICE_NAME: 'relay-under-test',
         OTEL_RESOURCE_ATTRIBUTES: 'deployment.environment=ci,host.role=relay',
-      }),
-    );
+      },
+    });
     await daemon.waitStderr('msg="starting metrics listener"', 10_000);
 
     // Something to report: one binary holding a slot.
@@ -148,18 +137,17 @@ describe('daemon OTLP export', () => {
   });
 
   it('an unreachable collector is logged and never stops the relay', async () => {
-    const port = await freePort();
     const dead = await freePort();
-    daemon = startDaemon(
-      ['--insecure-listen', `127.0.0.1:${port}`, '--metrics-listen', '', '--shutdown-timeout', '2s'],
-      cleanEnv({
+    const { d: daemon, port } = await daemons.start(['--shutdown-timeout', '2s'], {
+      metricsListener: false,
+      env: {
         OTEL_METRICS_EXPORTER: 'otlp',
         OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${dead}`,
         OTEL_EXPORTER_OTLP_TIMEOUT: '200',
         OTEL_METRIC_EXPORT_INTERVAL: '300',
         OTEL_EXPORTER_OTLP_HEADERS: 'authorization=Bearer SECRET-OTLP-MARKER',
-      }),
-    );
+      },
+    });
     await daemon.waitStderr('msg=otlp_export_failed', 15_000);
     // The relay still serves.
     const res = await fetch(`http://127.0.0.1:${port}/healthz`);

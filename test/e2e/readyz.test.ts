@@ -4,9 +4,8 @@
 
 import { existsSync } from 'node:fs';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { cleanEnv, DAEMON_MAIN, type DaemonHandle, startDaemon } from '../helpers/daemon.js';
+import { DAEMON_MAIN, type RunningDaemon, withDaemon } from '../helpers/daemon.js';
 import { httpGet, rawExchange, type RawResponse, upgradeStatus } from '../helpers/http.js';
-import { freePort } from '../helpers/ports.js';
 import { binaryHeaders, connectBinary, connectPhone, phoneHeaders, TestClient, useRelays } from '../helpers/relays.js';
 import { sampleValue } from '../helpers/scrape.js';
 import { waitFor } from '../helpers/wait.js';
@@ -131,46 +130,11 @@ function textMsg(event: string): string {
   return /[\s="\\]/.test(event) ? `msg=${JSON.stringify(event)}` : `msg=${event}`;
 }
 
-interface Running {
-  d: DaemonHandle;
-  port: number;
-  metricsPort: number;
-  url: string;
-  ws: string;
-  metrics: string;
-}
-
-async function startRunning(args: string[]): Promise<Running> {
-  const port = await freePort();
-  const metricsPort = await freePort();
-  const d = startDaemon(
-    ['--insecure-listen', `127.0.0.1:${port}`, '--metrics-listen', `127.0.0.1:${metricsPort}`, ...args],
-    cleanEnv(),
-  );
-  try {
-    await d.waitStderr(textMsg('starting'), 10_000);
-    await waitFor(
-      async () => (await httpGet(`http://127.0.0.1:${port}/healthz`).catch(() => undefined))?.status === 200,
-      10_000,
-      'daemon /healthz',
-      25,
-    );
-  } catch (err) {
-    await d.stop();
-    throw err;
-  }
-  return {
-    d,
-    port,
-    metricsPort,
-    url: `http://127.0.0.1:${port}`,
-    ws: `ws://127.0.0.1:${port}`,
-    metrics: `http://127.0.0.1:${metricsPort}/metrics`,
-  };
-}
+const daemons = withDaemon();
+const startRunning = (args: string[]): Promise<RunningDaemon> => daemons.start(args);
 
 /** Connects a binary to the daemon and waits until /healthz counts it. */
-async function daemonBinary(run: Running, serverId: string, clients: TestClient[]): Promise<TestClient> {
+async function daemonBinary(run: RunningDaemon, serverId: string, clients: TestClient[]): Promise<TestClient> {
   const binary = new TestClient(`${run.ws}/v1/server`, binaryHeaders(serverId));
   clients.push(binary);
   await binary.open();

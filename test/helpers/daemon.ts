@@ -121,6 +121,8 @@ export interface ReadyOptions {
   env?: Record<string, string>;
   /** How long the daemon may take to serve /healthz. */
   readyTimeoutMs?: number;
+  /** false: no Prometheus listener (`--metrics-listen ''`); metricsPort is then 0. */
+  metricsListener?: boolean;
 }
 
 const READY_TIMEOUT_MS = 15_000;
@@ -130,17 +132,24 @@ const READY_TIMEOUT_MS = 15_000;
  * carries its stderr. The caller stops it (withDaemon() does). */
 export async function startReadyDaemon(args: string[], options: ReadyOptions = {}): Promise<RunningDaemon> {
   const port = await freePort();
-  const metricsPort = await freePort();
+  const metricsPort = options.metricsListener === false ? 0 : await freePort();
+  const metricsListen = metricsPort === 0 ? '' : `127.0.0.1:${metricsPort}`;
   const d = startDaemon(
-    ['--insecure-listen', `127.0.0.1:${port}`, '--metrics-listen', `127.0.0.1:${metricsPort}`, ...args],
+    ['--insecure-listen', `127.0.0.1:${port}`, '--metrics-listen', metricsListen, ...args],
     cleanEnv(options.env),
   );
   let exited = false;
   void d.exited.then(() => (exited = true));
   const url = `http://127.0.0.1:${port}`;
+  // Our daemon's /healthz, not another test's server that got the same port after freePort closed
+  // it: the relay's body starts with {"status":"ok".
+  const healthy = async (): Promise<boolean> => {
+    const res = await httpGet(`${url}/healthz`).catch(() => undefined);
+    return res?.status === 200 && res.body.startsWith('{"status":"ok"');
+  };
   try {
     await waitFor(
-      async () => exited || (await httpGet(`${url}/healthz`).catch(() => undefined))?.status === 200,
+      async () => exited || (await healthy()),
       options.readyTimeoutMs ?? READY_TIMEOUT_MS,
       'daemon /healthz',
       25,

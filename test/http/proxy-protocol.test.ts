@@ -4,14 +4,10 @@
 // headers close the connection with zero bytes written. The daemon-level test (rate-limit key,
 // logs) is in autocert.test.ts.
 
-import { execFile, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import type { Server } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import { createServer as createNetServer, connect as netConnect, isIPv4, isIPv6, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
 import { Duplex } from 'node:stream';
-import { join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
 import fc from 'fast-check';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -26,6 +22,7 @@ import {
   type ProxyHeaderOptions,
 } from '../../src/http/proxy-protocol.js';
 import { sleep, withTimeout } from '../helpers/wait.js';
+import { requireOpenssl, type SelfSigned, selfSignedCert } from '../helpers/tls.js';
 
 const TCP4 = 0x11;
 const UDP4 = 0x12;
@@ -209,54 +206,14 @@ describe('parseProxyV2', () => {
 // ---------------------------------------------------------------------------------------------
 // requireProxyV2 in front of a real HTTPS server
 
-const hasOpenssl = spawnSync('openssl', ['version']).status === 0;
-if (!hasOpenssl && process.env.CI)
-  throw new Error('openssl not installed: .ci/run must install the Debian package `openssl`');
-
-describe.skipIf(!hasOpenssl)('requireProxyV2', () => {
-  let dir: string;
-  let cert: Buffer;
-  let key: Buffer;
+describe.skipIf(!requireOpenssl())('requireProxyV2', () => {
+  let pair: SelfSigned;
   const servers: Server[] = [];
 
   beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'proxy-tls-'));
-    await withTimeout(
-      new Promise<void>((resolve, reject) =>
-        execFile(
-          'openssl',
-          [
-            'req',
-            '-x509',
-            '-newkey',
-            'ec',
-            '-pkeyopt',
-            'ec_paramgen_curve:P-256',
-            '-nodes',
-            '-subj',
-            '/CN=relay.test',
-            '-addext',
-            'subjectAltName=DNS:relay.test',
-            '-days',
-            '1',
-            '-keyout',
-            'key.pem',
-            '-out',
-            'cert.pem',
-          ],
-          { cwd: dir },
-          (err) => (err ? reject(err) : resolve()),
-        ),
-      ),
-      20_000,
-      'openssl',
-    );
-    cert = readFileSync(join(dir, 'cert.pem'));
-    key = readFileSync(join(dir, 'key.pem'));
+    pair = await selfSignedCert({ commonName: 'relay.test', altNames: 'DNS:relay.test', dirPrefix: 'proxy-tls-' });
   });
-  afterAll(() => {
-    if (dir) rmSync(dir, { recursive: true, force: true });
-  });
+  afterAll(() => pair?.remove());
   afterEach(async () => {
     for (const s of servers.splice(0)) {
       s.closeAllConnections();
@@ -267,7 +224,7 @@ describe.skipIf(!hasOpenssl)('requireProxyV2', () => {
   /** An HTTPS server that answers every request with the remote address, port and family it sees. */
   async function serve(options: ProxyHeaderOptions = {}): Promise<{ port: number; rejections: string[] }> {
     const rejections: string[] = [];
-    const server = createHttpsServer({ cert, key }, (req, res) => {
+    const server = createHttpsServer({ cert: pair.cert, key: pair.key }, (req, res) => {
       res.end(`${req.socket.remoteAddress} ${req.socket.remotePort} ${req.socket.remoteFamily}`);
     });
     requireProxyV2(server, { timeoutMs: 300, onReject: (r) => rejections.push(r), ...options });
@@ -314,7 +271,7 @@ describe.skipIf(!hasOpenssl)('requireProxyV2', () => {
             if (!wire.push(c)) tcp.pause();
           });
           tcp.on('end', () => wire.push(null));
-          const tls = tlsConnect({ socket: wire, servername: 'relay.test', ca: cert }, () => tls.write(HTTP_GET));
+          const tls = tlsConnect({ socket: wire, servername: 'relay.test', ca: pair.cert }, () => tls.write(HTTP_GET));
           let data = '';
           tls.setEncoding('utf8').on('data', (c: string) => (data += c));
           tls.on('end', () => resolve(body(data)));

@@ -14,8 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { sourceFiles } from '../helpers/repo.js';
 import { buildResource, parseOtelEnv } from '../../telemetry/index.js';
-import { cleanEnv, DAEMON_MAIN, type DaemonHandle, startDaemon } from '../helpers/daemon.js';
-import { freePort } from '../helpers/ports.js';
+import { DAEMON_MAIN, withDaemon } from '../helpers/daemon.js';
 import { type OtlpReceiver, startOtlpReceiver } from '../helpers/otlp-receiver.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -223,12 +222,12 @@ describe('the relay environment documented in docs/ops/otel-collector.yaml', () 
 });
 
 describe('the built daemon with the documented environment', () => {
-  let daemon: DaemonHandle | undefined;
   let receiver: OtlpReceiver | undefined;
   afterEach(async () => {
-    await daemon?.stop();
     await receiver?.close();
   });
+  // Registered after the receiver's hook: after-hooks run in reverse, so the daemon stops first.
+  const daemons = withDaemon();
 
   const built = existsSync(DAEMON_MAIN);
   it('is built when CI is set (npm test builds before it runs vitest)', () => {
@@ -238,16 +237,15 @@ describe('the built daemon with the documented environment', () => {
   it.skipIf(!built)('pushes its metrics over OTLP/HTTP protobuf to the receiver at that endpoint', async () => {
     receiver = await startOtlpReceiver();
     // Only the endpoint (a test receiver instead of the collector) and the interval (not 15 s) change.
-    const env = cleanEnv({
+    const env = {
       ...documentedEnv,
       OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
       OTEL_METRIC_EXPORT_INTERVAL: '200',
-    });
-    const port = await freePort();
-    daemon = startDaemon(['--insecure-listen', `127.0.0.1:${port}`, '--metrics-listen='], env);
+    };
+    const { d: daemon } = await daemons.start([], { metricsListener: false, env });
     await waitFor(() => receiver!.requests.some((r) => r.url === '/v1/metrics'), 10_000, 'an OTLP export').catch(
       (err: unknown) => {
-        throw new Error(`${(err as Error).message}\ndaemon stderr:\n${daemon!.stderr()}`);
+        throw new Error(`${(err as Error).message}\ndaemon stderr:\n${daemon.stderr()}`);
       },
     );
     const request = receiver.requests.find((r) => r.url === '/v1/metrics')!;

@@ -6,9 +6,8 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { CANCELLED_TEXT } from '../../src/push/fcm.js';
 import { tokenFingerprint } from '../../src/push/waker.js';
-import { cleanEnv, type DaemonHandle, runDaemon, startDaemon } from '../helpers/daemon.js';
+import { cleanEnv, runDaemon, type RunningDaemon, withDaemon } from '../helpers/daemon.js';
 import { httpGet } from '../helpers/http.js';
-import { freePort } from '../helpers/ports.js';
 import { binaryHeaders, TestClient } from '../helpers/relays.js';
 import { sampleValue } from '../helpers/scrape.js';
 import {
@@ -55,37 +54,11 @@ function expectNoSecrets(stderr: string): void {
   }
 }
 
-async function startPushDaemon(
-  env: Record<string, string>,
-): Promise<{ d: DaemonHandle; port: number; metricsPort: number }> {
-  const port = await freePort();
-  const metricsPort = await freePort();
-  const d = startDaemon(
-    [
-      '--insecure-listen',
-      `127.0.0.1:${port}`,
-      '--metrics-listen',
-      `127.0.0.1:${metricsPort}`,
-      '--shutdown-timeout',
-      '2s',
-      '--log-format',
-      'json',
-    ],
-    cleanEnv(env),
-  );
-  try {
-    await d.waitStderr('"msg":"starting"', 10_000);
-    await waitFor(
-      async () => (await httpGet(`http://127.0.0.1:${port}/healthz`).catch(() => undefined))?.status === 200,
-      10_000,
-      'daemon /healthz',
-      50,
-    );
-  } catch (err) {
-    await d.stop();
-    throw err;
-  }
-  return { d, port, metricsPort };
+const daemons = withDaemon();
+
+/** The daemon with push configured by `env`, JSON logs, serving /healthz. */
+function startPushDaemon(env: Record<string, string>): Promise<RunningDaemon> {
+  return daemons.start(['--shutdown-timeout', '2s', '--log-format', 'json'], { env });
 }
 
 async function wakeFrom(port: number, serverId: string): Promise<TestClient> {

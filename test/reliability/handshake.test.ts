@@ -4,11 +4,7 @@
 // connections that must be cut by the 5 s header timeout while real peers keep connecting.
 // After the 101, frame-level protocol violations close only the offender and clean up after it.
 
-import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
 import { connect as netConnect } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startDaemon } from '../helpers/daemon.js';
@@ -43,7 +39,8 @@ import {
   upgradeCell,
 } from '../helpers/scrape.js';
 import { clientFrame, closePayload, RawWs } from '../helpers/ws-frames.js';
-import { sleep, waitFor, withTimeout } from '../helpers/wait.js';
+import { sleep, waitFor } from '../helpers/wait.js';
+import { selfSignedCert } from '../helpers/tls.js';
 
 const MAX_CONNECTIONS = 4;
 
@@ -684,41 +681,13 @@ describe('RFC conformance of the upgrade request (the reference library and net/
 
 describe('slow-loris on the static-TLS listener (--tls-cert/--tls-key)', () => {
   it('a connection that never finishes the TLS handshake is cut like a slow header (within 7 s), as is a TLS client that stalls its headers', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'relay-rel-tls-'));
-    await withTimeout(
-      new Promise<void>((resolve, reject) =>
-        execFile(
-          'openssl',
-          [
-            'req',
-            '-x509',
-            '-newkey',
-            'rsa:2048',
-            '-nodes',
-            '-subj',
-            '/CN=127.0.0.1',
-            '-addext',
-            'subjectAltName=IP:127.0.0.1',
-            '-days',
-            '1',
-            '-keyout',
-            'key.pem',
-            '-out',
-            'cert.pem',
-          ],
-          { cwd: dir },
-          (err) => (err ? reject(err) : resolve()),
-        ),
-      ),
-      20_000,
-      'openssl self-signed certificate',
-    );
+    const tls = await selfSignedCert({ commonName: '127.0.0.1', altNames: 'IP:127.0.0.1', keyType: 'rsa' });
     const port = await freePort();
     const d = startDaemon([
       '--tls-cert',
-      join(dir, 'cert.pem'),
+      tls.certPath,
       '--tls-key',
-      join(dir, 'key.pem'),
+      tls.keyPath,
       '--https-listen',
       `127.0.0.1:${port}`,
       '--metrics-listen',
@@ -766,7 +735,7 @@ describe('slow-loris on the static-TLS listener (--tls-cert/--tls-key)', () => {
     } finally {
       for (const s of sockets) s.destroy();
       await d.stop();
-      rmSync(dir, { recursive: true, force: true });
+      tls.remove();
     }
   }, 30_000);
 });

@@ -15,7 +15,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import WebSocket from 'ws';
 import { afterAll, describe, expect, it } from 'vitest';
 import { type OtlpReceiver, startOtlpReceiver } from '../helpers/otlp-receiver.js';
-import { cleanEnv, runDaemon, startDaemon } from '../helpers/daemon.js';
+import { cleanEnv, runDaemon, startReadyDaemon } from '../helpers/daemon.js';
 import { figure } from '../helpers/figures.js';
 import { headerLines, httpGet, rawRequest, UPGRADE_HEADERS, upgradeStatus } from '../helpers/http.js';
 import { freePort } from '../helpers/ports.js';
@@ -382,18 +382,8 @@ describe('daemon: FCM credentials, OAuth/FCM replies and OTLP headers never reac
       client_id: D.fcmClientId,
       token_uri: `http://127.0.0.1:${token.port}/token`,
     });
-    const port = await freePort();
-    const metricsPort = await freePort();
-    const d = startDaemon(
-      [
-        '--insecure-listen',
-        `127.0.0.1:${port}`,
-        '--metrics-listen',
-        `127.0.0.1:${metricsPort}`,
-        '--shutdown-timeout',
-        '2s',
-      ],
-      cleanEnv({
+    const { d, port, metricsPort } = await startReadyDaemon(['--shutdown-timeout', '2s'], {
+      env: {
         PYRYCODE_RELAY_FCM_CREDENTIALS: credentials,
         PYRYCODE_RELAY_FCM_ENDPOINT: `http://127.0.0.1:${fcm.port}`,
         PYRYCODE_RELAY_FCM_TOKEN_URL: `http://127.0.0.1:${token.port}/token`,
@@ -402,19 +392,13 @@ describe('daemon: FCM credentials, OAuth/FCM replies and OTLP headers never reac
         OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
         OTEL_EXPORTER_OTLP_HEADERS: `authorization=Bearer ${D.otlpHeader}`,
         OTEL_METRIC_EXPORT_INTERVAL: '200',
-      }),
-    );
+      },
+    });
     cleanups.push(() => d.stop());
     const clients: WebSocket[] = [];
     cleanups.push(() => {
       for (const c of clients) c.terminate();
     });
-    await waitFor(
-      async () => (await httpGet(`http://127.0.0.1:${port}/healthz`).catch(() => undefined))?.status === 200,
-      15_000,
-      'daemon up',
-      50,
-    );
 
     const open = async (path: string, headers: Record<string, string>): Promise<{ ws: WebSocket; got: string[] }> => {
       const ws = new WebSocket(`ws://127.0.0.1:${port}${path}`, { headers });

@@ -9,33 +9,22 @@
 
 import { connect as netConnect, type Socket } from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { cleanEnv, type DaemonHandle, startDaemon } from '../helpers/daemon.js';
+import { type DaemonHandle, type RunningDaemon, withDaemon } from '../helpers/daemon.js';
 import { figure } from '../helpers/figures.js';
 import { httpGet } from '../helpers/http.js';
 import { otlpSum } from '../helpers/otlp-receiver.js';
-import { freePort } from '../helpers/ports.js';
 import { binaryHeaders, phoneHeaders, TestClient } from '../helpers/relays.js';
 import { B2P, P2B, relaySamples } from '../helpers/scrape.js';
 import { RawWs } from '../helpers/ws-frames.js';
 import { startOtlpReceiver } from '../helpers/otlp-receiver.js';
 import { sleep, waitFor } from '../helpers/wait.js';
 
-interface Running {
-  d: DaemonHandle;
-  port: number;
-  metricsPort: number;
-  url: string;
-}
+const daemons = withDaemon();
 
-async function boot(shutdownTimeout: string, extra: string[] = [], env: Record<string, string> = {}): Promise<Running> {
-  const port = await freePort();
-  const metricsPort = await freePort();
-  const d = startDaemon(
+/** The daemon with this shutdown timeout, JSON logs and room for the test's connections. */
+function boot(shutdownTimeout: string, extra: string[] = [], env: Record<string, string> = {}): Promise<RunningDaemon> {
+  return daemons.start(
     [
-      '--insecure-listen',
-      `127.0.0.1:${port}`,
-      '--metrics-listen',
-      `127.0.0.1:${metricsPort}`,
       '--shutdown-timeout',
       shutdownTimeout,
       '--log-format',
@@ -46,20 +35,8 @@ async function boot(shutdownTimeout: string, extra: string[] = [], env: Record<s
       '1000',
       ...extra,
     ],
-    cleanEnv(env),
+    { env },
   );
-  try {
-    await waitFor(
-      async () => (await httpGet(`http://127.0.0.1:${port}/healthz`).catch(() => undefined))?.status === 200,
-      15_000,
-      'daemon /healthz',
-      50,
-    );
-  } catch (err) {
-    await d.stop();
-    throw new Error(`daemon did not come up: ${String(err)}\n${d.stderr()}`);
-  }
-  return { d, port, metricsPort, url: `ws://127.0.0.1:${port}` };
 }
 
 function events(d: DaemonHandle): { msg: string; [k: string]: unknown }[] {
@@ -82,7 +59,11 @@ describe('SIGTERM while frames flow', () => {
     // The final OTLP flush (after the drain) carries the relay's last counters: the ledger
     // received = forwarded + dropped, and forwarded = what the clients really got.
     const receiver = await startOtlpReceiver();
-    const { d, url, metricsPort } = await boot('5s', [], {
+    const {
+      d,
+      ws: url,
+      metricsPort,
+    } = await boot('5s', [], {
       OTEL_METRICS_EXPORTER: 'otlp',
       OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json',
       OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
@@ -247,7 +228,7 @@ describe('SIGTERM while frames flow', () => {
   }, 40_000);
 
   it('a peer that never answers the close frame cannot hold the exit: drain deadline (1s) hits, the rest still get 1001, exit 0 within ~1 s', async () => {
-    const { d, url, port } = await boot('1s');
+    const { d, ws: url, port } = await boot('1s');
     const clients: TestClient[] = [];
     let deaf: RawWs | undefined;
     try {

@@ -1,0 +1,88 @@
+// TLS fixtures for tests: a self-signed certificate and key made by openssl in a fresh temporary
+// directory (for --tls-cert/--tls-key, an HTTPS server in front of requireProxyV2, pebble's own
+// listener). openssl is a CI dependency; locally the tests that need it skip.
+
+import { execFile, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { withTimeout } from './wait.js';
+
+export const hasOpenssl = spawnSync('openssl', ['version']).status === 0;
+
+/** Throws in CI when openssl is missing; returns whether the TLS tests can run. */
+export function requireOpenssl(): boolean {
+  if (!hasOpenssl && process.env.CI)
+    throw new Error('openssl not installed: .ci/run must install the Debian package `openssl`');
+  return hasOpenssl;
+}
+
+export interface SelfSignedOptions {
+  /** Subject common name, e.g. '127.0.0.1'. */
+  commonName: string;
+  /** subjectAltName value, e.g. 'IP:127.0.0.1' or 'DNS:localhost,IP:127.0.0.1'. */
+  altNames: string;
+  /** Key type: an EC P-256 key (default) or RSA 2048. */
+  keyType?: 'ec' | 'rsa';
+  /** Validity in days. */
+  days?: number;
+  /** Prefix of the temporary directory's name. */
+  dirPrefix?: string;
+}
+
+export interface SelfSigned {
+  /** The temporary directory holding cert.pem and key.pem (remove() deletes it). */
+  dir: string;
+  certPath: string;
+  keyPath: string;
+  cert: Buffer;
+  key: Buffer;
+  remove(): void;
+}
+
+const OPENSSL_TIMEOUT_MS = 20_000;
+
+/** A self-signed certificate and its unencrypted key, written by `openssl req -x509`. */
+export async function selfSignedCert(options: SelfSignedOptions): Promise<SelfSigned> {
+  const dir = mkdtempSync(join(tmpdir(), options.dirPrefix ?? 'relay-tls-'));
+  const certPath = join(dir, 'cert.pem');
+  const keyPath = join(dir, 'key.pem');
+  const keyArgs =
+    (options.keyType ?? 'ec') === 'ec'
+      ? ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256']
+      : ['-newkey', 'rsa:2048'];
+  const args = [
+    'req',
+    '-x509',
+    ...keyArgs,
+    '-nodes',
+    '-subj',
+    `/CN=${options.commonName}`,
+    '-addext',
+    `subjectAltName=${options.altNames}`,
+    '-days',
+    String(options.days ?? 1),
+    '-keyout',
+    keyPath,
+    '-out',
+    certPath,
+  ];
+  try {
+    await withTimeout(
+      new Promise<void>((resolve, reject) => execFile('openssl', args, (err) => (err ? reject(err) : resolve()))),
+      OPENSSL_TIMEOUT_MS,
+      'openssl self-signed certificate',
+    );
+  } catch (err) {
+    rmSync(dir, { recursive: true, force: true });
+    throw err;
+  }
+  return {
+    dir,
+    certPath,
+    keyPath,
+    cert: readFileSync(certPath),
+    key: readFileSync(keyPath),
+    remove: () => rmSync(dir, { recursive: true, force: true }),
+  };
+}
