@@ -17,85 +17,29 @@ import {
   parseProxyV2,
   PROXY_HEADER_TIMEOUT_MS,
   PROXY_V2_MAX_ADDRESS_BLOCK,
-  PROXY_V2_SIGNATURE,
   requireProxyV2,
   type ProxyHeaderOptions,
 } from '../../src/http/proxy-protocol.js';
 import { sleep, withTimeout } from '../helpers/wait.js';
 import { requireOpenssl, type SelfSigned, selfSignedCert } from '../helpers/tls.js';
-
-const TCP4 = 0x11;
-const UDP4 = 0x12;
-const TCP6 = 0x21;
-const UDP6 = 0x22;
-const UNIX_STREAM = 0x31;
-const UNIX_DGRAM = 0x32;
-const UNSPEC = 0x00;
-const PROXY = 0x21;
-const LOCAL = 0x20;
-
-function ipv6(text: string): Buffer {
-  const [headText, tailText = ''] = text.split('::');
-  const groups = (t: string): number[] => (t === '' ? [] : t.split(':').map((g) => parseInt(g, 16)));
-  const h = groups(headText!);
-  const t = text.includes('::') ? groups(tailText) : [];
-  const all = [...h, ...new Array<number>(8 - h.length - t.length).fill(0), ...t];
-  const buf = Buffer.alloc(16);
-  all.forEach((g, i) => {
-    buf.writeUInt16BE(g, i * 2);
-  });
-  return buf;
-}
-
-interface HeaderSpec {
-  versionCommand?: number;
-  family?: number;
-  src?: string;
-  dst?: string;
-  srcPort?: number;
-  dstPort?: number;
-  tlv?: Buffer;
-  /** Override the declared block length. */
-  length?: number;
-}
-
-function header(spec: HeaderSpec = {}): Buffer {
-  const family = spec.family ?? TCP4;
-  let block: Buffer;
-  if (family === TCP6 || family === UDP6) {
-    block = Buffer.alloc(36);
-    ipv6(spec.src ?? '2001:db8::9').copy(block, 0);
-    ipv6(spec.dst ?? '2001:db8::1').copy(block, 16);
-    block.writeUInt16BE(spec.srcPort ?? 40000, 32);
-    block.writeUInt16BE(spec.dstPort ?? 443, 34);
-  } else if (family === UNIX_STREAM || family === UNIX_DGRAM) {
-    block = Buffer.alloc(216);
-    block.write('/run/client.sock', 0);
-    block.write('/run/relay.sock', 108);
-  } else if (family === UNSPEC) {
-    block = Buffer.alloc(0);
-  } else {
-    block = Buffer.alloc(12);
-    Buffer.from((spec.src ?? '203.0.113.9').split('.').map(Number)).copy(block, 0);
-    Buffer.from((spec.dst ?? '192.0.2.1').split('.').map(Number)).copy(block, 4);
-    block.writeUInt16BE(spec.srcPort ?? 40000, 8);
-    block.writeUInt16BE(spec.dstPort ?? 443, 10);
-  }
-  if (spec.tlv) block = Buffer.concat([block, spec.tlv]);
-  const head = Buffer.alloc(16);
-  PROXY_V2_SIGNATURE.copy(head, 0);
-  head[12] = spec.versionCommand ?? PROXY;
-  head[13] = family;
-  head.writeUInt16BE(spec.length ?? block.length, 14);
-  return Buffer.concat([head, block]);
-}
+import {
+  ipv6Bytes,
+  LOCAL,
+  proxyV2Header,
+  TCP6,
+  UDP4,
+  UDP6,
+  UNIX_DGRAM,
+  UNIX_STREAM,
+  UNSPEC,
+} from '../helpers/proxy-v2.js';
 
 const V1_HEADER = Buffer.from('PROXY TCP4 198.51.100.1 192.0.2.1 56324 443\r\n');
 const HTTP_GET = Buffer.from('GET /whoami HTTP/1.1\r\nHost: relay.test\r\nConnection: close\r\n\r\n');
 
 describe('parseProxyV2', () => {
   it('TCP4: source and destination, header length, the rest left for the stream', () => {
-    const h = header({ src: '203.0.113.9', srcPort: 51234, dst: '192.0.2.1', dstPort: 443 });
+    const h = proxyV2Header({ src: '203.0.113.9', srcPort: 51234, dst: '192.0.2.1', dstPort: 443 });
     const parsed = parseProxyV2(Buffer.concat([h, HTTP_GET]));
     expect(parsed).toEqual({
       kind: 'ok',
@@ -111,7 +55,7 @@ describe('parseProxyV2', () => {
   });
 
   it('TCP6: RFC 5952 text; an IPv4-mapped source counts as IPv4', () => {
-    expect(parseProxyV2(header({ family: TCP6, src: '2001:db8:0:0:0:0:0:9', srcPort: 1 }))).toEqual({
+    expect(parseProxyV2(proxyV2Header({ family: TCP6, src: '2001:db8:0:0:0:0:0:9', srcPort: 1 }))).toEqual({
       kind: 'ok',
       length: 52,
       peer: {
@@ -122,21 +66,21 @@ describe('parseProxyV2', () => {
         destinationPort: 443,
       },
     });
-    const mapped = parseProxyV2(header({ family: TCP6, src: '::ffff:c612:1' }));
+    const mapped = parseProxyV2(proxyV2Header({ family: TCP6, src: '::ffff:c612:1' }));
     expect(mapped).toMatchObject({ kind: 'ok', peer: { family: 'IPv4', sourceAddress: '198.18.0.1' } });
   });
 
   it('TLVs after the addresses are skipped', () => {
     const tlv = Buffer.from([0x04, 0x00, 0x04, 0xde, 0xad, 0xbe, 0xef, 0x01, 0x00, 0x02, 0x68, 0x32]); // NOOP, ALPN
-    const parsed = parseProxyV2(Buffer.concat([header({ tlv }), Buffer.from('rest')]));
+    const parsed = parseProxyV2(Buffer.concat([proxyV2Header({ tlv }), Buffer.from('rest')]));
     expect(parsed).toMatchObject({ kind: 'ok', length: 16 + 12 + tlv.length, peer: { sourceAddress: '203.0.113.9' } });
     // The largest accepted block.
-    const big = header({ tlv: Buffer.alloc(PROXY_V2_MAX_ADDRESS_BLOCK - 12) });
+    const big = proxyV2Header({ tlv: Buffer.alloc(PROXY_V2_MAX_ADDRESS_BLOCK - 12) });
     expect(parseProxyV2(big)).toMatchObject({ kind: 'ok', length: 16 + PROXY_V2_MAX_ADDRESS_BLOCK });
   });
 
   it('every proper prefix of a valid header is incomplete', () => {
-    for (const h of [header(), header({ family: TCP6 }), header({ tlv: Buffer.alloc(7) })]) {
+    for (const h of [proxyV2Header(), proxyV2Header({ family: TCP6 }), proxyV2Header({ tlv: Buffer.alloc(7) })]) {
       for (let n = 0; n < h.length; n++)
         expect(parseProxyV2(h.subarray(0, n)), `prefix ${n}`).toEqual({ kind: 'incomplete' });
     }
@@ -148,24 +92,24 @@ describe('parseProxyV2', () => {
     ['TLS ClientHello', Buffer.from([0x16, 0x03, 0x01, 0x02, 0x00, 0x01]), 'bad_signature'],
     ['HTTP request', HTTP_GET, 'bad_signature'],
     ['garbage', Buffer.from('\r\n\r\n\0\r\nQUIZ\nxxxxxxxxxxxxxxxxxxxxxxxxx'), 'bad_signature'],
-    ['version 1 nibble', header({ versionCommand: 0x11 }), 'bad_version'],
-    ['version 3 nibble', header({ versionCommand: 0x31 }), 'bad_version'],
-    ['LOCAL', header({ versionCommand: LOCAL }), 'local_command'],
-    ['LOCAL with UNSPEC', header({ versionCommand: LOCAL, family: UNSPEC }), 'local_command'],
-    ['command 2', header({ versionCommand: 0x22 }), 'bad_command'],
-    ['UNSPEC', header({ family: UNSPEC }), 'unsupported_family'],
-    ['UDP over IPv4', header({ family: UDP4 }), 'unsupported_family'],
-    ['UDP over IPv6', header({ family: UDP6 }), 'unsupported_family'],
-    ['UNIX stream', header({ family: UNIX_STREAM }), 'unsupported_family'],
-    ['UNIX datagram', header({ family: UNIX_DGRAM }), 'unsupported_family'],
-    ['TCP4 block shorter than the addresses', header({ length: 8 }), 'short_address_block'],
-    ['TCP6 block shorter than the addresses', header({ family: TCP6, length: 12 }), 'short_address_block'],
+    ['version 1 nibble', proxyV2Header({ versionCommand: 0x11 }), 'bad_version'],
+    ['version 3 nibble', proxyV2Header({ versionCommand: 0x31 }), 'bad_version'],
+    ['LOCAL', proxyV2Header({ versionCommand: LOCAL }), 'local_command'],
+    ['LOCAL with UNSPEC', proxyV2Header({ versionCommand: LOCAL, family: UNSPEC }), 'local_command'],
+    ['command 2', proxyV2Header({ versionCommand: 0x22 }), 'bad_command'],
+    ['UNSPEC', proxyV2Header({ family: UNSPEC }), 'unsupported_family'],
+    ['UDP over IPv4', proxyV2Header({ family: UDP4 }), 'unsupported_family'],
+    ['UDP over IPv6', proxyV2Header({ family: UDP6 }), 'unsupported_family'],
+    ['UNIX stream', proxyV2Header({ family: UNIX_STREAM }), 'unsupported_family'],
+    ['UNIX datagram', proxyV2Header({ family: UNIX_DGRAM }), 'unsupported_family'],
+    ['TCP4 block shorter than the addresses', proxyV2Header({ length: 8 }), 'short_address_block'],
+    ['TCP6 block shorter than the addresses', proxyV2Header({ family: TCP6, length: 12 }), 'short_address_block'],
     [
       'declared block over the cap',
-      header({ length: PROXY_V2_MAX_ADDRESS_BLOCK + 1 }).subarray(0, 16),
+      proxyV2Header({ length: PROXY_V2_MAX_ADDRESS_BLOCK + 1 }).subarray(0, 16),
       'header_too_large',
     ],
-    ['declared block at the wire maximum', header({ length: 65535 }).subarray(0, 16), 'header_too_large'],
+    ['declared block at the wire maximum', proxyV2Header({ length: 65535 }).subarray(0, 16), 'header_too_large'],
   ])('refuses %s', (_name, bytes, reason) => {
     expect(parseProxyV2(bytes)).toEqual({ kind: 'reject', reason });
   });
@@ -182,7 +126,7 @@ describe('parseProxyV2', () => {
       ['2001:DB8:AAAA:0:0:0:0:0', '2001:db8:aaaa::'],
       ['0:0:0:0:0:ffff:102:304', '1.2.3.4'],
     ];
-    for (const [input, out] of cases) expect(formatIPv6(ipv6(input), 0), input).toBe(out);
+    for (const [input, out] of cases) expect(formatIPv6(ipv6Bytes(input), 0), input).toBe(out);
   });
 
   it('formatIPv6: any 16 bytes give a valid address that denotes the same bytes', () => {
@@ -194,7 +138,7 @@ describe('parseProxyV2', () => {
           expect(text).toBe([...bytes.slice(12)].join('.'));
         } else {
           expect(isIPv6(text)).toBe(true);
-          expect([...ipv6(text)]).toEqual([...bytes]);
+          expect([...ipv6Bytes(text)]).toEqual([...bytes]);
           expect(text).toBe(text.toLowerCase());
         }
       }),
@@ -287,7 +231,7 @@ describe.skipIf(!requireOpenssl())('requireProxyV2', () => {
   const deliveries: Delivery[] = ['with the ClientHello', 'in its own write', 'one byte at a time'];
   it.each(deliveries)('TCP4 header %s: the request sees the header source', async (delivery) => {
     const s = await serve();
-    expect(await proxiedRequest(s.port, header({ src: '203.0.113.77', srcPort: 1234 }), delivery)).toBe(
+    expect(await proxiedRequest(s.port, proxyV2Header({ src: '203.0.113.77', srcPort: 1234 }), delivery)).toBe(
       '203.0.113.77 1234 IPv4',
     );
     expect(s.rejections).toEqual([]);
@@ -295,7 +239,7 @@ describe.skipIf(!requireOpenssl())('requireProxyV2', () => {
 
   it.each(deliveries)('TCP6 header with TLVs %s: the request sees the header source', async (delivery) => {
     const s = await serve();
-    const h = header({
+    const h = proxyV2Header({
       family: TCP6,
       src: '2001:db8:1::77',
       srcPort: 4321,
@@ -306,17 +250,20 @@ describe.skipIf(!requireOpenssl())('requireProxyV2', () => {
 
   it.each<[string, Buffer]>([
     ['a v1 text header', Buffer.concat([V1_HEADER, HTTP_GET])],
-    ['LOCAL', Buffer.concat([header({ versionCommand: LOCAL }), HTTP_GET])],
-    ['LOCAL/UNSPEC (a health check)', Buffer.concat([header({ versionCommand: LOCAL, family: UNSPEC }), HTTP_GET])],
-    ['UNSPEC', Buffer.concat([header({ family: UNSPEC }), HTTP_GET])],
-    ['UDP4', Buffer.concat([header({ family: UDP4 }), HTTP_GET])],
-    ['UDP6', Buffer.concat([header({ family: UDP6 }), HTTP_GET])],
-    ['UNIX stream', Buffer.concat([header({ family: UNIX_STREAM }), HTTP_GET])],
-    ['UNIX datagram', Buffer.concat([header({ family: UNIX_DGRAM }), HTTP_GET])],
+    ['LOCAL', Buffer.concat([proxyV2Header({ versionCommand: LOCAL }), HTTP_GET])],
+    [
+      'LOCAL/UNSPEC (a health check)',
+      Buffer.concat([proxyV2Header({ versionCommand: LOCAL, family: UNSPEC }), HTTP_GET]),
+    ],
+    ['UNSPEC', Buffer.concat([proxyV2Header({ family: UNSPEC }), HTTP_GET])],
+    ['UDP4', Buffer.concat([proxyV2Header({ family: UDP4 }), HTTP_GET])],
+    ['UDP6', Buffer.concat([proxyV2Header({ family: UDP6 }), HTTP_GET])],
+    ['UNIX stream', Buffer.concat([proxyV2Header({ family: UNIX_STREAM }), HTTP_GET])],
+    ['UNIX datagram', Buffer.concat([proxyV2Header({ family: UNIX_DGRAM }), HTTP_GET])],
     ['garbage', Buffer.from('\x00\x01\x02 definitely not a header \r\n\r\n')],
     ['no header, a plain HTTP request', HTTP_GET],
-    ['a header declaring 65535 bytes', header({ length: 65535 }).subarray(0, 16)],
-    ['a short address block', Buffer.concat([header({ length: 4 }).subarray(0, 20), HTTP_GET])],
+    ['a header declaring 65535 bytes', proxyV2Header({ length: 65535 }).subarray(0, 16)],
+    ['a short address block', Buffer.concat([proxyV2Header({ length: 4 }).subarray(0, 20), HTTP_GET])],
   ])('%s: closed, zero bytes written', async (_name, bytes) => {
     const s = await serve();
     const r = await exchange(s.port, [bytes]);
@@ -337,7 +284,7 @@ describe.skipIf(!requireOpenssl())('requireProxyV2', () => {
 
   it('a truncated header: closed at the timeout, zero bytes written', async () => {
     const s = await serve();
-    const r = await exchange(s.port, [header().subarray(0, 20)]);
+    const r = await exchange(s.port, [proxyV2Header().subarray(0, 20)]);
     expect(r.bytes).toBe(0);
     expect(r.closedAfterMs).toBeGreaterThanOrEqual(280);
     expect(s.rejections).toEqual(['timeout']);
@@ -348,7 +295,9 @@ describe.skipIf(!requireOpenssl())('requireProxyV2', () => {
     const r = await withTimeout(
       new Promise<{ bytes: number }>((resolve) => {
         let bytes = 0;
-        const socket = netConnect({ host: '127.0.0.1', port: s.port }, () => socket.end(header().subarray(0, 10)));
+        const socket = netConnect({ host: '127.0.0.1', port: s.port }, () =>
+          socket.end(proxyV2Header().subarray(0, 10)),
+        );
         socket.on('data', (c: Buffer) => (bytes += c.length));
         socket.on('error', () => {});
         socket.on('close', () => resolve({ bytes }));
@@ -368,7 +317,7 @@ describe.skipIf(!requireOpenssl())('requireProxyV2', () => {
         let bytes = 0;
         const socket = netConnect({ host: '127.0.0.1', port: s.port }, () => {
           setTimeout(() => {
-            if (!socket.destroyed) socket.write(Buffer.concat([header(), HTTP_GET]));
+            if (!socket.destroyed) socket.write(Buffer.concat([proxyV2Header(), HTTP_GET]));
           }, 500);
         });
         socket.on('data', (c: Buffer) => (bytes += c.length));
@@ -402,7 +351,7 @@ describe.skipIf(!requireOpenssl())('requireProxyV2', () => {
     try {
       await sleep(50);
       const started = Date.now();
-      expect(await proxiedRequest(s.port, header({ src: '198.51.100.7' }), 'with the ClientHello')).toBe(
+      expect(await proxiedRequest(s.port, proxyV2Header({ src: '198.51.100.7' }), 'with the ClientHello')).toBe(
         '198.51.100.7 40000 IPv4',
       );
       expect(Date.now() - started).toBeLessThan(1_000);

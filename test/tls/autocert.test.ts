@@ -30,12 +30,12 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ACCOUNT_KEY_FILE, AutocertManager, type AutocertOptions } from '../../src/tls/autocert.js';
 import { closeServer, listen } from '../../src/http/listeners.js';
 import { createLogger } from '../../src/log.js';
-import { PROXY_V2_SIGNATURE } from '../../src/http/proxy-protocol.js';
 import { cleanEnv, DAEMON_MAIN, type DaemonHandle, startDaemon } from '../helpers/daemon.js';
 import { accepts, freePort } from '../helpers/ports.js';
 import { binaryHeaders, type LogLine, phoneHeaders, TestClient } from '../helpers/relays.js';
 import { type Pebble, requirePebble, startPebble } from '../helpers/pebble.js';
 import { sleep, waitFor, withTimeout } from '../helpers/wait.js';
+import { PROXY, proxyV2Header, TCP4, TCP6 } from '../helpers/proxy-v2.js';
 
 const DOMAIN = 'localhost';
 const runPebble = requirePebble();
@@ -660,40 +660,17 @@ describe.skipIf(!runPebble)('daemon --domain against pebble', () => {
   });
 });
 
-/** A PROXY v2 header (PROXY command by default) from `src`:40000 to 127.0.0.1:`dstPort`. */
-function proxyHeader(src: string, dstPort: number, versionCommand = 0x21): Buffer {
+/** A PROXY v2 header (PROXY command by default) from `src`:40000 to 127.0.0.1:`dstPort` (::1 for an IPv6 `src`). */
+function proxyHeader(src: string, dstPort: number, versionCommand = PROXY): Buffer {
   const v6 = src.includes(':');
-  const block = Buffer.alloc(v6 ? 36 : 12);
-  if (v6) {
-    ipv6Bytes(src).copy(block, 0);
-    ipv6Bytes('::1').copy(block, 16);
-    block.writeUInt16BE(40000, 32);
-    block.writeUInt16BE(dstPort, 34);
-  } else {
-    Buffer.from(src.split('.').map(Number)).copy(block, 0);
-    Buffer.from([127, 0, 0, 1]).copy(block, 4);
-    block.writeUInt16BE(40000, 8);
-    block.writeUInt16BE(dstPort, 10);
-  }
-  const head = Buffer.alloc(16);
-  PROXY_V2_SIGNATURE.copy(head, 0);
-  head[12] = versionCommand;
-  head[13] = v6 ? 0x21 : 0x11;
-  head.writeUInt16BE(block.length, 14);
-  return Buffer.concat([head, block]);
-}
-
-function ipv6Bytes(text: string): Buffer {
-  const [headText, tailText = ''] = text.split('::');
-  const groups = (t: string): number[] => (t === '' ? [] : t.split(':').map((g) => parseInt(g, 16)));
-  const h = groups(headText!);
-  const t = groups(tailText);
-  const all = [...h, ...new Array<number>(8 - h.length - t.length).fill(0), ...t];
-  const buf = Buffer.alloc(16);
-  all.forEach((g, i) => {
-    buf.writeUInt16BE(g, i * 2);
+  return proxyV2Header({
+    versionCommand,
+    family: v6 ? TCP6 : TCP4,
+    src,
+    dst: v6 ? '::1' : '127.0.0.1',
+    srcPort: 40000,
+    dstPort,
   });
-  return buf;
 }
 
 /** The first bytes a TLS client sends (a ClientHello), captured from a local TLS client. */
