@@ -9,16 +9,15 @@
 //
 // Without pebble the test files skip locally but fail in CI (CI set), like prometheus.test.ts.
 
-import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { get as httpsGet } from 'node:https';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { accepts, freePort } from './ports.js';
+import { hasOpenssl, selfSignedCert } from './tls.js';
 import { waitFor, withTimeout } from './wait.js';
 
 export const hasPebble = spawnSync('pebble', ['-h']).error === undefined;
-export const hasOpenssl = spawnSync('openssl', ['version']).status === 0;
 
 /** Throws in CI when pebble or openssl is missing; returns whether the pebble tests can run. */
 export function requirePebble(): boolean {
@@ -57,38 +56,13 @@ export interface Pebble {
 const STARTUP_TIMEOUT_MS = 15_000;
 
 export async function startPebble(options: PebbleOptions): Promise<Pebble> {
-  const dir = mkdtempSync(join(tmpdir(), 'pebble-'));
-  const certPath = join(dir, 'cert.pem');
-  const keyPath = join(dir, 'key.pem');
-  await withTimeout(
-    new Promise<void>((resolve, reject) =>
-      execFile(
-        'openssl',
-        [
-          'req',
-          '-x509',
-          '-newkey',
-          'ec',
-          '-pkeyopt',
-          'ec_paramgen_curve:P-256',
-          '-nodes',
-          '-subj',
-          '/CN=localhost',
-          '-addext',
-          'subjectAltName=DNS:localhost,IP:127.0.0.1',
-          '-days',
-          '2',
-          '-keyout',
-          keyPath,
-          '-out',
-          certPath,
-        ],
-        (err) => (err ? reject(err) : resolve()),
-      ),
-    ),
-    20_000,
-    'openssl key pair for pebble',
-  );
+  const keyPair = await selfSignedCert({
+    commonName: 'localhost',
+    altNames: 'DNS:localhost,IP:127.0.0.1',
+    days: 2,
+    dirPrefix: 'pebble-',
+  });
+  const { dir, certPath, keyPath } = keyPair;
   const listenPort = await freePort();
   const managementPort = await freePort();
   const configPath = join(dir, 'pebble-config.json');
