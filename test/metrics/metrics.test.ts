@@ -12,7 +12,7 @@ import {
   TestClient,
   useRelays,
 } from '../helpers/relays.js';
-import { sampleValue } from '../helpers/scrape.js';
+import { parseExposition, sampleValue } from '../helpers/scrape.js';
 import { waitFor } from '../helpers/wait.js';
 import { VERSION } from '../../src/version.js';
 import { testKey } from '../helpers/fake-fcm.js';
@@ -163,42 +163,6 @@ pyrycode_relay_push_wakes_total{outcome="token_fetch_failed"} 0
 pyrycode_relay_push_wakes_total{outcome="unregistered"} 0
 `;
 const REGISTER_FAILURES_HELP = '# HELP pyrycode_relay_register_failures_total ';
-
-interface Family {
-  help: string;
-  type: string;
-  samples: Map<string, number>;
-}
-
-/** Parses the text exposition into families; throws on anything malformed. */
-function parseExposition(text: string): Map<string, Family> {
-  const families = new Map<string, Family>();
-  const family = (name: string): Family => {
-    let f = families.get(name);
-    if (f === undefined) {
-      f = { help: '', type: '', samples: new Map() };
-      families.set(name, f);
-    }
-    return f;
-  };
-  expect(text.endsWith('\n')).toBe(true);
-  for (const line of text.slice(0, -1).split('\n')) {
-    let m = /^# HELP (\S+) (.*)$/.exec(line);
-    if (m) {
-      family(m[1]!).help = m[2]!;
-      continue;
-    }
-    m = /^# TYPE (\S+) (counter|gauge|histogram|summary|untyped)$/.exec(line);
-    if (m) {
-      family(m[1]!).type = m[2]!;
-      continue;
-    }
-    m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)$/.exec(line);
-    if (!m) throw new Error(`malformed exposition line: ${line}`);
-    family(m[1]!).samples.set(m[1]! + (m[2] ?? ''), Number(m[3]));
-  }
-  return families;
-}
 
 const { boot } = useRelays();
 

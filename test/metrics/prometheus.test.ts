@@ -5,12 +5,12 @@
 
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { connectBinary, connectPhone, phoneConnId, startRelay, type TestRelay } from '../helpers/relays.js';
+import { connectBinary, connectPhone, phoneConnId, useRelays } from '../helpers/relays.js';
 import { waitFor } from '../helpers/wait.js';
+import { freePort } from '../helpers/ports.js';
 
 const hasPrometheus =
   spawnSync('prometheus', ['--version']).status === 0 && spawnSync('promtool', ['--version']).status === 0;
@@ -18,34 +18,20 @@ if (!hasPrometheus && process.env.CI) {
   throw new Error('prometheus/promtool not installed: .ci/run must install Debian package `prometheus`');
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() =>
-        typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port')),
-      );
-    });
-  });
-}
-
-let relay: TestRelay | undefined;
+const { boot } = useRelays();
 let prometheus: ChildProcess | undefined;
 let workDir: string | undefined;
 
 afterEach(async () => {
   prometheus?.kill('SIGKILL');
   prometheus = undefined;
-  await relay?.close();
-  relay = undefined;
   if (workDir) rmSync(workDir, { recursive: true, force: true });
   workDir = undefined;
 });
 
 describe.skipIf(!hasPrometheus)('real Prometheus', () => {
   it('promtool check metrics passes on a live scrape', async () => {
-    relay = await startRelay();
+    const relay = await boot();
     const binary = await connectBinary(relay, 'lint-1');
     await connectPhone(relay, 'lint-1');
     const text = await (await fetch(relay.metricsUrl)).text();
@@ -56,7 +42,7 @@ describe.skipIf(!hasPrometheus)('real Prometheus', () => {
   });
 
   it('scrapes the loopback endpoint and answers queries with the relay values', async () => {
-    relay = await startRelay();
+    const relay = await boot();
     const binary = await connectBinary(relay, 'prom-1');
     const phones = [await connectPhone(relay, 'prom-1'), await connectPhone(relay, 'prom-1')];
     await phoneConnId(phones[0]!, binary);

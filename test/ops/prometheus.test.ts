@@ -27,6 +27,7 @@ import {
   type TestRelay,
 } from '../helpers/relays.js';
 import { waitFor } from '../helpers/wait.js';
+import { parseSamples } from '../helpers/scrape.js';
 
 const OPS = fileURLToPath(new URL('../../docs/ops/', import.meta.url));
 const PROMETHEUS_YML = join(OPS, 'prometheus.yml');
@@ -55,22 +56,19 @@ const TARGET_LABELS = new Set(['job', 'instance']);
 
 function inventoryOf(scrape: string): Inventory {
   const inventory: Inventory = new Map();
-  for (const line of scrape.split('\n')) {
-    if (line === '' || line.startsWith('#')) continue;
-    const m = /^([a-zA-Z_:][\w:]*)(?:\{(.*)\})?\s+\S+$/.exec(line);
-    if (m === null) throw new Error(`unparsed scrape line: ${line}`);
-    let labels = inventory.get(m[1]!);
+  for (const sample of parseSamples(scrape)) {
+    let labels = inventory.get(sample.name);
     if (labels === undefined) {
       labels = new Map();
-      inventory.set(m[1]!, labels);
+      inventory.set(sample.name, labels);
     }
-    for (const lm of (m[2] ?? '').matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)) {
-      let values = labels.get(lm[1]!);
+    for (const [name, value] of Object.entries(sample.labels)) {
+      let values = labels.get(name);
       if (values === undefined) {
         values = new Set();
-        labels.set(lm[1]!, values);
+        labels.set(name, values);
       }
-      values.add(lm[2]!);
+      values.add(value);
     }
   }
   return inventory;
