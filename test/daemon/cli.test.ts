@@ -12,7 +12,7 @@ import { accepts, freePort } from '../helpers/ports.js';
 import { binaryHeaders, phoneHeaders, TestClient } from '../helpers/relays.js';
 import { REPO_ROOT } from '../helpers/repo.js';
 import { waitFor, withTimeout } from '../helpers/wait.js';
-import { type SelfSigned, selfSignedCert } from '../helpers/tls.js';
+import { type SelfSigned, selfSignedCert, tlsListenArgs } from '../helpers/tls.js';
 
 const PKG_VERSION = (JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
 
@@ -405,17 +405,7 @@ describe('static TLS mode', () => {
 
   it('serves wss:// with --tls-cert/--tls-key/--https-listen: a binary and a phone exchange frames', async () => {
     const port = await freePort();
-    const d = startDaemon([
-      '--tls-cert',
-      tls.certPath,
-      '--tls-key',
-      tls.keyPath,
-      '--https-listen',
-      `127.0.0.1:${port}`,
-      '--metrics-listen=',
-      '--shutdown-timeout',
-      '2s',
-    ]);
+    const d = startDaemon([...tlsListenArgs(tls, port), '--metrics-listen=', '--shutdown-timeout', '2s']);
     const clients: TestClient[] = [];
     try {
       await d.waitStderr(textMsg('starting'), 10_000);

@@ -1,5 +1,8 @@
-// JSON oracles written independently of src/protocol/json.ts, so the codec tests compare the
-// relay's bytes with a second implementation instead of with itself.
+// JSON oracles written independently of src/protocol/, so the codec tests compare the relay's
+// bytes with a second implementation instead of with itself: Go's compaction, deep equality, the
+// envelope error texts, and a generator of almost-JSON strings for property tests.
+
+import fc from 'fast-check';
 
 /** Go's json.Marshal of a json.RawMessage (compact + HTML escaping): drop whitespace outside
  * strings; inside strings rewrite < > & as \u003c \u003e \u0026 and U+2028/U+2029 as
@@ -48,4 +51,30 @@ export function jsonEqual(a: unknown, b: unknown): boolean {
     }
   }
   return true;
+}
+
+/** Every error text a binary envelope may be refused with (docs/operations.md); nothing else may
+ * reach a log line's err field. */
+export const ENVELOPE_ERRORS: ReadonlySet<string> = new Set([
+  'malformed envelope',
+  'envelope is not valid UTF-8',
+  'envelope is not a JSON object',
+  'conn_id is not a string',
+  'close_code is not a uint16',
+  'missing conn_id',
+  'missing frame',
+]);
+
+/** Strings near JSON: arbitrary text, valid JSON, runs of `tokens`, and valid JSON with one
+ * character deleted or one token inserted at a random place. */
+export function jsonishString(tokens: readonly string[]): fc.Arbitrary<string> {
+  return fc.oneof(
+    fc.string(),
+    fc.json(),
+    fc.array(fc.constantFrom(...tokens), { maxLength: 30 }).map((a) => a.join('')),
+    fc.tuple(fc.json(), fc.nat(), fc.constantFrom(...tokens), fc.boolean()).map(([j, pos, tok, del]) => {
+      const p = pos % (j.length + 1);
+      return del ? j.slice(0, p) + j.slice(p + 1) : j.slice(0, p) + tok + j.slice(p);
+    }),
+  );
 }

@@ -219,6 +219,19 @@ export async function phoneConnId(phone: TestClient, binary: TestClient): Promis
   return envelope.conn_id;
 }
 
+/** The keys of the /healthz body, in the order the relay writes them (docs/operations.md, health and
+ * readiness checks). */
+export const HEALTHZ_KEYS = [
+  'status',
+  'version',
+  'connected_binaries',
+  'connected_phones',
+  'uptime_seconds',
+  'binaries_since_boot',
+  'phones_since_boot',
+  'frames_forwarded_since_boot',
+];
+
 // ---- The captured log ----
 
 /** Every log line of the relay with this msg, in order. */

@@ -1,11 +1,14 @@
 // TLS fixtures for tests: a self-signed certificate and key made by openssl in a fresh temporary
 // directory (for --tls-cert/--tls-key, an HTTPS server in front of requireProxyV2, pebble's own
-// listener). openssl is a CI dependency; locally the tests that need it skip.
+// listener), the daemon flags that serve it, and a real ClientHello. openssl is a CI dependency;
+// locally the tests that need it skip.
 
 import { execFile, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createServer as createNetServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { connect as tlsConnect } from 'node:tls';
 import { withTimeout } from './wait.js';
 
 export const hasOpenssl = spawnSync('openssl', ['version']).status === 0;
@@ -85,4 +88,32 @@ export async function selfSignedCert(options: SelfSignedOptions): Promise<SelfSi
     key: readFileSync(keyPath),
     remove: () => rmSync(dir, { recursive: true, force: true }),
   };
+}
+
+/** The daemon's static-TLS flags for this certificate, serving https on 127.0.0.1:`port`. */
+export function tlsListenArgs(cert: SelfSigned, port: number): string[] {
+  return ['--tls-cert', cert.certPath, '--tls-key', cert.keyPath, '--https-listen', `127.0.0.1:${port}`];
+}
+
+/** The first bytes a TLS client sends (its ClientHello for `servername`), captured with a local
+ * TCP server. */
+export function captureClientHello(servername: string): Promise<Buffer> {
+  return withTimeout(
+    new Promise((resolve, reject) => {
+      const server = createNetServer((socket) => {
+        socket.once('data', (chunk: Buffer) => {
+          socket.destroy();
+          server.close();
+          resolve(chunk);
+        });
+      });
+      server.on('error', reject);
+      server.listen(0, '127.0.0.1', () => {
+        const port = (server.address() as { port: number }).port;
+        tlsConnect({ host: '127.0.0.1', port, servername }).on('error', () => {});
+      });
+    }),
+    5_000,
+    'a ClientHello',
+  );
 }

@@ -6,7 +6,7 @@
 
 import type { Server } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
-import { createServer as createNetServer, connect as netConnect, isIPv4, isIPv6, type Socket } from 'node:net';
+import { connect as netConnect, isIPv4, isIPv6, type Socket } from 'node:net';
 import { Duplex } from 'node:stream';
 import { connect as tlsConnect } from 'node:tls';
 import fc from 'fast-check';
@@ -21,7 +21,7 @@ import {
   type ProxyHeaderOptions,
 } from '../../src/http/proxy-protocol.js';
 import { sleep, withTimeout } from '../helpers/wait.js';
-import { requireOpenssl, type SelfSigned, selfSignedCert } from '../helpers/tls.js';
+import { captureClientHello, requireOpenssl, type SelfSigned, selfSignedCert } from '../helpers/tls.js';
 import {
   ipv6Bytes,
   LOCAL,
@@ -275,7 +275,7 @@ describe.skipIf(!requireOpenssl())('requireProxyV2', () => {
 
   it('a real TLS ClientHello without a header: closed, zero bytes written (no ServerHello, no alert)', async () => {
     const s = await serve();
-    const hello = await captureClientHello();
+    const hello = await captureClientHello('relay.test');
     expect(hello[0]).toBe(0x16); // a TLS handshake record
     const r = await exchange(s.port, [hello]);
     expect(r.bytes).toBe(0);
@@ -393,26 +393,4 @@ function exchange(
 
 function body(response: string): string {
   return response.slice(response.indexOf('\r\n\r\n') + 4);
-}
-
-/** The first bytes a TLS client sends (its ClientHello), captured with a local TCP server. */
-function captureClientHello(): Promise<Buffer> {
-  return withTimeout(
-    new Promise((resolve, reject) => {
-      const server = createNetServer((socket) => {
-        socket.once('data', (chunk: Buffer) => {
-          socket.destroy();
-          server.close();
-          resolve(chunk);
-        });
-      });
-      server.on('error', reject);
-      server.listen(0, '127.0.0.1', () => {
-        const port = (server.address() as { port: number }).port;
-        tlsConnect({ host: '127.0.0.1', port, servername: 'relay.test' }).on('error', () => {});
-      });
-    }),
-    5_000,
-    'a ClientHello',
-  );
 }

@@ -13,7 +13,15 @@ import {
   WS_HANDSHAKE,
   WS_KEY,
 } from '../helpers/http.js';
-import { binaryHeaders, logFields, logsOf, phoneConnId, phoneHeaders, useRelays } from '../helpers/relays.js';
+import {
+  binaryHeaders,
+  HEALTHZ_KEYS,
+  logFields,
+  logsOf,
+  phoneConnId,
+  phoneHeaders,
+  useRelays,
+} from '../helpers/relays.js';
 import { sleep, waitFor } from '../helpers/wait.js';
 import { type Endpoint, expectCounters, registerCell, upgradeCell } from '../helpers/scrape.js';
 
@@ -41,17 +49,6 @@ function expectRawErrorHeaders(res: ParsedResponse): void {
   expect(one(res, 'content-type')).toBe('text/plain; charset=utf-8');
   expect(one(res, 'x-content-type-options')).toBe('nosniff');
 }
-
-const HEALTH_KEYS = [
-  'status',
-  'version',
-  'connected_binaries',
-  'connected_phones',
-  'uptime_seconds',
-  'binaries_since_boot',
-  'phones_since_boot',
-  'frames_forwarded_since_boot',
-];
 
 // ---------------------------------------------------------------------------------------------
 // 2.5 outcome matrix
@@ -679,7 +676,7 @@ describe('/healthz (7.1 + DECISIONS.md)', () => {
   ): void {
     expect(body.endsWith('\n')).toBe(false);
     const parsed = JSON.parse(body) as Record<string, unknown>;
-    expect(Object.keys(parsed)).toEqual(HEALTH_KEYS);
+    expect(Object.keys(parsed)).toEqual(HEALTHZ_KEYS);
     const uptime = parsed.uptime_seconds as number;
     expect(Number.isInteger(uptime)).toBe(true);
     expect(uptime).toBeGreaterThanOrEqual(0);

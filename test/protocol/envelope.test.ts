@@ -7,6 +7,7 @@ import {
   decodeBinaryEnvelope,
   wrapPhoneFrame,
 } from '../../src/protocol/envelope.js';
+import { ENVELOPE_ERRORS, jsonishString } from '../helpers/json-oracle.js';
 
 const b = (s: string): Buffer => Buffer.from(s, 'utf8');
 const nested = (depth: number): string => '['.repeat(depth) + ']'.repeat(depth);
@@ -31,15 +32,6 @@ const MISSING_CONN_ID = bad('missing conn_id');
 const MISSING_FRAME = bad('missing frame');
 const CONN_ID_TYPE = bad('conn_id is not a string');
 const CLOSE_CODE_TYPE = bad('close_code is not a uint16');
-const SENTINELS = new Set([
-  'malformed envelope',
-  'envelope is not valid UTF-8',
-  'envelope is not a JSON object',
-  'conn_id is not a string',
-  'close_code is not a uint16',
-  'missing conn_id',
-  'missing frame',
-]);
 
 // JSON-ish token soup: near-valid text so both accept and reject paths are exercised.
 const TOKENS = [
@@ -76,15 +68,7 @@ const TOKENS = [
   '"frame":',
   '01',
 ];
-const jsonishString = fc.oneof(
-  fc.string(),
-  fc.json(),
-  fc.array(fc.constantFrom(...TOKENS), { maxLength: 30 }).map((a) => a.join('')),
-  fc.tuple(fc.json(), fc.nat(), fc.constantFrom(...TOKENS), fc.boolean()).map(([j, pos, tok, del]) => {
-    const p = pos % (j.length + 1);
-    return del ? j.slice(0, p) + j.slice(p + 1) : j.slice(0, p) + tok + j.slice(p);
-  }),
-);
+const jsonish = jsonishString(TOKENS);
 
 // ---------------------------------------------------------------------------------------------
 
@@ -212,7 +196,7 @@ describe('wrapPhoneFrame', () => {
 
   it('property: returns null exactly when JSON.parse throws', () => {
     fc.assert(
-      fc.property(jsonishString, fc.boolean(), (s, isBinary) => {
+      fc.property(jsonish, fc.boolean(), (s, isBinary) => {
         let ok = true;
         try {
           JSON.parse(s);
@@ -582,7 +566,7 @@ describe('decodeBinaryEnvelope: properties', () => {
       let r: BinaryEnvelope | undefined;
       expect(() => (r = decodeBinaryEnvelope(data, isBinary))).not.toThrow();
       // malformed results only ever carry a fixed sentinel
-      if (r!.kind === 'malformed') expect(SENTINELS.has(r!.err)).toBe(true);
+      if (r!.kind === 'malformed') expect(ENVELOPE_ERRORS.has(r!.err)).toBe(true);
     }
   };
 
@@ -595,7 +579,7 @@ describe('decodeBinaryEnvelope: properties', () => {
 
   it('never throws on arbitrary / JSON-ish strings', () => {
     fc.assert(
-      fc.property(jsonishString, (s) => neverThrows(b(s))),
+      fc.property(jsonish, (s) => neverThrows(b(s))),
       { numRuns: 2000 },
     );
   });

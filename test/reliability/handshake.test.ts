@@ -40,7 +40,7 @@ import {
 } from '../helpers/scrape.js';
 import { clientFrame, closePayload, RawWs } from '../helpers/ws-frames.js';
 import { sleep, waitFor } from '../helpers/wait.js';
-import { selfSignedCert } from '../helpers/tls.js';
+import { selfSignedCert, tlsListenArgs } from '../helpers/tls.js';
 
 const MAX_CONNECTIONS = 4;
 
@@ -683,16 +683,7 @@ describe('slow-loris on the static-TLS listener (--tls-cert/--tls-key)', () => {
   it('a connection that never finishes the TLS handshake is cut like a slow header (within 7 s), as is a TLS client that stalls its headers', async () => {
     const tls = await selfSignedCert({ commonName: '127.0.0.1', altNames: 'IP:127.0.0.1', keyType: 'rsa' });
     const port = await freePort();
-    const d = startDaemon([
-      '--tls-cert',
-      tls.certPath,
-      '--tls-key',
-      tls.keyPath,
-      '--https-listen',
-      `127.0.0.1:${port}`,
-      '--metrics-listen',
-      '',
-    ]);
+    const d = startDaemon([...tlsListenArgs(tls, port), '--metrics-listen', '']);
     const sockets: { destroy(): void }[] = [];
     try {
       await d.waitStderr('msg=starting', 10_000);

@@ -22,7 +22,7 @@ import {
 } from 'node:fs';
 import { createServer as createHttpServer, request as httpRequest, type Server } from 'node:http';
 import { createServer as createHttpsServer, request as httpsRequest } from 'node:https';
-import { connect as netConnect, createServer as createNetServer } from 'node:net';
+import { connect as netConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect as tlsConnect, type PeerCertificate } from 'node:tls';
@@ -36,6 +36,7 @@ import { binaryHeaders, type LogLine, phoneHeaders, TestClient } from '../helper
 import { type Pebble, requirePebble, startPebble } from '../helpers/pebble.js';
 import { sleep, waitFor, withTimeout } from '../helpers/wait.js';
 import { PROXY, proxyV2Header, TCP4, TCP6 } from '../helpers/proxy-v2.js';
+import { captureClientHello } from '../helpers/tls.js';
 
 const DOMAIN = 'localhost';
 const runPebble = requirePebble();
@@ -646,7 +647,7 @@ describe.skipIf(!runPebble)('daemon --domain against pebble', () => {
 
     // Without a valid header: closed with zero bytes written.
     const v1 = Buffer.from(`PROXY TCP4 198.51.100.1 127.0.0.1 5555 ${pebble.tlsPort}\r\n`);
-    const clientHello = await captureClientHello();
+    const clientHello = await captureClientHello(DOMAIN);
     for (const [name, bytes] of [
       ['v1 header', v1],
       ['bare ClientHello', clientHello],
@@ -671,29 +672,6 @@ function proxyHeader(src: string, dstPort: number, versionCommand = PROXY): Buff
     srcPort: 40000,
     dstPort,
   });
-}
-
-/** The first bytes a TLS client sends (a ClientHello), captured from a local TLS client. */
-function captureClientHello(): Promise<Buffer> {
-  return withTimeout(
-    new Promise((resolve, reject) => {
-      const server = createNetServer((socket) => {
-        socket.once('data', (chunk: Buffer) => {
-          socket.destroy();
-          server.close();
-          resolve(chunk);
-        });
-      });
-      server.listen(0, '127.0.0.1', () => {
-        const port = (server.address() as { port: number }).port;
-        const client = tlsConnect({ host: '127.0.0.1', port, servername: DOMAIN });
-        client.on('error', () => {});
-      });
-      server.on('error', reject);
-    }),
-    5_000,
-    'a ClientHello',
-  );
 }
 
 /** Writes `bytes`, then reports how many bytes came back before the server closed. */
