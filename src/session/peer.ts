@@ -44,6 +44,9 @@ export interface PeerEvents {
   onClose(code: number, closedByRelay: boolean): void;
   /** A send did not complete within SEND_TIMEOUT_MS; the caller decides how to close. */
   onSendTimeout(): void;
+  /** The peer's close frame arrived first (`code` 1005 without a status); onClose follows when
+   * the socket is gone, at most CLOSE_HANDSHAKE_TIMEOUT_MS later. */
+  onCloseFrame?(code: number): void;
 }
 
 /** The close code ws attached to a protocol-violation error (its `status-code` symbol). */
@@ -61,11 +64,15 @@ interface WsReceiverState {
   _state: number;
   _bufferedBytes: number;
   _fragmented: number;
+  /** ws's receiver emits 'conclude' with the status of the peer's close frame (1005 without one). */
+  on(event: 'conclude', listener: (code: number) => void): unknown;
 }
 
 export class Peer {
   /** Code of the close frame the relay sent, or 0 while the relay has not closed. */
   relayCloseCode = 0;
+  /** Status of the peer's close frame when the peer closed first (1005 without one), else 0. */
+  private peerCloseCode = 0;
   private closed = false;
   private readonly socket: Socket;
   private readonly receiver: WsReceiverState | undefined;
@@ -108,12 +115,30 @@ export class Peer {
       }
     });
     ws.once('close', (code: number) => this.handleClose(code));
+    // The peer's close frame: ws answers it and then waits up to CLOSE_HANDSHAKE_TIMEOUT_MS for
+    // TCP to end, which a peer may hold open (coder/websocket does). From here the connection is
+    // the peer's close: nothing of the relay's (a heartbeat tick, a failed send) may relabel it.
+    this.receiver?.on('conclude', (code: number) => this.handleCloseFrame(code));
     // Registered after ws's own 'data' listener, so the receiver has already consumed the chunk.
     this.socket.on('data', () => this.checkMessageDeadline());
   }
 
+  /** True once either side closed: the relay sent its close frame, the peer's close frame
+   * arrived, or the socket is gone. */
   get isClosed(): boolean {
     return this.closed;
+  }
+
+  /** True while the connection is anything but open (closed by either side, or the socket
+   * ended): such a peer is not due for a heartbeat, its 'close' follows on its own. */
+  get isClosing(): boolean {
+    return this.closed || this.ws.readyState !== WebSocket.OPEN;
+  }
+
+  /** The code this connection ends with as far as it is decided: the relay's close frame, else the
+   * peer's, else 0. */
+  get closeCode(): number {
+    return this.relayCloseCode || this.peerCloseCode;
   }
 
   /** True while the relay is not reading this peer (back-pressure). */
@@ -302,6 +327,14 @@ export class Peer {
     const waiters = this.pongWaiters;
     this.pongWaiters = [];
     for (const waiter of waiters) waiter(true);
+  }
+
+  private handleCloseFrame(code: number): void {
+    if (this.closed) return; // the relay closed first: this is the peer's reply
+    this.closed = true;
+    this.peerCloseCode = code;
+    this.stopTimers();
+    this.events.onCloseFrame?.(code);
   }
 
   private handleClose(peerCode: number): void {

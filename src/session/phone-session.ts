@@ -203,7 +203,13 @@ export class PhoneSession implements PhoneLink, PeerEvents {
   closeWith(code: number, reason: string, why: CloseReason): void {
     if (!this.peer.isClosed) this.closeReason ??= why;
     this.peer.close(code, reason);
-    this.teardown(this.peer.relayCloseCode || code);
+    // A peer whose close frame already arrived keeps its own code (its close is not the relay's).
+    this.teardown(this.peer.closeCode || code);
+  }
+
+  /** The phone closed: the binary learns now, not when the phone's TCP connection ends. */
+  onCloseFrame(code: number): void {
+    this.teardown(code);
   }
 
   onClose(code: number, closedByRelay: boolean): void {
