@@ -109,6 +109,7 @@ export type CloseReason =
   | 'too_big_1009'
   // The relay closed it.
   | 'read_timeout_1008'
+  | 'ping_flood'
   | 'heartbeat_timeout'
   | 'write_failed'
   | 'shutdown'
@@ -134,6 +135,7 @@ const COMMON_CLOSE_REASONS: readonly CloseReason[] = [
   'no_status_1005',
   'normal_1000',
   'other_code',
+  'ping_flood',
   'protocol_error_1002',
   'read_timeout_1008',
   'shutdown',

@@ -6,7 +6,14 @@ import type { RelayContext } from './context.js';
 import { decodeBinaryEnvelope } from '../protocol/envelope.js';
 import { Heartbeat, HEARTBEAT_TIMEOUT_CODE, HEARTBEAT_TIMEOUT_REASON } from './heartbeat.js';
 import { closeReasonFor, type CloseReason } from '../metrics/metrics.js';
-import { CLOSE_INTERNAL_ERROR, CLOSE_NORMAL, Peer, type PeerEvents } from './peer.js';
+import {
+  CLOSE_INTERNAL_ERROR,
+  CLOSE_NORMAL,
+  CLOSE_POLICY_VIOLATION,
+  Peer,
+  PING_FLOOD_REASON,
+  type PeerEvents,
+} from './peer.js';
 import type { BinaryLink, PhoneLink } from './links.js';
 
 export const CONFLICT_CODE = 4409;
@@ -184,6 +191,10 @@ export class BinarySession implements BinaryLink, PeerEvents {
         return;
       }
     }
+  }
+
+  onPingFlood(): void {
+    this.closeWith(CLOSE_POLICY_VIOLATION, PING_FLOOD_REASON, 'ping_flood');
   }
 
   onSendTimeout(): void {

@@ -12,6 +12,11 @@ export const SEND_TIMEOUT_MS = 10_000;
 export const MESSAGE_READ_TIMEOUT_MS = 30_000;
 /** How long we wait for the peer's reciprocal close frame before dropping TCP. */
 export const CLOSE_HANDSHAKE_TIMEOUT_MS = 5_000;
+/** Pongs the relay owes a peer (answers not yet handed to the kernel) before it stops answering
+ * and closes the peer: a peer cannot have more pings than this in flight. A client that reads
+ * never gets near it; a peer that pings without reading would otherwise grow our write buffer. */
+export const MAX_PENDING_PONGS = 60;
+export const PING_FLOOD_REASON = 'too many pings';
 /** Close reasons are limited to 123 bytes by RFC 6455. */
 const MAX_CLOSE_REASON_BYTES = 123;
 
@@ -44,6 +49,8 @@ export interface PeerEvents {
   onClose(code: number, closedByRelay: boolean): void;
   /** A send did not complete within SEND_TIMEOUT_MS; the caller decides how to close. */
   onSendTimeout(): void;
+  /** The peer has more than MAX_PENDING_PONGS pings unanswered; the caller closes it (1008). */
+  onPingFlood(): void;
   /** The peer's close frame arrived first (`code` 1005 without a status); onClose follows when
    * the socket is gone, at most CLOSE_HANDSHAKE_TIMEOUT_MS later. */
   onCloseFrame?(code: number): void;
@@ -88,6 +95,8 @@ export class Peer {
   private paused = false;
 
   private pongWaiters: ((alive: boolean) => void)[] = [];
+  /** Pongs written to ws whose write has not completed. */
+  private pendingPongs = 0;
   private lastPongAt = 0;
 
   constructor(
@@ -103,6 +112,9 @@ export class Peer {
 
     ws.on('message', (data: Buffer, isBinary: boolean) => this.events.onMessage(data, isBinary));
     ws.on('pong', () => this.handlePong());
+    // The relay answers pings itself (the server runs with autoPong off): ws's own limit drops TCP
+    // without a close frame, which would look like the peer's abrupt end.
+    ws.on('ping', (data: Buffer) => this.handlePing(data));
     ws.on('error', (err: Error) => {
       // ws emits 'error' for socket errors and for protocol violations, after it sent the close
       // frame itself (1002, 1007 or 1009): record that code as the relay's, since the relay's
@@ -320,6 +332,27 @@ export class Peer {
       this.pongWaiters.push(finish);
     });
   }
+
+  private handlePing(data: Buffer): void {
+    if (this.closed || this.ws.readyState !== WebSocket.OPEN) return;
+    if (this.pendingPongs >= MAX_PENDING_PONGS) {
+      this.events.onPingFlood();
+      return;
+    }
+    this.pendingPongs++;
+    // The payload (<= 125 bytes) is a view of the socket chunk it arrived in: a pong waiting for
+    // the socket must not keep that chunk alive, so it gets an unpooled copy of its own.
+    let payload = data;
+    if (data.length > 0) {
+      payload = Buffer.allocUnsafeSlow(data.length);
+      data.copy(payload);
+    }
+    this.ws.pong(payload, false, this.onPongWritten);
+  }
+
+  private readonly onPongWritten = (): void => {
+    this.pendingPongs--;
+  };
 
   private handlePong(): void {
     this.lastPongAt = performance.now();

@@ -8,7 +8,14 @@ import { closeNotice, connIdPrefix, wrapPhoneFrame } from '../protocol/envelope.
 import { Heartbeat, HEARTBEAT_TIMEOUT_CODE, HEARTBEAT_TIMEOUT_REASON } from './heartbeat.js';
 import { closeReasonFor, type CloseReason } from '../metrics/metrics.js';
 import { Outbox } from './outbox.js';
-import { CLOSE_GOING_AWAY, CLOSE_NORMAL, Peer, type PeerEvents } from './peer.js';
+import {
+  CLOSE_GOING_AWAY,
+  CLOSE_NORMAL,
+  CLOSE_POLICY_VIOLATION,
+  Peer,
+  PING_FLOOD_REASON,
+  type PeerEvents,
+} from './peer.js';
 import type { BinaryLink, PhoneLink } from './links.js';
 
 export const NO_SERVER_CODE = 4404;
@@ -190,6 +197,10 @@ export class PhoneSession implements PhoneLink, PeerEvents {
         err: result === 'backlog_full' ? 'phone backlog full' : 'outbox closed',
       });
     }
+  }
+
+  onPingFlood(): void {
+    this.closeWith(CLOSE_POLICY_VIOLATION, PING_FLOOD_REASON, 'ping_flood');
   }
 
   onSendTimeout(): void {

@@ -5,7 +5,7 @@
 
 import { afterEach, describe, expect, it } from 'vitest';
 import { binaryHeaders, connectBinary, phoneHeaders, startRelay, type TestRelay } from '../helpers/relay.js';
-import { clientFrame, closedCell, RawWs } from '../helpers/reliability.js';
+import { clientFrame, closedCell, closePayload, RawWs } from '../helpers/reliability.js';
 import { waitFor } from '../helpers/wait.js';
 import { MAX_PENDING_PONGS } from '../../src/session/peer.js';
 
@@ -43,6 +43,7 @@ describe('ping flood', () => {
     phone.write(pings(MAX_PENDING_PONGS + 1));
     await waitFor(() => phone.closeFrame(), 3_000, 'close frame from the relay');
     expect(phone.closeFrame()).toEqual({ code: 1008, reason: 'too many pings' });
+    phone.write(clientFrame(0x8, closePayload(1008)));
     expect(await binary.message(2)).toBe(`{"conn_id":"${connId}","close_code":1008}`);
     await waitFor(
       async () => (await r.metric(closedCell('client', 'ping_flood'))) === 1,
@@ -84,6 +85,7 @@ describe('ping flood', () => {
     binary.write(pings(MAX_PENDING_PONGS + 1));
     await waitFor(() => binary.closeFrame(), 3_000, 'close frame from the relay');
     expect(binary.closeFrame()).toEqual({ code: 1008, reason: 'too many pings' });
+    binary.write(clientFrame(0x8, closePayload(1008)));
     await waitFor(
       async () => (await r.metric(closedCell('server', 'ping_flood'))) === 1,
       3_000,
