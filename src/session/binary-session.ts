@@ -125,7 +125,9 @@ export class BinarySession implements BinaryLink, PeerEvents {
     }
   }
 
-  /** After each completed send: let paused phones go once the socket drained. */
+  /** After each completed send (an envelope or a close notice): let paused phones go once the
+   * socket drained. Every write to the binary that can leave bytes behind it has a completion
+   * that runs this; pings and pongs carry at most 125 bytes. */
   drained(): void {
     if (this.pausedPhones.size === 0) return;
     if (this.peer.bufferedAmount > BINARY_SEND_LOW_WATER_BYTES && !this.peer.isClosed) return;
@@ -137,9 +139,14 @@ export class BinarySession implements BinaryLink, PeerEvents {
     return this.peer.probe(timeoutMs);
   }
 
-  /** Sends a close notice (not counted as a forwarded frame). */
+  /** Sends a close notice (not counted as a forwarded frame). Its completion lets held-back
+   * phones go like a forwarded envelope's does: when notices were the last writes queued, no
+   * envelope completes after the socket drained, and the phones would stay paused for good. */
   notify(notice: Buffer, done: (err: Error | undefined) => void): void {
-    this.peer.send(notice, done);
+    this.peer.send(notice, (err) => {
+      done(err);
+      if (err === undefined) this.drained();
+    });
   }
 
   private resumePhones(): void {

@@ -85,8 +85,8 @@ describe('phones held back behind a slow binary', () => {
     // Let the binary read a little at a time until every held envelope is inside the write the
     // relay's socket has in flight and nothing waits behind it: what is queued from now on (the
     // close notices) leaves in a later write than any holder's last envelope.
-    const relayWrites = (binarySession.peer.ws as unknown as { _socket: Socket })._socket
-      ._writableState as unknown as WritableInternals;
+    const relaySocket = (binarySession.peer.ws as unknown as { _socket: Socket })._socket;
+    const relayWrites = (relaySocket as unknown as { _writableState: WritableInternals })._writableState;
     for (let slice = 0; ; slice++) {
       if (slice >= 1_000) throw new Error('never reached: holders paused with only their in-flight write queued');
       for (const h of holders) if (!session(h.connId).peer.isPaused) send(h);
@@ -123,7 +123,8 @@ describe('phones held back behind a slow binary', () => {
     for (const h of holders) h.client.send('{"after":true}');
     for (const h of holders) {
       const prefix = `{"conn_id":"${h.connId.replaceAll('<', '\\u003c')}","frame":`;
-      const frames = (): string[] => binary.messages.filter((m) => m.startsWith(prefix)).map((m) => m.slice(prefix.length, -1));
+      const frames = (): string[] =>
+        binary.messages.filter((m) => m.startsWith(prefix)).map((m) => m.slice(prefix.length, -1));
       await waitFor(() => frames().length === h.sent + 2, 10_000, `all ${h.sent + 2} frames of ${h.connId}`);
       expect(frames()).toEqual(['{"probe":true}', ...Array<string>(h.sent).fill(FRAME), '{"after":true}']);
       expect(h.client.closed).toBeUndefined();
