@@ -1,0 +1,117 @@
+// What a phone's queue keeps alive (issue #14.1): a binary routes small frames inside big envelopes
+// (`{"conn_id":…,"frame":1,"pad":"<200 KiB>"}`, trailing whitespace, or a duplicate earlier
+// "frame" key) to a phone that stopped reading. Each queued frame used to be a view of its whole
+// envelope while being charged its own length + 64: the 4 MiB budget bounded nothing. Measured
+// in-process as ArrayBuffer memory after a full GC, against the real relay over 127.0.0.1.
+
+import { afterEach, describe, expect, it } from 'vitest';
+import { connectBinary, connectPhone, phoneConnId, startRelay, type TestClient, type TestRelay } from '../helpers/relay.js';
+import { figure, fullGc, MiB, underlying } from '../helpers/reliability.js';
+import { waitFor } from '../helpers/wait.js';
+import { OUTBOX_BUDGET_BYTES, OUTBOX_SOCKET_WINDOW_BYTES } from '../../src/session/outbox.js';
+
+let relay: TestRelay | undefined;
+afterEach(async () => {
+  await relay?.close();
+  relay = undefined;
+});
+
+const PAD_BYTES = 180 * 1024; // envelopes stay under the 256 KiB message limit
+
+function arrayBuffersAfterGc(): number {
+  fullGc();
+  return process.memoryUsage().arrayBuffers;
+}
+
+/** The three shapes of a padded envelope for `connId` carrying `frame`. */
+function padded(connId: string, frame: string, shape: number): string {
+  const pad = 'p'.repeat(PAD_BYTES);
+  switch (shape % 3) {
+    case 0:
+      return `{"conn_id":"${connId}","frame":${frame},"pad":"${pad}"}`;
+    case 1:
+      return `{"conn_id":"${connId}","frame":${frame}${' '.repeat(PAD_BYTES)}}`;
+    default:
+      return `{"conn_id":"${connId}","frame":"${pad}","frame":${frame}}`;
+  }
+}
+
+/** Binary and a phone that stopped reading, with the phone's conn_id. Honest 64 KiB frames fill
+ * the kernel buffers first, until the relay's socket to the phone is backed up and what follows
+ * queues in the phone's outbox. */
+async function pausedPhone(r: TestRelay, serverId: string): Promise<{ binary: TestClient; connId: string }> {
+  const binary = await connectBinary(r, serverId);
+  const phone = await connectPhone(r, serverId);
+  const connId = await phoneConnId(phone, binary);
+  underlying(phone).pause();
+  const session = r.relay.registry.phoneFor(serverId, connId)!;
+  const fill = `{"conn_id":"${connId}","frame":"${'h'.repeat(64 * 1024)}"}`;
+  for (let i = 0; session.peer.bufferedAmount < OUTBOX_SOCKET_WINDOW_BYTES; i++) {
+    if (i >= 2_000) throw new Error('2,000 x 64 KiB and the socket to the phone never backed up');
+    await sendAll(r, binary, [fill]);
+  }
+  return { binary, connId };
+}
+
+/** Sends `count` envelopes and waits until the relay has read them all. */
+async function sendAll(r: TestRelay, binary: TestClient, envelopes: string[]): Promise<void> {
+  const before = r.relay.metrics.framesReceivedBinaryToPhone;
+  for (const e of envelopes) binary.send(e);
+  await waitFor(
+    () => r.relay.metrics.framesReceivedBinaryToPhone >= before + envelopes.length,
+    10_000,
+    `${envelopes.length} envelopes read by the relay`,
+  );
+}
+
+describe('retained memory of a paused phone', () => {
+  it('1-byte frames padded to 180 KiB: what stays alive stays within the budget', async () => {
+    const r = await startRelay();
+    relay = r;
+    const { binary, connId } = await pausedPhone(r, 'retained-small');
+    const baseline = arrayBuffersAfterGc();
+    const ENVELOPES = 300; // 54 MiB of envelopes; before the fix every one stayed alive
+    let grown = 0;
+    for (let sent = 0; sent < ENVELOPES; sent += 20) {
+      await sendAll(
+        r,
+        binary,
+        Array.from({ length: 20 }, (_, i) => padded(connId, '1', sent + i)),
+      );
+      grown = arrayBuffersAfterGc() - baseline;
+      if (grown > 4 * OUTBOX_BUDGET_BYTES) break; // clearly unbounded: stop before it hurts
+    }
+    figure('retained after 300 padded 1-byte frames (MiB)', (grown / MiB).toFixed(1));
+    expect(grown).toBeLessThan(OUTBOX_BUDGET_BYTES);
+    expect(binary.closed).toBeUndefined();
+  });
+
+  it('64 KiB frames padded to 244 KiB envelopes: the phone is closed 1011 "phone backlog full" before retained memory passes the budget by much', async () => {
+    const r = await startRelay();
+    relay = r;
+    const { binary, connId } = await pausedPhone(r, 'retained-big');
+    const frame = `"${'f'.repeat(64 * 1024 - 2)}"`;
+    const notice = `{"conn_id":"${connId}","close_code":1011}`;
+    const baseline = arrayBuffersAfterGc();
+    let peak = 0;
+    let sent = 0;
+    while (!binary.messages.includes(notice)) {
+      if (sent >= 400) throw new Error('400 padded 64 KiB frames and the phone was never closed');
+      await sendAll(
+        r,
+        binary,
+        Array.from({ length: 8 }, (_, i) => padded(connId, frame, sent + i)),
+      );
+      sent += 8;
+      peak = Math.max(peak, arrayBuffersAfterGc() - baseline);
+    }
+    figure('padded 64 KiB frames queued until backlog full', sent);
+    figure('peak retained before the close (MiB)', (peak / MiB).toFixed(1));
+    expect(r.logs.find((l) => l.msg === 'binary_forwarder_phone_enqueue_failed' && l.conn_id === connId)).toMatchObject(
+      { err: 'phone backlog full' },
+    );
+    // The budget plus what the kernel and the socket window hold.
+    expect(peak).toBeLessThan(1.5 * OUTBOX_BUDGET_BYTES);
+    expect(binary.closed).toBeUndefined();
+  });
+});
