@@ -5,7 +5,14 @@
 // in-process as ArrayBuffer memory after a full GC, against the real relay over 127.0.0.1.
 
 import { afterEach, describe, expect, it } from 'vitest';
-import { connectBinary, connectPhone, phoneConnId, startRelay, type TestClient, type TestRelay } from '../helpers/relay.js';
+import {
+  connectBinary,
+  connectPhone,
+  phoneConnId,
+  startRelay,
+  type TestClient,
+  type TestRelay,
+} from '../helpers/relay.js';
 import { figure, fullGc, MiB, underlying } from '../helpers/reliability.js';
 import { waitFor } from '../helpers/wait.js';
 import { OUTBOX_BUDGET_BYTES, OUTBOX_SOCKET_WINDOW_BYTES } from '../../src/session/outbox.js';
