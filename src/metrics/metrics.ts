@@ -14,6 +14,16 @@
 // the scrape has the same stable shape as the reference relay from the first second.
 
 import type { Attributes, Counter, Histogram, Meter, ObservableResult } from '@opentelemetry/api';
+import {
+  CLOSE_ABNORMAL,
+  CLOSE_GOING_AWAY,
+  CLOSE_INVALID_PAYLOAD,
+  CLOSE_MESSAGE_TOO_BIG,
+  CLOSE_NO_STATUS,
+  CLOSE_NORMAL,
+  CLOSE_PROTOCOL_ERROR,
+  READ_TIMEOUT_CODE,
+} from '../protocol/close-codes.js';
 
 /** Exact HELP texts of relay-behaviour.md section 8.2 (part of the operator contract). */
 export const HELP = {
@@ -160,21 +170,21 @@ const CLOSE_REASONS: Record<Endpoint, readonly CloseReason[]> = {
 
 /** The reason for a connection the relay did not close with a reason of its own. */
 export function closeReasonFor(code: number, closedByRelay: boolean): CloseReason {
-  if (closedByRelay && code === 1008) return 'read_timeout_1008';
+  if (closedByRelay && code === READ_TIMEOUT_CODE) return 'read_timeout_1008';
   switch (code) {
-    case 1000:
+    case CLOSE_NORMAL:
       return 'normal_1000';
-    case 1001:
+    case CLOSE_GOING_AWAY:
       return 'going_away_1001';
-    case 1002:
+    case CLOSE_PROTOCOL_ERROR:
       return 'protocol_error_1002';
-    case 1005:
+    case CLOSE_NO_STATUS:
       return 'no_status_1005';
-    case 1006:
+    case CLOSE_ABNORMAL:
       return 'abrupt';
-    case 1007:
+    case CLOSE_INVALID_PAYLOAD:
       return 'invalid_payload_1007';
-    case 1009:
+    case CLOSE_MESSAGE_TOO_BIG:
       return 'too_big_1009';
     default:
       return 'other_code';
