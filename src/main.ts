@@ -10,14 +10,11 @@ import { createSecureContext } from 'node:tls';
 import { buildTelemetry, parseOtelEnv, type MetricsServer, type Telemetry } from '../telemetry/index.js';
 import { AutocertManager } from './tls/autocert.js';
 import { prepareCertCache } from './tls/cert-cache.js';
-import {
-  formatListenAddress,
-  parseConfig,
-  parsePushEnv,
-  REFUSAL_EVENTS,
-  type ListenAddress,
-  type RelayConfig,
-} from './config/config.js';
+import { formatListenAddress } from './config/addresses.js';
+import { parseConfig } from './config/parse.js';
+import { parsePushEnv } from './config/push-env.js';
+import { REFUSAL_EVENTS } from './config/refusals.js';
+import type { ListenAddress, RelayConfig } from './config/types.js';
 import { formatDuration } from './duration.js';
 import {
   checkListenerPorts,

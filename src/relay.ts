@@ -9,7 +9,6 @@ import { BinarySession } from './session/binary-session.js';
 import { ConnCap } from './http/conn-cap.js';
 import type { RelayContext, RelayTimings } from './session/context.js';
 import { healthBody } from './http/health.js';
-import { HEARTBEAT_INTERVAL_MS } from './session/heartbeat.js';
 import type { Logger } from './log.js';
 import { RelayMetrics } from './metrics/metrics.js';
 import { CLOSE_HANDSHAKE_TIMEOUT_MS, MESSAGE_READ_TIMEOUT_MS } from './session/peer.js';
@@ -39,18 +38,6 @@ export interface RelayOptions {
   /** FCM push wakes; absent or null = push off (and no push_wakes_total family). */
   push?: PushOptions | null;
 }
-
-/** The reference relay's defaults (relay-behaviour.md 5.2, 6.1, 3.8). */
-export const DEFAULT_RELAY_OPTIONS: RelayOptions = {
-  gracePeriodMs: 30_000,
-  heartbeatIntervalMs: HEARTBEAT_INTERVAL_MS,
-  probeTimeoutMs: 10_000,
-  maxPhonesPerServer: 16,
-  maxConnections: 20,
-  rateLimitBurst: 20,
-  rateLimitIntervalMs: 6_000,
-  trustXForwardedFor: false,
-};
 
 type Session = BinarySession | PhoneSession;
 
