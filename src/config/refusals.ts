@@ -2,7 +2,7 @@
 // main.ts both refuse through it, so an operator's log search matches every refusal the docs list
 // (docs/operations.md, "Refusals at boot").
 
-/** Event names of every refusal parseConfig can return. */
+/** Event names of every boot refusal but the production preflight's (preflight.ts has its own). */
 export const REFUSAL_EVENTS = {
   commandLine: 'refusing to start: invalid command line',
   noMode: 'refusing to start: no listener mode',
@@ -13,4 +13,8 @@ export const REFUSAL_EVENTS = {
   invalidEnv: 'refusing to start: invalid env-var config',
   multiInstance: 'refusing to start: multi-instance deploy detected',
   insecureInProduction: 'refusing to start: --insecure-listen is not allowed in production mode',
+  // Refused by main.ts after parsing: facts parseConfig cannot see (files, the bindings).
+  unexpectedListenerPorts: 'refusing to start: unexpected listener ports',
+  unreadableTlsFile: 'refusing to start: cannot read TLS file',
+  invalidTlsFile: 'refusing to start: invalid TLS certificate or key',
 } as const;
