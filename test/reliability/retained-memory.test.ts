@@ -122,3 +122,55 @@ describe('retained memory of a paused phone', () => {
     expect(binary.closed).toBeUndefined();
   });
 });
+
+describe('retained memory of envelopes waiting for a slow binary', () => {
+  it('tiny phone frames queued behind a stalled binary do not pin the 8 KiB allocation pool they were built in', async () => {
+    const r = await startRelay();
+    relay = r;
+    // The slow side: a binary that stopped reading, and its phone.
+    const slowBinary = await connectBinary(r, 'pool-slow');
+    const slowPhone = await connectPhone(r, 'pool-slow');
+    await phoneConnId(slowPhone, slowBinary);
+    // The busy side: a healthy binary and a phone whose ~4 KB envelopes fill pool slabs in between.
+    const fastBinary = await connectBinary(r, 'pool-fast');
+    const fastPhone = await connectPhone(r, 'pool-fast');
+    await phoneConnId(fastPhone, fastBinary);
+
+    underlying(slowBinary).pause();
+    const slowSession = r.relay.registry.binaryFor('pool-slow')!;
+    const fill = `"${'h'.repeat(64 * 1024)}"`;
+    for (let i = 0; slowSession.peer.bufferedAmount === 0; i++) {
+      if (i >= 2_000) throw new Error('2,000 x 64 KiB and the socket to the binary never backed up');
+      slowPhone.send(fill);
+      await waitFor(() => r.relay.metrics.framesReceivedPhoneToBinary >= i + 3, 5_000, 'fill frame read');
+    }
+    const baseline = arrayBuffersAfterGc();
+    const ROUNDS = 500;
+    const busy = `"${'b'.repeat(3_900)}"`;
+    const before = r.relay.metrics.framesReceivedPhoneToBinary;
+    // One round at a time, so the relay builds each slow envelope between two busy ones.
+    for (let i = 0; i < ROUNDS; i++) {
+      slowPhone.send('1');
+      await waitFor(
+        () => r.relay.metrics.framesReceivedPhoneToBinary >= before + 3 * i + 1,
+        5_000,
+        `slow frame ${i + 1} read by the relay`,
+        1,
+      );
+      fastPhone.send(busy);
+      fastPhone.send(busy);
+      await waitFor(
+        () => r.relay.metrics.framesReceivedPhoneToBinary >= before + 3 * (i + 1),
+        5_000,
+        `busy frames of round ${i + 1} read by the relay`,
+        1,
+      );
+    }
+    await waitFor(() => fastBinary.messages.length >= 2 * ROUNDS + 1, 10_000, 'busy frames delivered');
+    const grown = arrayBuffersAfterGc() - baseline;
+    figure(`retained by ${ROUNDS} 1-byte envelopes waiting for a stalled binary (KiB)`, Math.round(grown / 1024));
+    expect(slowSession.peer.isClosed).toBe(false);
+    // What the envelopes are (about 60 bytes each), with room for what the socket holds anyway.
+    expect(grown).toBeLessThan(1 * MiB);
+  });
+});
