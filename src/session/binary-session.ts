@@ -22,6 +22,12 @@ import { closeReasonFor, type CloseReason } from '../metrics/metrics.js';
 import { Peer, type PeerEvents } from './peer.js';
 import type { BinaryLink, PhoneLink } from './links.js';
 
+/** ...or while this many sends towards it have not completed. Each waiting WebSocket frame keeps
+ * alive the 8 KiB allocation-pool slab its header (and a small envelope) was cut from, so without
+ * a count 512 KiB of 45-byte envelopes could pin about 90 MiB (with it, about 1 MiB). */
+export const BINARY_SEND_HIGH_WATER_FRAMES = 64;
+/** ...and let them go again once at most this many are waiting. */
+export const BINARY_SEND_LOW_WATER_FRAMES = 16;
 /** Pause phones feeding this binary while this much is queued towards it... */
 export const BINARY_SEND_HIGH_WATER_BYTES = 512 * 1024;
 /** ...and let them go again once it drained below this. */
@@ -120,7 +126,9 @@ export class BinarySession implements BinaryLink, PeerEvents {
   /** Sends one envelope for `phone`; its callback reports success or failure. */
   forward(phone: PhoneLink, envelope: Buffer): void {
     this.peer.send(envelope, phone.onForwarded, envelope.length);
-    if (this.peer.bufferedAmount > BINARY_SEND_HIGH_WATER_BYTES && !this.peer.isClosed) {
+    const backedUp =
+      this.peer.bufferedAmount > BINARY_SEND_HIGH_WATER_BYTES || this.peer.pendingSends > BINARY_SEND_HIGH_WATER_FRAMES;
+    if (backedUp && !this.peer.isClosed) {
       this.pausedPhones.add(phone);
       phone.pauseReading();
     }
@@ -131,7 +139,9 @@ export class BinarySession implements BinaryLink, PeerEvents {
    * that runs this; pings and pongs carry at most 125 bytes. */
   drained(): void {
     if (this.pausedPhones.size === 0) return;
-    if (this.peer.bufferedAmount > BINARY_SEND_LOW_WATER_BYTES && !this.peer.isClosed) return;
+    const backedUp =
+      this.peer.bufferedAmount > BINARY_SEND_LOW_WATER_BYTES || this.peer.pendingSends > BINARY_SEND_LOW_WATER_FRAMES;
+    if (backedUp && !this.peer.isClosed) return;
     this.resumePhones();
   }
 

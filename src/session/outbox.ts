@@ -14,8 +14,11 @@ import { ownedFrame, retainedBytes } from './retained.js';
 export const OUTBOX_BUDGET_BYTES = 4 << 20;
 /** Charged per item on top of its length; bounds the item count at 65,536. */
 export const OUTBOX_ITEM_OVERHEAD_BYTES = 64;
-/** Stop handing writes to the socket while this much is buffered and not yet in the kernel. */
+/** Stop handing writes to the socket while this much is buffered and not yet in the kernel... */
 export const OUTBOX_SOCKET_WINDOW_BYTES = 64 * 1024;
+/** ...or while this many writes have not completed: each keeps alive the 8 KiB allocation-pool
+ * slab its WebSocket frame header was cut from (ws allocates headers from Node's pool). */
+export const OUTBOX_SOCKET_WINDOW_FRAMES = 256;
 
 /** A send's tag carries both the item's charge and its frame's length (for the byte counters):
  * charge * TAG_LENGTH_SPAN + length. Frames are at most 256 KiB, below 2^20; the product stays far
@@ -118,7 +121,12 @@ export class Outbox {
 
   private pump(): void {
     const peer = this.peer;
-    while (!this.stopped && this.head < this.frames.length && peer.bufferedAmount < OUTBOX_SOCKET_WINDOW_BYTES) {
+    while (
+      !this.stopped &&
+      this.head < this.frames.length &&
+      peer.bufferedAmount < OUTBOX_SOCKET_WINDOW_BYTES &&
+      peer.pendingSends < OUTBOX_SOCKET_WINDOW_FRAMES
+    ) {
       const index = this.head++;
       const frame = this.frames[index]!;
       const code = this.codes[index]!;

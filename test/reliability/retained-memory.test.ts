@@ -130,7 +130,7 @@ describe('retained memory of envelopes waiting for a slow binary', () => {
     // The slow side: a binary that stopped reading, and its phone.
     const slowBinary = await connectBinary(r, 'pool-slow');
     const slowPhone = await connectPhone(r, 'pool-slow');
-    await phoneConnId(slowPhone, slowBinary);
+    const slowPhoneSession = r.relay.registry.phoneFor('pool-slow', await phoneConnId(slowPhone, slowBinary))!;
     // The busy side: a healthy binary and a phone whose ~4 KB envelopes fill pool slabs in between.
     const fastBinary = await connectBinary(r, 'pool-fast');
     const fastPhone = await connectPhone(r, 'pool-fast');
@@ -148,29 +148,81 @@ describe('retained memory of envelopes waiting for a slow binary', () => {
     const ROUNDS = 500;
     const busy = `"${'b'.repeat(3_900)}"`;
     const before = r.relay.metrics.framesReceivedPhoneToBinary;
-    // One round at a time, so the relay builds each slow envelope between two busy ones.
-    for (let i = 0; i < ROUNDS; i++) {
+    // One round at a time, so the relay builds each slow envelope between two busy ones, until the
+    // relay holds the slow phone back.
+    let received = before;
+    let rounds = 0;
+    for (; rounds < ROUNDS && !slowPhoneSession.peer.isPaused; rounds++) {
       slowPhone.send('1');
       await waitFor(
-        () => r.relay.metrics.framesReceivedPhoneToBinary >= before + 3 * i + 1,
+        () => r.relay.metrics.framesReceivedPhoneToBinary > received,
         5_000,
-        `slow frame ${i + 1} read by the relay`,
+        `slow frame ${rounds + 1} read by the relay`,
         1,
       );
+      received = r.relay.metrics.framesReceivedPhoneToBinary;
       fastPhone.send(busy);
       fastPhone.send(busy);
       await waitFor(
-        () => r.relay.metrics.framesReceivedPhoneToBinary >= before + 3 * (i + 1),
+        () => r.relay.metrics.framesReceivedPhoneToBinary >= received + 2,
         5_000,
-        `busy frames of round ${i + 1} read by the relay`,
+        `busy frames of round ${rounds + 1} read by the relay`,
         1,
       );
+      received += 2;
     }
-    await waitFor(() => fastBinary.messages.length >= 2 * ROUNDS + 1, 10_000, 'busy frames delivered');
+    await waitFor(() => fastBinary.messages.length >= 2 * rounds + 1, 10_000, 'busy frames delivered');
+    figure('rounds until the slow phone was held back', rounds);
     const grown = arrayBuffersAfterGc() - baseline;
-    figure(`retained by ${ROUNDS} 1-byte envelopes waiting for a stalled binary (KiB)`, Math.round(grown / 1024));
+    figure('retained by 1-byte envelopes waiting for a stalled binary (KiB)', Math.round(grown / 1024));
     expect(slowSession.peer.isClosed).toBe(false);
-    // What the envelopes are (about 60 bytes each), with room for what the socket holds anyway.
-    expect(grown).toBeLessThan(1 * MiB);
+    // At most BINARY_SEND_HIGH_WATER_FRAMES waiting frames, each pinning its header's and its
+    // envelope's pool slab: about 1 MiB; 500 rounds pinned 4,000 KiB before the count existed.
+    expect(grown).toBeLessThan(1.5 * MiB);
+  });
+});
+
+describe('retained memory of frames in flight to a stalled phone socket', () => {
+  it('tiny frames handed to a stalled phone socket do not each pin the pool slab of their frame header', async () => {
+    const r = await startRelay();
+    relay = r;
+    const binary = await connectBinary(r, 'pool-phone');
+    const phone = await connectPhone(r, 'pool-phone');
+    const connId = await phoneConnId(phone, binary);
+    underlying(phone).pause();
+    // Fill the kernel buffers with 1 KiB frames until a write stalls: the socket window (64 KiB)
+    // is then almost empty, so the tiny frames below go into the stalled socket, not the queue.
+    const session = r.relay.registry.phoneFor('pool-phone', connId)!;
+    const kib = `{"conn_id":"${connId}","frame":"${'k'.repeat(1_000)}"}`;
+    for (let i = 0; session.peer.bufferedAmount === 0; i++) {
+      if (i >= 2_000) throw new Error('20,000 x 1 KiB and the socket to the phone never backed up');
+      await sendAll(r, binary, Array<string>(10).fill(kib));
+    }
+    figure('bytes waiting in the stalled phone socket before the tiny frames', session.peer.bufferedAmount);
+    // Busy traffic in between: a phone of another binary whose ~4 KB envelopes fill pool slabs.
+    const otherBinary = await connectBinary(r, 'pool-phone-busy');
+    const busyPhone = await connectPhone(r, 'pool-phone-busy');
+    await phoneConnId(busyPhone, otherBinary);
+    const busy = `"${'b'.repeat(3_900)}"`;
+    const baseline = arrayBuffersAfterGc();
+    const ROUNDS = 1_000;
+    let toPhone = r.relay.metrics.framesReceivedBinaryToPhone;
+    let toBinary = r.relay.metrics.framesReceivedPhoneToBinary;
+    for (let i = 0; i < ROUNDS; i++) {
+      binary.send(`{"conn_id":"${connId}","frame":1}`);
+      await waitFor(() => r.relay.metrics.framesReceivedBinaryToPhone > toPhone, 5_000, `tiny frame ${i + 1}`, 1);
+      toPhone++;
+      busyPhone.send(busy);
+      busyPhone.send(busy);
+      await waitFor(() => r.relay.metrics.framesReceivedPhoneToBinary >= toBinary + 2, 5_000, `busy ${i + 1}`, 1);
+      toBinary += 2;
+    }
+    await waitFor(() => otherBinary.messages.length >= 2 * ROUNDS + 1, 10_000, 'busy frames delivered');
+    const grown = arrayBuffersAfterGc() - baseline;
+    figure('frames in flight to the phone', session.peer.pendingSends);
+    figure(`retained by ${ROUNDS} 1-byte frames to a paused phone (KiB)`, Math.round(grown / 1024));
+    // At most OUTBOX_SOCKET_WINDOW_FRAMES frames in flight, each pinning one 8 KiB pool slab with
+    // its header: 2 MiB; the rest wait in the outbox as copies of their own.
+    expect(grown).toBeLessThan(3 * MiB);
   });
 });
