@@ -48,7 +48,7 @@ export class Relay implements RelayContext {
   readonly timings: RelayTimings;
   readonly limiter: RateLimiter;
   readonly cap: ConnCap;
-  /** Closed by the daemon after the drain (relay-behaviour.md 10), not by drain() itself. */
+  /** Closed by the daemon after the drain (docs/operations.md, "The drain, step by step"), not by drain() itself. */
   readonly push: PushWaker;
   readonly version: string;
   readonly startedAtMs = Date.now();
@@ -143,7 +143,7 @@ export class Relay implements RelayContext {
     return !this.notReady && !this.drainingFlag;
   }
 
-  /** Live counts (relay-behaviour.md 3.7), for /healthz and the gauges. */
+  /** Live counts (docs/operations.md, "Health and readiness checks"), for /healthz and the gauges. */
   counts(): { binaries: number; phones: number } {
     return this.registry.counts();
   }

@@ -1,6 +1,6 @@
-// The public listener's request handling (relay-behaviour.md 2.1-2.5): exact-path routes, then
-// for /v1/server and /v1/client the pipeline rate limit -> connection cap -> header gate ->
-// WebSocket handshake -> endpoint handler. Plain requests and upgrade requests go through the
+// The public listener's request handling (docs/protocol.md, "What happens to an upgrade request, in order"):
+// exact-path routes, then for /v1/server and /v1/client the pipeline rate limit -> connection cap ->
+// header gate -> WebSocket handshake -> endpoint handler. Plain requests and upgrade requests go through the
 // same steps, so /v1/* without `Upgrade` still gets 429/503/400 before its 426.
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -20,7 +20,8 @@ export const CLIENT_PATH = '/v1/client';
 export const HEALTH_PATH = '/healthz';
 export const READY_PATH = '/readyz';
 
-/** Headers that must be present and non-empty, per endpoint (relay-behaviour.md 2.3). */
+/** Headers that must be present and non-empty, per endpoint
+ * (docs/protocol.md, "Request headers and what the relay does with each"). */
 const REQUIRED_HEADERS: Record<Endpoint, readonly string[]> = {
   server: ['x-pyrycode-server', 'x-pyrycode-version', 'user-agent'],
   client: ['x-pyrycode-server', 'x-pyrycode-token', 'user-agent'],
@@ -205,8 +206,9 @@ const UPGRADE_REQUIRED: HandshakeFailure = {
   headers: { Upgrade: 'websocket' },
 };
 
-/** RFC 6455 checks in the reference library's order (relay-behaviour.md 2.4): Connection/Upgrade
- * tokens (426), method (405), version exactly "13" (400), key (400). `ws` accepts version 8 and
+/** RFC 6455 checks in the reference library's order
+ * (docs/decisions.md, "Handshake checks run before `ws`, in the reference library's order"):
+ * Connection/Upgrade tokens (426), method (405), version exactly "13" (400), key (400). `ws` accepts version 8 and
  * answers 400 for a non-websocket Upgrade, so the relay checks first. */
 function handshakeFailure(req: IncomingMessage): HandshakeFailure | null {
   if (req.httpVersionMajor < 1 || (req.httpVersionMajor === 1 && req.httpVersionMinor < 1)) {
