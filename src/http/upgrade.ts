@@ -13,7 +13,14 @@ import type { Endpoint, RelayMetrics, UpgradeRejection } from '../metrics/metric
 import type { RateLimiter } from './rate-limiter.js';
 import { HEALTH_HEADERS } from './health.js';
 import { missingHost } from './listeners.js';
-import { MISSING_HOST_BODY, NOT_FOUND_BODY, sendError, writeRaw, writeRawError } from './responses.js';
+import {
+  MISSING_HOST_BODY,
+  NOT_FOUND_BODY,
+  sendError,
+  writeParserError,
+  writeRaw,
+  writeRawError,
+} from './responses.js';
 
 export const SERVER_PATH = '/v1/server';
 export const CLIENT_PATH = '/v1/client';
@@ -59,6 +66,7 @@ const HEALTH_RAW_HEADERS = Object.entries(HEALTH_HEADERS)
 export function createPipeline(deps: PipelineDeps): {
   onRequest(req: IncomingMessage, res: ServerResponse): void;
   onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void;
+  onClientError(err: Error & { code?: string }, socket: Duplex): void;
 } {
   /** Steps 1-3. Returns the admitted request, or writes the rejection and returns null. */
   const admit = (
@@ -188,6 +196,27 @@ export function createPipeline(deps: PipelineDeps): {
       };
       socket.once('close', release);
       deps.wss.handleUpgrade(req, socket, head, (ws) => deps.onConnection(ws, admitted, release));
+    },
+
+    /** Requests Node's HTTP parser refused before any route ran: the same answers Node gives by
+     * default, counted. */
+    onClientError(err, socket) {
+      if (socket.destroyed || !socket.writable || err.code === 'ECONNRESET') {
+        socket.destroy();
+        return;
+      }
+      let status: 400 | 408 | 431;
+      if (err.code === 'HPE_HEADER_OVERFLOW') {
+        status = 431;
+        deps.metrics.httpError('header_too_large_431');
+      } else if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') {
+        status = 408;
+        deps.metrics.httpError('header_timeout_408');
+      } else {
+        status = 400;
+        deps.metrics.httpError('bad_request_400');
+      }
+      writeParserError(socket, status);
     },
   };
 }
