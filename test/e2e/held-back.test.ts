@@ -1,9 +1,9 @@
 // Phones held back behind a slow binary (issue #14.7): a phone whose frames back up the binary's
-// socket is paused (docs/protocol.md "Backpressure") and must be let go once the binary catches up,
-// whatever the last write before the drain was. Here the last writes are close notices of other
-// phones (big ones: a server-id that escapes to six bytes per character), queued in a later socket
-// write than every held phone's last envelope, so no forwarded envelope completes after the
-// socket drained below the low-water mark.
+// socket is paused and must be let go once the binary catches up, whatever the last write before
+// the drain was (docs/protocol.md, "Backpressure: slow phones and slow binaries"). Here the last
+// writes are close notices of other phones (big ones: a server-id that escapes to six bytes per
+// character), queued in a later socket write than every held phone's last envelope, so no
+// forwarded envelope completes after the socket drained below the low-water mark.
 
 import type { Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
