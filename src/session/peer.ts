@@ -1,24 +1,30 @@
-// One WebSocket peer (a binary or a phone) with the socket rules of relay-behaviour.md 2.4 and 5:
+// One WebSocket peer (a binary or a phone) with the socket rules of docs/protocol.md, "WebSocket rules" and
+// docs/protocol.md, "Timings and the flags that change them":
 // text-frame sends with a per-send deadline, exactly one close frame (guarded against codes `ws`
 // refuses), a per-message read deadline, and the ping/pong primitive behind the heartbeat and the
 // conflict probe.
 
 import type { Socket } from 'node:net';
 import WebSocket from 'ws';
+import {
+  CLOSE_INTERNAL_ERROR,
+  isSendableCloseCode,
+  READ_TIMEOUT_CODE,
+  READ_TIMEOUT_REASON,
+} from '../protocol/close-codes.js';
 
-/** Every outbound send must complete within this long (relay-behaviour.md 5.2). */
+/** Every outbound send must complete within this long (docs/operations.md, "Timeouts and limits"). */
 export const SEND_TIMEOUT_MS = 10_000;
 /** Once a message's first frame header arrived, the whole message must arrive within this long. */
 export const MESSAGE_READ_TIMEOUT_MS = 30_000;
 /** How long we wait for the peer's reciprocal close frame before dropping TCP. */
 export const CLOSE_HANDSHAKE_TIMEOUT_MS = 5_000;
+/** Pongs the relay owes a peer (answers not yet handed to the kernel) before it stops answering
+ * and closes the peer: a peer cannot have more pings than this in flight. A client that reads
+ * never gets near it; a peer that pings without reading would otherwise grow our write buffer. */
+export const MAX_PENDING_PONGS = 60;
 /** Close reasons are limited to 123 bytes by RFC 6455. */
 const MAX_CLOSE_REASON_BYTES = 123;
-
-export const CLOSE_NORMAL = 1000;
-export const CLOSE_GOING_AWAY = 1001;
-export const CLOSE_POLICY_VIOLATION = 1008;
-export const CLOSE_INTERNAL_ERROR = 1011;
 
 const SEND_OPTIONS = { binary: false } as const;
 
@@ -29,13 +35,6 @@ export const PEER_CLOSED = new Error('connection closed');
 /** Error given to send callbacks when a send exceeded SEND_TIMEOUT_MS. */
 export const SEND_TIMED_OUT = new Error('send timed out');
 
-/** A code `ws` may put on the wire (it throws for anything else). */
-export function isSendableCloseCode(code: number): boolean {
-  return (
-    (code >= 1000 && code <= 1014 && code !== 1004 && code !== 1005 && code !== 1006) || (code >= 3000 && code <= 4999)
-  );
-}
-
 export interface PeerEvents {
   /** A message arrived (text or binary opcode). */
   onMessage(data: Buffer, isBinary: boolean): void;
@@ -44,6 +43,11 @@ export interface PeerEvents {
   onClose(code: number, closedByRelay: boolean): void;
   /** A send did not complete within SEND_TIMEOUT_MS; the caller decides how to close. */
   onSendTimeout(): void;
+  /** The peer has more than MAX_PENDING_PONGS pings unanswered; the caller closes it (1008). */
+  onPingFlood(): void;
+  /** The peer's close frame arrived first (`code` 1005 without a status); onClose follows when
+   * the socket is gone, at most CLOSE_HANDSHAKE_TIMEOUT_MS later. */
+  onCloseFrame?(code: number): void;
 }
 
 /** The close code ws attached to a protocol-violation error (its `status-code` symbol). */
@@ -61,11 +65,15 @@ interface WsReceiverState {
   _state: number;
   _bufferedBytes: number;
   _fragmented: number;
+  /** ws's receiver emits 'conclude' with the status of the peer's close frame (1005 without one). */
+  on(event: 'conclude', listener: (code: number) => void): unknown;
 }
 
 export class Peer {
   /** Code of the close frame the relay sent, or 0 while the relay has not closed. */
   relayCloseCode = 0;
+  /** Status of the peer's close frame when the peer closed first (1005 without one), else 0. */
+  private peerCloseCode = 0;
   private closed = false;
   private readonly socket: Socket;
   private readonly receiver: WsReceiverState | undefined;
@@ -81,6 +89,8 @@ export class Peer {
   private paused = false;
 
   private pongWaiters: ((alive: boolean) => void)[] = [];
+  /** Pongs written to ws whose write has not completed. */
+  private pendingPongs = 0;
   private lastPongAt = 0;
 
   constructor(
@@ -96,6 +106,9 @@ export class Peer {
 
     ws.on('message', (data: Buffer, isBinary: boolean) => this.events.onMessage(data, isBinary));
     ws.on('pong', () => this.handlePong());
+    // The relay answers pings itself (the server runs with autoPong off): ws's own limit drops TCP
+    // without a close frame, which would look like the peer's abrupt end.
+    ws.on('ping', (data: Buffer) => this.handlePing(data));
     ws.on('error', (err: Error) => {
       // ws emits 'error' for socket errors and for protocol violations, after it sent the close
       // frame itself (1002, 1007 or 1009): record that code as the relay's, since the relay's
@@ -108,12 +121,30 @@ export class Peer {
       }
     });
     ws.once('close', (code: number) => this.handleClose(code));
+    // The peer's close frame: ws answers it and then waits up to CLOSE_HANDSHAKE_TIMEOUT_MS for
+    // TCP to end, which a peer may hold open (coder/websocket does). From here the connection is
+    // the peer's close: nothing of the relay's (a heartbeat tick, a failed send) may relabel it.
+    this.receiver?.on('conclude', (code: number) => this.handleCloseFrame(code));
     // Registered after ws's own 'data' listener, so the receiver has already consumed the chunk.
     this.socket.on('data', () => this.checkMessageDeadline());
   }
 
+  /** True once either side closed: the relay sent its close frame, the peer's close frame
+   * arrived, or the socket is gone. */
   get isClosed(): boolean {
     return this.closed;
+  }
+
+  /** True while the connection is anything but open (closed by either side, or the socket
+   * ended): such a peer is not due for a heartbeat, its 'close' follows on its own. */
+  get isClosing(): boolean {
+    return this.closed || this.ws.readyState !== WebSocket.OPEN;
+  }
+
+  /** The code this connection ends with as far as it is decided: the relay's close frame, else the
+   * peer's, else 0. */
+  get closeCode(): number {
+    return this.relayCloseCode || this.peerCloseCode;
   }
 
   /** True while the relay is not reading this peer (back-pressure). */
@@ -296,12 +327,41 @@ export class Peer {
     });
   }
 
+  private handlePing(data: Buffer): void {
+    if (this.closed || this.ws.readyState !== WebSocket.OPEN) return;
+    if (this.pendingPongs >= MAX_PENDING_PONGS) {
+      this.events.onPingFlood();
+      return;
+    }
+    this.pendingPongs++;
+    // The payload (<= 125 bytes) is a view of the socket chunk it arrived in: a pong waiting for
+    // the socket must not keep that chunk alive, so it gets an unpooled copy of its own.
+    let payload = data;
+    if (data.length > 0) {
+      payload = Buffer.allocUnsafeSlow(data.length);
+      data.copy(payload);
+    }
+    this.ws.pong(payload, false, this.onPongWritten);
+  }
+
+  private readonly onPongWritten = (): void => {
+    this.pendingPongs--;
+  };
+
   private handlePong(): void {
     this.lastPongAt = performance.now();
     if (this.pongWaiters.length === 0) return;
     const waiters = this.pongWaiters;
     this.pongWaiters = [];
     for (const waiter of waiters) waiter(true);
+  }
+
+  private handleCloseFrame(code: number): void {
+    if (this.closed) return; // the relay closed first: this is the peer's reply
+    this.closed = true;
+    this.peerCloseCode = code;
+    this.stopTimers();
+    this.events.onCloseFrame?.(code);
   }
 
   private handleClose(peerCode: number): void {
@@ -330,7 +390,7 @@ export class Peer {
 
   private readonly onMessageDeadline = (): void => {
     this.messageTimer = undefined;
-    this.close(CLOSE_POLICY_VIOLATION, 'message read timeout');
+    this.close(READ_TIMEOUT_CODE, READ_TIMEOUT_REASON);
     // The peer is stuck inside a frame and cannot send a parseable close back: flush our close
     // frame and drop TCP now instead of waiting out the close handshake.
     this.socket.destroySoon();

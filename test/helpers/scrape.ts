@@ -112,8 +112,8 @@ export function sampleDiff(before: Map<string, number>, after: Map<string, numbe
   return diff;
 }
 
-/** The families of the reference relay's contract (docs/metrics.md). Everything else under
- * pyrycode_relay_* is this project's own operator signals. */
+/** The reference relay's families (docs/metrics.md, "The series"; the reference relay's contract). Everything else
+ * under pyrycode_relay_* is this project's own operator signals (docs/metrics.md). */
 export const REFERENCE_FAMILIES = [
   'pyrycode_relay_connected_binaries',
   'pyrycode_relay_connected_phones',

@@ -1,5 +1,5 @@
-// The scrape contract: the exact families, HELP and TYPE lines and cells of relay-behaviour.md
-// section 8.2 from the first scrape, and the semantics that tie the families together.
+// The scrape contract: the exact families, HELP and TYPE lines and cells of the reference families
+// (docs/metrics.md, "The series") from the first scrape, and the semantics that tie the families together.
 
 import { describe, expect, it } from 'vitest';
 import { httpGet, upgradeStatus } from '../helpers/http.js';
@@ -84,6 +84,7 @@ pyrycode_relay_connections_closed_total{endpoint="client",reason="no_server_4404
 pyrycode_relay_connections_closed_total{endpoint="client",reason="no_status_1005"} 0
 pyrycode_relay_connections_closed_total{endpoint="client",reason="normal_1000"} 0
 pyrycode_relay_connections_closed_total{endpoint="client",reason="other_code"} 0
+pyrycode_relay_connections_closed_total{endpoint="client",reason="ping_flood"} 0
 pyrycode_relay_connections_closed_total{endpoint="client",reason="protocol_error_1002"} 0
 pyrycode_relay_connections_closed_total{endpoint="client",reason="read_timeout_1008"} 0
 pyrycode_relay_connections_closed_total{endpoint="client",reason="shutdown"} 0
@@ -97,6 +98,7 @@ pyrycode_relay_connections_closed_total{endpoint="server",reason="invalid_payloa
 pyrycode_relay_connections_closed_total{endpoint="server",reason="no_status_1005"} 0
 pyrycode_relay_connections_closed_total{endpoint="server",reason="normal_1000"} 0
 pyrycode_relay_connections_closed_total{endpoint="server",reason="other_code"} 0
+pyrycode_relay_connections_closed_total{endpoint="server",reason="ping_flood"} 0
 pyrycode_relay_connections_closed_total{endpoint="server",reason="probe_aborted"} 0
 pyrycode_relay_connections_closed_total{endpoint="server",reason="protocol_error_1002"} 0
 pyrycode_relay_connections_closed_total{endpoint="server",reason="read_timeout_1008"} 0
