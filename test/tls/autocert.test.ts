@@ -37,6 +37,7 @@ import { type Pebble, requirePebble, startPebble } from '../helpers/pebble.js';
 import { sleep, waitFor, withTimeout } from '../helpers/wait.js';
 import { PROXY, proxyV2Header, TCP4, TCP6 } from '../helpers/proxy-v2.js';
 import { captureClientHello } from '../helpers/tls.js';
+import { upgradeRequest } from '../helpers/http.js';
 
 const DOMAIN = 'localhost';
 const runPebble = requirePebble();
@@ -305,10 +306,7 @@ describe.skipIf(!runPebble)('autocert against pebble', () => {
       expect(res.location, path).toBeUndefined();
     }
     // A WebSocket upgrade there gets the same 404 on the raw socket.
-    const raw = await rawExchange(
-      pebble.httpPort,
-      'GET /v1/server HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n',
-    );
+    const raw = await rawExchange(pebble.httpPort, upgradeRequest('/v1/server', {}, 'localhost'));
     expect(raw).toMatch(/^HTTP\/1\.1 404 Not Found\r\n/);
     expect(raw.endsWith('\r\n\r\n404 page not found\n')).toBe(true);
   });
@@ -466,17 +464,6 @@ describe.skipIf(!runPebble)('daemon --domain against pebble', () => {
     );
   }
 
-  function upgradeRequest(path: string, host: string, headers: Record<string, string>): string {
-    return (
-      `GET ${path} HTTP/1.1\r\nHost: ${host}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n` +
-      'Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n' +
-      Object.entries(headers)
-        .map(([k, v]) => `${k}: ${v}\r\n`)
-        .join('') +
-      '\r\n'
-    );
-  }
-
   it('obtains a certificate over real HTTP-01 and serves a wss session with it; 421 for a wrong Host; 404 on the HTTP-01 port', async () => {
     const d = startRelayDaemon(seededCache);
     await d.waitStderr('"msg":"autocert_certificate_obtained"', 20_000);
@@ -523,7 +510,7 @@ describe.skipIf(!runPebble)('daemon --domain against pebble', () => {
       expect(await httpsGet(path, 'other.example'), path).toEqual({ status: 421, body: '' });
       expect(await httpsGet(path, `other.example:${pebble.tlsPort}`), path).toEqual({ status: 421, body: '' });
     }
-    const upgrade421 = await tlsExchange(upgradeRequest('/v1/server', 'other.example', binaryHeaders('srv-x')));
+    const upgrade421 = await tlsExchange(upgradeRequest('/v1/server', binaryHeaders('srv-x'), 'other.example'));
     expect(upgrade421).toMatch(/^HTTP\/1\.1 421 Misdirected Request\r\n/);
     expect(upgrade421.endsWith('\r\n\r\n')).toBe(true);
     // HTTP/1.0 without Host has no name to match: 421. HTTP/1.1 without Host is malformed: 400
@@ -617,7 +604,7 @@ describe.skipIf(!runPebble)('daemon --domain against pebble', () => {
     });
     const status = async (src: string, serverId: string): Promise<string> => {
       const reply = await tlsExchange(
-        upgradeRequest('/v1/server', DOMAIN, binaryHeaders(serverId)),
+        upgradeRequest('/v1/server', binaryHeaders(serverId), DOMAIN),
         proxyHeader(src, pebble.tlsPort),
       );
       return reply.slice(0, reply.indexOf('\r\n'));
