@@ -42,6 +42,7 @@ export const BOOT_LOG_KEYS = [
   'flag',
   'exporter',
   'suppressed',
+  'signal',
 ] as const;
 
 export type LogKey = (typeof CORE_LOG_KEYS)[number] | (typeof BOOT_LOG_KEYS)[number];

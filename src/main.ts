@@ -34,6 +34,7 @@ import { requireProxyV2 } from './http/proxy-protocol.js';
 import { PUSH_CLOSE_TIMEOUT_MS } from './push/waker.js';
 import { Relay } from './relay.js';
 import { registerRuntimeMetrics } from './metrics/runtime.js';
+import { ignoreSignals, onDrainSignal, type DrainSignal } from './signals.js';
 import { VERSION } from './version.js';
 
 const EXIT_OK = 0;
@@ -43,6 +44,9 @@ const EXIT_REFUSED = 2;
 const TELEMETRY_FLUSH_TIMEOUT_MS = 5_000;
 
 async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
+  // First of all: SIGUSR1 must never start the inspector, not even during boot.
+  let bootLog: Logger | undefined;
+  ignoreSignals(() => (bootLog ??= createLogger()));
   const outcome = parseConfig(argv, env, safeHomedir());
   switch (outcome.kind) {
     case 'version':
@@ -57,6 +61,7 @@ async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
   }
   const config = outcome.config;
   const log = createLogger(config.logFormat);
+  bootLog = log;
 
   const refusal = preflight(config, readProcessFacts());
   if (refusal !== null) {
@@ -169,15 +174,14 @@ async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
     return EXIT_REFUSED;
   }
 
-  // What ends the run: the first SIGTERM/SIGINT, or the first listener error.
+  // What ends the run: the first SIGTERM/SIGINT/SIGQUIT, or the first listener error.
   let stopWith: (trigger: 'signal' | 'listener') => void = () => {};
   const stopped = new Promise<'signal' | 'listener'>((resolve) => (stopWith = resolve));
-  const onSignal = (): void => stopWith('signal');
-  process.once('SIGTERM', onSignal);
-  process.once('SIGINT', onSignal);
-  // Later signals are ignored rather than killing the drain.
-  process.on('SIGTERM', () => {});
-  process.on('SIGINT', () => {});
+  let drainSignal: DrainSignal | undefined;
+  onDrainSignal((signal) => {
+    drainSignal = signal;
+    stopWith('signal');
+  });
 
   const listenText = formatListenAddress(config.listen);
   if (config.mode === 'autocert') {
@@ -227,6 +231,7 @@ async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
   autocert?.start();
 
   const trigger = await stopped;
+  if (trigger === 'signal') log.info('shutdown signal received; draining', { signal: drainSignal });
   return shutdown(relay, servers, metricsServer, autocert, telemetry, config, log, trigger);
 }
 
@@ -240,8 +245,7 @@ async function shutdown(
   log: Logger,
   trigger: 'signal' | 'listener',
 ): Promise<number> {
-  if (trigger === 'signal') log.info('shutdown signal received; draining');
-  else log.error('listener error; draining');
+  if (trigger === 'listener') log.error('listener error; draining');
   if (trigger === 'signal' && config.drainDelayMs > 0) {
     // /readyz fails now; peers are still served while load balancers stop routing here.
     relay.markNotReady();
