@@ -13,6 +13,7 @@ import type { Endpoint, RelayMetrics, UpgradeRejection } from '../metrics/metric
 import type { RateLimiter } from './rate-limiter.js';
 import { HEALTH_HEADERS } from './health.js';
 import { NOT_FOUND_BODY, sendError, writeRaw, writeRawError } from './responses.js';
+import { decodeServerId } from './server-id.js';
 
 export const SERVER_PATH = '/v1/server';
 export const CLIENT_PATH = '/v1/client';
@@ -85,20 +86,24 @@ export function createPipeline(deps: PipelineDeps): {
       deps.log.warn('conn_cap_reached', { path, remote });
       return null;
     }
+    const headersRefused = (): null => {
+      deps.cap.release();
+      reject(400);
+      deps.metrics.headersRejected(endpoint); // deliberately not logged (no log amplification)
+      return null;
+    };
     const headers = req.headersDistinct;
     for (const name of REQUIRED_HEADERS[endpoint]) {
       const value = headers[name]?.[0];
-      if (value === undefined || value.trim() === '') {
-        deps.cap.release();
-        reject(400);
-        deps.metrics.headersRejected(endpoint); // deliberately not logged (no log amplification)
-        return null;
-      }
+      if (value === undefined || value.trim() === '') return headersRefused();
     }
+    // Not valid UTF-8, or longer than MAX_SERVER_ID_BYTES: refused like a missing header.
+    const serverId = decodeServerId(headers['x-pyrycode-server']![0]!);
+    if (serverId === null) return headersRefused();
     const labelHeader = endpoint === 'server' ? 'x-pyrycode-version' : 'x-pyrycode-device-name';
     return {
       endpoint,
-      serverId: headerText(headers['x-pyrycode-server']![0]!),
+      serverId,
       label: headerText(headers[labelHeader]?.[0] ?? ''),
       remote,
     };
