@@ -34,6 +34,8 @@ export interface RelayOptions {
   rateLimitBurst: number;
   rateLimitIntervalMs: number;
   trustXForwardedFor: boolean;
+  /** Bound of the rate limiter's bucket table; only tests shrink it (RATE_LIMIT_MAX_BUCKETS). */
+  rateLimitMaxBuckets?: number;
   /** Per-message read deadline; only tests shorten it. */
   messageReadTimeoutMs?: number;
   version?: string;
@@ -98,7 +100,11 @@ export class Relay implements RelayContext {
       push: options.push != null,
     });
     this.push = PushWaker.create(options.push, this.metrics, log);
-    this.limiter = new RateLimiter({ burst: options.rateLimitBurst, refillIntervalMs: options.rateLimitIntervalMs });
+    this.limiter = new RateLimiter({
+      burst: options.rateLimitBurst,
+      refillIntervalMs: options.rateLimitIntervalMs,
+      ...(options.rateLimitMaxBuckets === undefined ? {} : { maxBuckets: options.rateLimitMaxBuckets }),
+    });
     this.limiter.startSweeper();
     this.cap = new ConnCap(options.maxConnections);
     this.wss = new WebSocketServer({

@@ -11,6 +11,7 @@ import type { ConnCap } from './conn-cap.js';
 import type { Logger } from '../log.js';
 import type { Endpoint, RelayMetrics, UpgradeRejection } from '../metrics/metrics.js';
 import type { RateLimiter } from './rate-limiter.js';
+import { rateLimitKey } from './rate-limit-key.js';
 import { HEALTH_HEADERS } from './health.js';
 import { NOT_FOUND_BODY, sendError, writeRaw, writeRawError } from './responses.js';
 import { decodeServerId } from './server-id.js';
@@ -72,9 +73,11 @@ export function createPipeline(deps: PipelineDeps): {
       return null;
     }
     const ip = clientIp(req, deps.trustXForwardedFor);
-    if (ip === '' || !deps.limiter.allow(ip)) {
+    const decision = ip === '' ? 'deny' : deps.limiter.take(rateLimitKey(ip));
+    if (decision !== 'allow') {
       reject(429);
       deps.metrics.rateLimited(endpoint);
+      if (decision === 'table_full') deps.metrics.rateLimitTableFull();
       // Quoted: with --trust-x-forwarded-for the key comes from a client-supplied header.
       deps.log.warn('rate_limited', { remote: JSON.stringify(ip) });
       return null;

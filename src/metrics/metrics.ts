@@ -230,6 +230,8 @@ export const SIGNAL_HELP = {
     'Requests on the public listener answered with an HTTP error before any endpoint ran: malformed requests (400), header timeout (408), headers over 64 KiB (431), unknown paths (404). One increment per answered request.',
   phonesParked:
     'Phones registered under a server-id whose binary is in its grace window (connected, waiting for the binary to come back). Computed at collection.',
+  rateLimitTableFull:
+    "Upgrade requests refused with 429 because the rate limiter's bucket table was full of buckets in use, so the request's client address could not get a bucket. Each also counts in pyrycode_relay_ws_upgrade_attempts_total{outcome=reject_rate_limit}.",
   ready:
     'Whether /readyz answers 200: 1 while serving, 0 from the moment a drain starts, so load balancers stop sending new connections before peers are closed.',
   upgradeRejections:
@@ -295,6 +297,7 @@ export class RelayMetrics {
   private readonly httpErrorCells = new Map<HttpError, Attributes>();
   private readonly graceReclaims: Counter;
   private readonly graceReclaimSeconds: Histogram;
+  private readonly rateLimitTableFullTotal: Counter;
 
   constructor(meter: Meter, counts: CountsSource, options: RelayMetricsOptions) {
     // Sorted by final metric name: connected_binaries, connected_phones, frames_forwarded_total,
@@ -415,6 +418,10 @@ export class RelayMetrics {
     meter
       .createObservableGauge('pyrycode_relay_phones_parked', { description: SIGNAL_HELP.phonesParked })
       .addCallback((result) => result.observe(counts.parkedPhones()));
+    this.rateLimitTableFullTotal = meter.createCounter('pyrycode_relay_rate_limit_table_full_total', {
+      description: SIGNAL_HELP.rateLimitTableFull,
+    });
+    this.rateLimitTableFullTotal.add(0);
     meter
       .createObservableGauge('pyrycode_relay_ready', { description: SIGNAL_HELP.ready })
       .addCallback((result) => result.observe(counts.ready ? 1 : 0));
@@ -442,6 +449,11 @@ export class RelayMetrics {
    * header gate, which the reference families count). */
   upgradeRejected(endpoint: Endpoint, reason: UpgradeRejection): void {
     this.upgradeRejections.add(1, this.rejectionCells.get(`${endpoint}/${reason}`));
+  }
+
+  /** A 429 because the rate limiter's table was full (also counted by rateLimited). */
+  rateLimitTableFull(): void {
+    this.rateLimitTableFullTotal.add(1);
   }
 
   /** The public listener answered a request with an HTTP error before any endpoint ran. */

@@ -135,6 +135,9 @@ pyrycode_relay_http_errors_total{reason="not_found_404"} 0
 # HELP pyrycode_relay_phones_parked Phones registered under a server-id whose binary is in its grace window (connected, waiting for the binary to come back). Computed at collection.
 # TYPE pyrycode_relay_phones_parked gauge
 pyrycode_relay_phones_parked 0
+# HELP pyrycode_relay_rate_limit_table_full_total Upgrade requests refused with 429 because the rate limiter's bucket table was full of buckets in use, so the request's client address could not get a bucket. Each also counts in pyrycode_relay_ws_upgrade_attempts_total{outcome=reject_rate_limit}.
+# TYPE pyrycode_relay_rate_limit_table_full_total counter
+pyrycode_relay_rate_limit_table_full_total 0
 # HELP pyrycode_relay_ready Whether /readyz answers 200: 1 while serving, 0 from the moment a drain starts, so load balancers stop sending new connections before peers are closed.
 # TYPE pyrycode_relay_ready gauge
 pyrycode_relay_ready 1
