@@ -11,6 +11,7 @@ import type { RelayContext, RelayTimings } from './session/context.js';
 import { healthBody } from './http/health.js';
 import { HEARTBEAT_INTERVAL_MS } from './session/heartbeat.js';
 import type { Logger } from './log.js';
+import { ThrottledLogger } from './log-throttle.js';
 import { RelayMetrics } from './metrics/metrics.js';
 import { CLOSE_GOING_AWAY, CLOSE_HANDSHAKE_TIMEOUT_MS, CLOSE_NORMAL, MESSAGE_READ_TIMEOUT_MS } from './session/peer.js';
 import { PhoneSession } from './session/phone-session.js';
@@ -73,12 +74,12 @@ export class Relay implements RelayContext {
   private drainingFlag = false;
   private notReady = false;
   private readonly pipeline: ReturnType<typeof createPipeline>;
+  /** Every relay event goes through the per-cause throttle (log-throttle.ts). */
+  readonly log: ThrottledLogger;
 
-  constructor(
-    options: RelayOptions,
-    meter: Meter,
-    readonly log: Logger,
-  ) {
+  constructor(options: RelayOptions, meter: Meter, log: Logger) {
+    this.log = new ThrottledLogger(log);
+    this.log.start();
     this.version = options.version ?? VERSION;
     this.timings = {
       heartbeatIntervalMs: options.heartbeatIntervalMs,
@@ -99,7 +100,7 @@ export class Relay implements RelayContext {
       version: this.version,
       push: options.push != null,
     });
-    this.push = PushWaker.create(options.push, this.metrics, log);
+    this.push = PushWaker.create(options.push, this.metrics, this.log);
     this.limiter = new RateLimiter({
       burst: options.rateLimitBurst,
       refillIntervalMs: options.rateLimitIntervalMs,
@@ -172,6 +173,10 @@ export class Relay implements RelayContext {
     return this.registry.parkedPhones();
   }
 
+  logLines(): { suppressed: Readonly<Record<string, number>>; dropped: number } {
+    return { suppressed: this.log.suppressed, dropped: this.log.droppedLines };
+  }
+
   /** First step of a drain: fail readiness so load balancers stop routing here, while existing
    * and new connections are still served (see --drain-delay). */
   markNotReady(): void {
@@ -234,6 +239,8 @@ export class Relay implements RelayContext {
     const complete = await this.waitForSessions(timeoutMs);
     if (!complete) for (const session of this.sessions) session.peer.terminate();
     this.registry.dispose();
+    // Every suppressed line is accounted for in the log before the process exits.
+    this.log.stop();
     return complete;
   }
 

@@ -60,7 +60,19 @@ export interface CountsSource {
   parkedPhones(): number;
   /** False from the moment a drain starts. */
   readonly ready: boolean;
+  /** Log lines suppressed per throttled event (keys: LOG_SUPPRESSED_EVENTS) and dropped lines. */
+  logLines(): { suppressed: Readonly<Record<string, number>>; dropped: number };
 }
+
+/** The throttled log events (src/log-throttle.ts THROTTLED_EVENTS; a test keeps the two equal). */
+export const LOG_SUPPRESSED_EVENTS = [
+  'binary_forwarder_phone_enqueue_failed',
+  'binary_forwarder_push_wake_dropped',
+  'binary_forwarder_unknown_conn_id',
+  'binary_forwarder_unmarshal_err',
+  'conn_cap_reached',
+  'rate_limited',
+] as const;
 
 export interface RelayMetricsOptions {
   /** Sizes the reclaim-latency buckets so they cover the grace window. */
@@ -228,6 +240,10 @@ export const SIGNAL_HELP = {
     'Binaries that claimed a server-id while it was in its grace window (the previous binary came back, or its successor took over its phones). Moves with the claim.',
   httpErrors:
     'Requests on the public listener answered with an HTTP error before any endpoint ran: malformed requests (400), header timeout (408), headers over 64 KiB (431), unknown paths (404). One increment per answered request.',
+  logLinesDropped:
+    'Log lines dropped because stderr backed up (more than 1 MiB of unwritten output: a slow or stuck reader of the pipe). Moves when the line is dropped.',
+  logLinesSuppressed:
+    'Log lines not written because their cause repeated (the first lines per connection or client address are written, then one log_suppressed summary line), by event. Moves when the line is suppressed.',
   phonesParked:
     'Phones registered under a server-id whose binary is in its grace window (connected, waiting for the binary to come back). Computed at collection.',
   rateLimitTableFull:
@@ -415,6 +431,18 @@ export class RelayMetrics {
       this.httpErrors.add(0, attrs);
     }
 
+    meter
+      .createObservableCounter('pyrycode_relay_log_lines_dropped_total', { description: SIGNAL_HELP.logLinesDropped })
+      .addCallback((result) => result.observe(counts.logLines().dropped));
+    const suppressedCells = LOG_SUPPRESSED_EVENTS.map((event) => [event, Object.freeze({ event })] as const);
+    meter
+      .createObservableCounter('pyrycode_relay_log_lines_suppressed_total', {
+        description: SIGNAL_HELP.logLinesSuppressed,
+      })
+      .addCallback((result) => {
+        const suppressed = counts.logLines().suppressed;
+        for (const [event, attrs] of suppressedCells) result.observe(suppressed[event] ?? 0, attrs);
+      });
     meter
       .createObservableGauge('pyrycode_relay_phones_parked', { description: SIGNAL_HELP.phonesParked })
       .addCallback((result) => result.observe(counts.parkedPhones()));

@@ -132,6 +132,17 @@ pyrycode_relay_http_errors_total{reason="bad_request_400"} 0
 pyrycode_relay_http_errors_total{reason="header_timeout_408"} 0
 pyrycode_relay_http_errors_total{reason="header_too_large_431"} 0
 pyrycode_relay_http_errors_total{reason="not_found_404"} 0
+# HELP pyrycode_relay_log_lines_dropped_total Log lines dropped because stderr backed up (more than 1 MiB of unwritten output: a slow or stuck reader of the pipe). Moves when the line is dropped.
+# TYPE pyrycode_relay_log_lines_dropped_total counter
+pyrycode_relay_log_lines_dropped_total 0
+# HELP pyrycode_relay_log_lines_suppressed_total Log lines not written because their cause repeated (the first lines per connection or client address are written, then one log_suppressed summary line), by event. Moves when the line is suppressed.
+# TYPE pyrycode_relay_log_lines_suppressed_total counter
+pyrycode_relay_log_lines_suppressed_total{event="binary_forwarder_phone_enqueue_failed"} 0
+pyrycode_relay_log_lines_suppressed_total{event="binary_forwarder_push_wake_dropped"} 0
+pyrycode_relay_log_lines_suppressed_total{event="binary_forwarder_unknown_conn_id"} 0
+pyrycode_relay_log_lines_suppressed_total{event="binary_forwarder_unmarshal_err"} 0
+pyrycode_relay_log_lines_suppressed_total{event="conn_cap_reached"} 0
+pyrycode_relay_log_lines_suppressed_total{event="rate_limited"} 0
 # HELP pyrycode_relay_phones_parked Phones registered under a server-id whose binary is in its grace window (connected, waiting for the binary to come back). Computed at collection.
 # TYPE pyrycode_relay_phones_parked gauge
 pyrycode_relay_phones_parked 0
