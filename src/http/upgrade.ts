@@ -252,10 +252,17 @@ function hasToken(header: string | undefined, token: string): boolean {
   return false;
 }
 
+/** scheme "://" authority, the head of an absolute-form target (RFC 9112 3.2.2). */
+const ABSOLUTE_FORM_HEAD = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/[^/?#]*/;
+
+/** The path of the request target, up to '?'. An absolute-form target is routed by its path like
+ * origin-form, as Go's ServeMux (the reference) routes r.URL.Path; it is '' when it has none. */
 function pathOf(url: string | undefined): string {
   if (url === undefined) return '';
-  const q = url.indexOf('?');
-  return q < 0 ? url : url.slice(0, q);
+  const head = url.startsWith('/') ? null : ABSOLUTE_FORM_HEAD.exec(url);
+  const target = head === null ? url : url.slice(head[0].length);
+  const q = target.indexOf('?');
+  return q < 0 ? target : target.slice(0, q);
 }
 
 function endpointOf(path: string): Endpoint | null {
