@@ -235,7 +235,7 @@ export const SIGNAL_HELP = {
   framesReceived:
     'Frames the relay read, by direction: every message from a phone, and every message from a binary except push-wake requests and close directives without a frame. Moves when the message is read.',
   graceReclaimSeconds:
-    'Seconds between a binary disconnecting and its successor reclaiming the server-id within the grace window. One observation per reclaim; the family appears with the first reclaim.',
+    'Seconds between a binary disconnecting and its successor reclaiming the server-id within the grace window. One observation per reclaim; every bucket is 0 until the first reclaim.',
   graceReclaims:
     'Binaries that claimed a server-id while it was in its grace window (the previous binary came back, or its successor took over its phones). Moves with the claim.',
   httpErrors:

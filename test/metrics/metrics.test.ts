@@ -56,7 +56,8 @@ pyrycode_relay_ws_upgrade_attempts_total{endpoint="server",outcome="reject_rate_
 `;
 
 // This project's operator signals (docs/metrics.md), after the reference families. The reclaim
-// histogram appears with the first reclaim (OpenTelemetry has no empty histogram).
+// histogram is there from boot with every bucket at 0 (telemetry/empty-histograms.ts; the test
+// relay's grace window is 1 s).
 const GOLDEN_SIGNALS = `# HELP pyrycode_relay_build_info Build information: always 1, labelled with the relay version and the Node.js version running it.
 # TYPE pyrycode_relay_build_info gauge
 pyrycode_relay_build_info{version="${VERSION}",node_version="${process.version}"} 1
@@ -123,6 +124,19 @@ pyrycode_relay_frames_dropped_total{direction="phone_to_binary",reason="write_fa
 # TYPE pyrycode_relay_frames_received_total counter
 pyrycode_relay_frames_received_total{direction="binary_to_phone"} 0
 pyrycode_relay_frames_received_total{direction="phone_to_binary"} 0
+# HELP pyrycode_relay_grace_reclaim_seconds Seconds between a binary disconnecting and its successor reclaiming the server-id within the grace window. One observation per reclaim; every bucket is 0 until the first reclaim.
+# TYPE pyrycode_relay_grace_reclaim_seconds histogram
+pyrycode_relay_grace_reclaim_seconds_count 0
+pyrycode_relay_grace_reclaim_seconds_sum 0
+pyrycode_relay_grace_reclaim_seconds_bucket{le="0.01"} 0
+pyrycode_relay_grace_reclaim_seconds_bucket{le="0.025"} 0
+pyrycode_relay_grace_reclaim_seconds_bucket{le="0.05"} 0
+pyrycode_relay_grace_reclaim_seconds_bucket{le="0.1"} 0
+pyrycode_relay_grace_reclaim_seconds_bucket{le="0.25"} 0
+pyrycode_relay_grace_reclaim_seconds_bucket{le="0.5"} 0
+pyrycode_relay_grace_reclaim_seconds_bucket{le="0.75"} 0
+pyrycode_relay_grace_reclaim_seconds_bucket{le="1"} 0
+pyrycode_relay_grace_reclaim_seconds_bucket{le="+Inf"} 0
 # HELP pyrycode_relay_grace_reclaims_total Binaries that claimed a server-id while it was in its grace window (the previous binary came back, or its successor took over its phones). Moves with the claim.
 # TYPE pyrycode_relay_grace_reclaims_total counter
 pyrycode_relay_grace_reclaims_total 0
