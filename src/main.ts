@@ -3,6 +3,7 @@
 // Exit codes: 0 after a signal-triggered drain (or --version/--help), 1 when a listener fails,
 // 2 when the configuration is refused.
 
+import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import type { Server } from 'node:http';
@@ -122,6 +123,8 @@ async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
       rateLimitBurst: config.rateLimitBurst,
       rateLimitIntervalMs: config.rateLimitIntervalMs,
       trustXForwardedFor: config.trustXForwardedFor,
+      proxyProtocol: autocert !== null && config.httpsProxyProtocol,
+      ...certExpiry(tls, autocert),
       push:
         config.fcmCredentials === null
           ? null
@@ -144,7 +147,7 @@ async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
     server = secure as unknown as Server;
     relay.attach(server);
     requireHost(server, config.domain);
-    if (config.httpsProxyProtocol) requireProxyV2(secure);
+    if (config.httpsProxyProtocol) requireProxyV2(secure, { onReject: (reason) => relay.metrics.proxyRefused(reason) });
     acmeServer = createPlainServer();
     acmeServer.on('request', autocert.httpChallengeHandler);
     acmeServer.on('upgrade', autocert.httpUpgradeHandler);
@@ -303,6 +306,17 @@ function loadTls(config: RelayConfig, log: Logger): { cert: Buffer; key: Buffer 
     return null;
   }
   return { cert, key };
+}
+
+/** The served certificate's expiry for the tls_cert_expiry_timestamp_seconds gauge (TLS modes). */
+function certExpiry(
+  tls: { cert: Buffer } | null,
+  autocert: AutocertManager | null,
+): { tlsCertExpiryMs?: () => number | null } {
+  if (autocert !== null) return { tlsCertExpiryMs: () => autocert.certificate?.notAfterMs ?? null };
+  if (tls === null) return {};
+  const notAfterMs = Date.parse(new X509Certificate(tls.cert).validTo);
+  return { tlsCertExpiryMs: () => notAfterMs };
 }
 
 function errText(err: unknown): string {

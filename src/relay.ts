@@ -42,6 +42,10 @@ export interface RelayOptions {
   version?: string;
   /** FCM push wakes; absent or null = push off (and no push_wakes_total family). */
   push?: PushOptions | null;
+  /** --https-proxy-protocol is on (the proxy_protocol_refusals_total family exists). */
+  proxyProtocol?: boolean;
+  /** TLS modes: expiry of the served certificate in Unix ms, null while there is none. */
+  tlsCertExpiryMs?: () => number | null;
 }
 
 /** The reference relay's defaults (relay-behaviour.md 5.2, 6.1, 3.8). */
@@ -99,6 +103,8 @@ export class Relay implements RelayContext {
       gracePeriodMs: options.gracePeriodMs,
       version: this.version,
       push: options.push != null,
+      ...(options.proxyProtocol === true ? { proxyProtocol: true } : {}),
+      ...(options.tlsCertExpiryMs === undefined ? {} : { tlsCertExpiryMs: options.tlsCertExpiryMs }),
     });
     this.push = PushWaker.create(options.push, this.metrics, this.log);
     this.limiter = new RateLimiter({

@@ -80,7 +80,39 @@ export interface RelayMetricsOptions {
   version: string;
   /** Push wakes configured: the push_wakes_total family exists (absent otherwise). */
   push?: boolean;
+  /** --https-proxy-protocol: the proxy_protocol_refusals_total family exists (absent otherwise). */
+  proxyProtocol?: boolean;
+  /** TLS modes: when the served certificate expires (Unix ms), null while there is none; the
+   * tls_cert_expiry_timestamp_seconds gauge exists only with it. */
+  tlsCertExpiryMs?: () => number | null;
 }
+
+/** Why the PROXY v2 listener refused a connection (src/http/proxy-protocol.ts ProxyRejection plus
+ * timeout, closed and no_peer_override; main.ts passes one to the other, so the compiler keeps
+ * the two lists equal). */
+export type ProxyRefusal =
+  | 'bad_command'
+  | 'bad_signature'
+  | 'bad_version'
+  | 'closed'
+  | 'header_too_large'
+  | 'local_command'
+  | 'no_peer_override'
+  | 'short_address_block'
+  | 'timeout'
+  | 'unsupported_family';
+const PROXY_REFUSALS: readonly ProxyRefusal[] = [
+  'bad_command',
+  'bad_signature',
+  'bad_version',
+  'closed',
+  'header_too_large',
+  'local_command',
+  'no_peer_override',
+  'short_address_block',
+  'timeout',
+  'unsupported_family',
+];
 
 // ---- Operator signals beyond the reference (docs/metrics.md "Operator signals") ----
 
@@ -246,8 +278,12 @@ export const SIGNAL_HELP = {
     'Log lines not written because their cause repeated (the first lines per connection or client address are written, then one log_suppressed summary line), by event. Moves when the line is suppressed.',
   phonesParked:
     'Phones registered under a server-id whose binary is in its grace window (connected, waiting for the binary to come back). Computed at collection.',
+  proxyProtocolRefusals:
+    'Connections the PROXY protocol v2 listener (--https-proxy-protocol) closed without a byte written, by reason: a header that is not v2 (bad_signature, bad_version), a command other than PROXY (local_command, bad_command), a family other than TCP4/TCP6, a malformed or oversized header, no complete header within 5 s (timeout), or the peer leaving first (closed). One increment per refused connection.',
   rateLimitTableFull:
     "Upgrade requests refused with 429 because the rate limiter's bucket table was full of buckets in use, so the request's client address could not get a bucket. Each also counts in pyrycode_relay_ws_upgrade_attempts_total{outcome=reject_rate_limit}.",
+  tlsCertExpiry:
+    'When the TLS certificate the relay serves expires, in Unix seconds (static TLS and autocert only); 0 while autocert has no certificate yet. Read at collection.',
   ready:
     'Whether /readyz answers 200: 1 while serving, 0 from the moment a drain starts, so load balancers stop sending new connections before peers are closed.',
   upgradeRejections:
@@ -314,6 +350,9 @@ export class RelayMetrics {
   private readonly graceReclaims: Counter;
   private readonly graceReclaimSeconds: Histogram;
   private readonly rateLimitTableFullTotal: Counter;
+  /** Only with --https-proxy-protocol. */
+  private readonly proxyRefusals: Counter | undefined;
+  private readonly proxyRefusalCells = new Map<ProxyRefusal, Attributes>();
 
   constructor(meter: Meter, counts: CountsSource, options: RelayMetricsOptions) {
     // Sorted by final metric name: connected_binaries, connected_phones, frames_forwarded_total,
@@ -446,6 +485,16 @@ export class RelayMetrics {
     meter
       .createObservableGauge('pyrycode_relay_phones_parked', { description: SIGNAL_HELP.phonesParked })
       .addCallback((result) => result.observe(counts.parkedPhones()));
+    if (options.proxyProtocol === true) {
+      this.proxyRefusals = meter.createCounter('pyrycode_relay_proxy_protocol_refusals_total', {
+        description: SIGNAL_HELP.proxyProtocolRefusals,
+      });
+      for (const reason of PROXY_REFUSALS) {
+        const attrs = Object.freeze({ reason });
+        this.proxyRefusalCells.set(reason, attrs);
+        this.proxyRefusals.add(0, attrs);
+      }
+    }
     this.rateLimitTableFullTotal = meter.createCounter('pyrycode_relay_rate_limit_table_full_total', {
       description: SIGNAL_HELP.rateLimitTableFull,
     });
@@ -453,6 +502,14 @@ export class RelayMetrics {
     meter
       .createObservableGauge('pyrycode_relay_ready', { description: SIGNAL_HELP.ready })
       .addCallback((result) => result.observe(counts.ready ? 1 : 0));
+    const tlsCertExpiryMs = options.tlsCertExpiryMs;
+    if (tlsCertExpiryMs !== undefined) {
+      meter
+        .createObservableGauge('pyrycode_relay_tls_cert_expiry_timestamp_seconds', {
+          description: SIGNAL_HELP.tlsCertExpiry,
+        })
+        .addCallback((result) => result.observe(Math.floor((tlsCertExpiryMs() ?? 0) / 1000)));
+    }
 
     this.upgradeRejections = meter.createCounter('pyrycode_relay_upgrade_rejections_total', {
       description: SIGNAL_HELP.upgradeRejections,
@@ -477,6 +534,11 @@ export class RelayMetrics {
    * header gate, which the reference families count). */
   upgradeRejected(endpoint: Endpoint, reason: UpgradeRejection): void {
     this.upgradeRejections.add(1, this.rejectionCells.get(`${endpoint}/${reason}`));
+  }
+
+  /** The PROXY v2 listener closed a connection without serving it. */
+  proxyRefused(reason: ProxyRefusal): void {
+    this.proxyRefusals?.add(1, this.proxyRefusalCells.get(reason));
   }
 
   /** A 429 because the rate limiter's table was full (also counted by rateLimited). */

@@ -194,6 +194,27 @@ pyrycode_relay_push_wakes_total{outcome="unregistered"} 0
 `;
 const REGISTER_FAILURES_HELP = '# HELP pyrycode_relay_register_failures_total ';
 
+// With --https-proxy-protocol, the refusal family sits in name order before rate_limit_table_full.
+const GOLDEN_PROXY_FAMILY = `# HELP pyrycode_relay_proxy_protocol_refusals_total Connections the PROXY protocol v2 listener (--https-proxy-protocol) closed without a byte written, by reason: a header that is not v2 (bad_signature, bad_version), a command other than PROXY (local_command, bad_command), a family other than TCP4/TCP6, a malformed or oversized header, no complete header within 5 s (timeout), or the peer leaving first (closed). One increment per refused connection.
+# TYPE pyrycode_relay_proxy_protocol_refusals_total counter
+pyrycode_relay_proxy_protocol_refusals_total{reason="bad_command"} 0
+pyrycode_relay_proxy_protocol_refusals_total{reason="bad_signature"} 0
+pyrycode_relay_proxy_protocol_refusals_total{reason="bad_version"} 0
+pyrycode_relay_proxy_protocol_refusals_total{reason="closed"} 0
+pyrycode_relay_proxy_protocol_refusals_total{reason="header_too_large"} 0
+pyrycode_relay_proxy_protocol_refusals_total{reason="local_command"} 0
+pyrycode_relay_proxy_protocol_refusals_total{reason="no_peer_override"} 0
+pyrycode_relay_proxy_protocol_refusals_total{reason="short_address_block"} 0
+pyrycode_relay_proxy_protocol_refusals_total{reason="timeout"} 0
+pyrycode_relay_proxy_protocol_refusals_total{reason="unsupported_family"} 0
+`;
+const RATE_LIMIT_TABLE_FULL_HELP = '# HELP pyrycode_relay_rate_limit_table_full_total ';
+
+// TLS modes: the certificate-expiry gauge sits in name order between ready and upgrade_rejections.
+const TLS_CERT_EXPIRY_HELP =
+  '# HELP pyrycode_relay_tls_cert_expiry_timestamp_seconds When the TLS certificate the relay serves expires, in Unix seconds (static TLS and autocert only); 0 while autocert has no certificate yet. Read at collection.\n# TYPE pyrycode_relay_tls_cert_expiry_timestamp_seconds gauge\n';
+const UPGRADE_REJECTIONS_HELP = '# HELP pyrycode_relay_upgrade_rejections_total ';
+
 interface Family {
   help: string;
   type: string;
@@ -263,6 +284,33 @@ describe('golden scrape', () => {
     expect(res.body).toBe(golden + GOLDEN_SIGNALS);
     expect(parseExposition(res.body)).toEqual(parseExposition(golden + GOLDEN_SIGNALS));
     await relay.relay.push.close();
+  });
+});
+
+describe('golden scrape: TLS and PROXY protocol families', () => {
+  it('with --https-proxy-protocol, the refusal family is served in name order, every reason at 0', async () => {
+    relay = await startRelay({ proxyProtocol: true });
+    const res = await httpGet(relay.metricsUrl);
+    const at = GOLDEN_SIGNALS.indexOf(RATE_LIMIT_TABLE_FULL_HELP);
+    expect(at).toBeGreaterThan(0);
+    expect(res.body).toBe(
+      GOLDEN_BOOT_SCRAPE + GOLDEN_SIGNALS.slice(0, at) + GOLDEN_PROXY_FAMILY + GOLDEN_SIGNALS.slice(at),
+    );
+  });
+
+  it('in TLS modes, tls_cert_expiry_timestamp_seconds reads the served certificate (0 while there is none)', async () => {
+    let expiryMs: number | null = null;
+    relay = await startRelay({ tlsCertExpiryMs: () => expiryMs });
+    const at = GOLDEN_SIGNALS.indexOf(UPGRADE_REJECTIONS_HELP);
+    const golden = (value: number): string =>
+      GOLDEN_BOOT_SCRAPE +
+      GOLDEN_SIGNALS.slice(0, at) +
+      TLS_CERT_EXPIRY_HELP +
+      `pyrycode_relay_tls_cert_expiry_timestamp_seconds ${value}\n` +
+      GOLDEN_SIGNALS.slice(at);
+    expect((await httpGet(relay.metricsUrl)).body).toBe(golden(0));
+    expiryMs = Date.UTC(2027, 2, 1, 12, 0, 0, 999);
+    expect((await httpGet(relay.metricsUrl)).body).toBe(golden(Date.UTC(2027, 2, 1, 12, 0, 0) / 1000));
   });
 });
 
