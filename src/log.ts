@@ -10,7 +10,7 @@
 // next line that fits is preceded by one `log_dropped count=N` line. Per-cause throttling of
 // events a peer can repeat is log-throttle.ts.
 
-/** Keys the relay core may log (relay-behaviour.md section 11). */
+/** Keys the relay core may log (docs/operations.md, "Keys"). */
 export const CORE_LOG_KEYS = [
   'server_id',
   'conn_id',
@@ -165,4 +165,9 @@ function textValue(value: string): string {
     return JSON.stringify(value).replace(EXTRA_ESCAPES, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
   }
   return value;
+}
+
+/** An error's text for a log line's `err`: its message, or the thrown value as a string. */
+export function errText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
 }

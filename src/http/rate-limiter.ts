@@ -1,14 +1,12 @@
-// Per-key token bucket for upgrade attempts (relay-behaviour.md 6.1). One bucket per client key
-// (rate-limit-key.ts: an IPv4 address or an IPv6 /64), shared by /v1/server and /v1/client.
-// Integer refill with the fractional remainder carried over, and an idle sweep that only forgets
-// buckets that would have refilled to full anyway, so a hammered bucket is never evicted into a
-// fresh burst.
+// Per-key token bucket for upgrade attempts (docs/protocol.md, "What counts against the rate limit"). One bucket per
+// client key (rate-limit-key.ts: an IPv4 address or an IPv6 /64), shared by /v1/server and /v1/client. Integer refill
+// with the fractional remainder carried over, and an idle sweep that only forgets buckets that would have refilled to
+// full anyway, so a hammered bucket is never evicted into a fresh burst.
 //
-// The table is bounded (maxBuckets). The Map is kept in least-recently-used order; when it is full
-// a new key may take the least recently used bucket's place only if that bucket is idle long enough
-// to be full again (forgetting it changes nothing). Otherwise the new key is refused: evicting a
-// bucket in use would hand its owner a fresh burst, and many addresses at once is exactly when the
-// limit matters.
+// The table is bounded (maxBuckets). The Map is kept in least-recently-used order; when it is full a new key may take
+// the least recently used bucket's place only if that bucket is idle long enough to be full again (forgetting it
+// changes nothing). Otherwise the new key is refused: evicting a bucket in use would hand its owner a fresh burst, and
+// many addresses at once is exactly when the limit matters.
 
 /** How often idle buckets are swept. */
 export const RATE_LIMIT_SWEEP_INTERVAL_MS = 5 * 60_000;

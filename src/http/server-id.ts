@@ -1,5 +1,6 @@
-// The server-id header's own rules, checked at the header gate (docs/protocol.md "Request
-// headers", docs/decisions.md "The server-id must be valid UTF-8, at most 256 bytes").
+// The server-id header's own rules, checked at the header gate
+// (docs/protocol.md, "Request headers and what the relay does with each";
+// docs/decisions.md, "The server-id must be valid UTF-8, at most 256 bytes").
 //
 // Node hands header values over as Latin-1 (one character per byte). The id is the registry key,
 // is embedded in every phone's conn_id (so in every envelope to the binary) and is logged, so:

@@ -1,7 +1,7 @@
 // Absolute-form request targets (`GET http://host/v1/server HTTP/1.1`, RFC 9112 3.2.2) are routed
-// by their path like origin-form ones, as the reference's Go ServeMux does (docs/decisions.md
-// "Non-canonical paths get 404, never a redirect"); the path must still be exactly one of the
-// routes.
+// by their path like origin-form ones, as the reference's Go ServeMux does
+// (docs/decisions.md, "Non-canonical paths get 404, never a redirect"); the path must still be
+// exactly one of the routes.
 
 import { afterEach, describe, expect, it } from 'vitest';
 import { rawRequest, UPGRADE_HEADERS } from '../helpers/reliability.js';

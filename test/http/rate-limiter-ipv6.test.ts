@@ -1,4 +1,4 @@
-// The per-IP rate limit's key and table bound (docs/operations.md "Rate limiting"): IPv6 clients
+// The per-IP rate limit's key and table bound (docs/operations.md, "Rate-limit sizing"): IPv6 clients
 // are keyed by their /64 (one subscriber owns a whole /64), IPv4-mapped IPv6 addresses by their
 // IPv4 address, and the bucket table holds at most maxBuckets keys: when full, the least recently
 // used bucket is reused only if it is idle long enough to be full again, otherwise the new address

@@ -1,4 +1,4 @@
-// The server-id header's own rules (docs/protocol.md "Request headers"): it must be valid UTF-8
+// The server-id header's own rules (docs/protocol.md, "Request headers and what the relay does with each"): it must be valid UTF-8
 // and at most MAX_SERVER_ID_BYTES bytes, else the header gate answers 400 like a missing header
 // (counted as reject_headers, nothing logged). Two ids that differ only in invalid bytes can
 // therefore never be merged into one registry key by replacement decoding.

@@ -1,5 +1,5 @@
-// The certificate-expiry gauge against the BUILT daemon in static-TLS mode (docs/metrics.md
-// "Certificates"): pyrycode_relay_tls_cert_expiry_timestamp_seconds is the served certificate's
+// The certificate-expiry gauge against the BUILT daemon in static-TLS mode
+// (docs/metrics.md, "Certificates"): pyrycode_relay_tls_cert_expiry_timestamp_seconds is the served certificate's
 // notAfter in Unix seconds; the insecure mode has no such family. The autocert side is in
 // autocert.test.ts; the alert on it in docs/ops/alerts.test.yml.
 
