@@ -23,8 +23,8 @@ export function requireOpenssl(): boolean {
 export interface SelfSignedOptions {
   /** Subject common name, e.g. '127.0.0.1'. */
   commonName: string;
-  /** subjectAltName value, e.g. 'IP:127.0.0.1' or 'DNS:localhost,IP:127.0.0.1'. */
-  altNames: string;
+  /** subjectAltName value, e.g. 'IP:127.0.0.1' or 'DNS:localhost,IP:127.0.0.1'; none if absent. */
+  altNames?: string;
   /** Key type: an EC P-256 key (default) or RSA 2048. */
   keyType?: 'ec' | 'rsa';
   /** Validity in days. */
@@ -61,8 +61,7 @@ export async function selfSignedCert(options: SelfSignedOptions): Promise<SelfSi
     '-nodes',
     '-subj',
     `/CN=${options.commonName}`,
-    '-addext',
-    `subjectAltName=${options.altNames}`,
+    ...(options.altNames === undefined ? [] : ['-addext', `subjectAltName=${options.altNames}`]),
     '-days',
     String(options.days ?? 1),
     '-keyout',

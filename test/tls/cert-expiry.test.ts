@@ -3,18 +3,15 @@
 // notAfter in Unix seconds; the insecure mode has no such family. The autocert side is in
 // autocert.test.ts; the alert on it in docs/ops/alerts.test.yml.
 
-import { execFile } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { existsSync, readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DAEMON_MAIN, startDaemon } from '../helpers/daemon.js';
 import { httpGet } from '../helpers/http.js';
 import { freePort } from '../helpers/ports.js';
 import { sampleValue } from '../helpers/scrape.js';
-import { hasOpenssl } from '../helpers/tls.js';
-import { waitFor, withTimeout } from '../helpers/wait.js';
+import { hasOpenssl, type SelfSigned, selfSignedCert } from '../helpers/tls.js';
+import { waitFor } from '../helpers/wait.js';
 
 const GAUGE = 'pyrycode_relay_tls_cert_expiry_timestamp_seconds';
 
@@ -24,39 +21,11 @@ beforeAll(() => {
 });
 
 describe.skipIf(!hasOpenssl)('tls_cert_expiry_timestamp_seconds', () => {
-  let dir = '';
+  let cert: SelfSigned;
   beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'relay-expiry-'));
-    await withTimeout(
-      new Promise<void>((resolve, reject) =>
-        execFile(
-          'openssl',
-          [
-            'req',
-            '-x509',
-            '-newkey',
-            'rsa:2048',
-            '-nodes',
-            '-subj',
-            '/CN=127.0.0.1',
-            '-days',
-            '17',
-            '-keyout',
-            'key.pem',
-            '-out',
-            'cert.pem',
-          ],
-          { cwd: dir },
-          (err) => (err ? reject(err) : resolve()),
-        ),
-      ),
-      20_000,
-      'openssl self-signed certificate',
-    );
+    cert = await selfSignedCert({ commonName: '127.0.0.1', keyType: 'rsa', days: 17, dirPrefix: 'relay-expiry-' });
   });
-  afterAll(() => {
-    if (dir !== '') rmSync(dir, { recursive: true, force: true });
-  });
+  afterAll(() => cert?.remove());
 
   async function scrapeOf(args: string[]): Promise<string> {
     const metricsPort = await freePort();
@@ -81,13 +50,13 @@ describe.skipIf(!hasOpenssl)('tls_cert_expiry_timestamp_seconds', () => {
     const port = await freePort();
     const text = await scrapeOf([
       '--tls-cert',
-      join(dir, 'cert.pem'),
+      cert.certPath,
       '--tls-key',
-      join(dir, 'key.pem'),
+      cert.keyPath,
       '--https-listen',
       `127.0.0.1:${port}`,
     ]);
-    const notAfter = Date.parse(new X509Certificate(readFileSync(join(dir, 'cert.pem'))).validTo) / 1000;
+    const notAfter = Date.parse(new X509Certificate(readFileSync(cert.certPath)).validTo) / 1000;
     expect(sampleValue(text, GAUGE)).toBe(notAfter);
     // About 17 days ahead (the alert fires below 14).
     expect(notAfter - Date.now() / 1000).toBeGreaterThan(16 * 86_400);
