@@ -17,6 +17,8 @@ import { PhoneSession } from './session/phone-session.js';
 import { PushWaker, type PushOptions } from './push/waker.js';
 import { RateLimiter } from './http/rate-limiter.js';
 import { Registry } from './session/registry.js';
+import type { ClusterFactory, ClusterRole, Directory } from './session/directory.js';
+import type { BinaryLink, PhoneLink } from './session/links.js';
 import { createPipeline } from './http/upgrade.js';
 import { VERSION } from './version.js';
 
@@ -39,6 +41,8 @@ export interface RelayOptions {
   version?: string;
   /** FCM push wakes; absent or null = push off (and no push_wakes_total family). */
   push?: PushOptions | null;
+  /** Cluster mode (src/cluster/, loaded by main.ts only with --cluster); absent = one process. */
+  cluster?: ClusterFactory | null;
 }
 
 /** The reference relay's defaults (relay-behaviour.md 5.2, 6.1, 3.8). */
@@ -56,7 +60,11 @@ export const DEFAULT_RELAY_OPTIONS: RelayOptions = {
 type Session = BinarySession | PhoneSession;
 
 export class Relay implements RelayContext {
+  /** The slots homed here (in cluster mode too: the cluster role wraps it). */
   readonly registry: Registry<BinarySession, PhoneSession>;
+  readonly directory: Directory;
+  /** Null without --cluster. */
+  readonly cluster: ClusterRole | null;
   readonly metrics: RelayMetrics;
   readonly timings: RelayTimings;
   readonly limiter: RateLimiter;
@@ -86,10 +94,9 @@ export class Relay implements RelayContext {
     this.registry = new Registry<BinarySession, PhoneSession>({
       gracePeriodMs: options.gracePeriodMs,
       maxPhonesPerServer: options.maxPhonesPerServer,
-      onGraceExpired: (_serverId, phones) => {
-        // Plain 1000 with an empty reason (the reference's deliberate choice), then the count.
-        for (const phone of phones) phone.closeWith(CLOSE_NORMAL, '', 'grace_expired');
-        this.metrics.graceExpired();
+      onGraceExpired: (serverId, phones) => {
+        if (this.cluster === null) this.graceExpired(phones);
+        else this.cluster.graceExpired(serverId, phones, this.graceExpired);
       },
     });
     this.metrics = new RelayMetrics(meter, this, {
@@ -97,6 +104,16 @@ export class Relay implements RelayContext {
       version: this.version,
       push: options.push != null,
     });
+    this.cluster =
+      options.cluster == null
+        ? null
+        : options.cluster(this.registry as unknown as Registry<BinaryLink, PhoneLink>, {
+            maxPhonesPerServer: options.maxPhonesPerServer,
+            gracePeriodMs: options.gracePeriodMs,
+            probeTimeoutMs: options.probeTimeoutMs,
+            graceExpired: this.graceExpired,
+          });
+    this.directory = this.cluster === null ? this.registry : this.cluster.directory;
     this.push = PushWaker.create(options.push, this.metrics, log);
     this.limiter = new RateLimiter({ burst: options.rateLimitBurst, refillIntervalMs: options.rateLimitIntervalMs });
     this.limiter.startSweeper();
@@ -119,6 +136,8 @@ export class Relay implements RelayContext {
       wss: this.wss,
       trustXForwardedFor: options.trustXForwardedFor,
       isDraining: () => this.drainingFlag,
+      unavailable:
+        this.cluster === null ? undefined : (endpoint, serverId) => this.cluster!.refuses(endpoint, serverId),
       health: () => healthBody(this),
       readiness: () =>
         this.ready ? { status: 200, body: '{"status":"ready"}' } : { status: 503, body: '{"status":"draining"}' },
@@ -148,6 +167,13 @@ export class Relay implements RelayContext {
     });
   }
 
+  /** A grace window ran out and this instance settles it: plain 1000 with an empty reason (the
+   * reference's deliberate choice), then the count. */
+  private readonly graceExpired = (phones: PhoneLink[]): void => {
+    for (const phone of phones) phone.closeWith(CLOSE_NORMAL, '', 'grace_expired');
+    this.metrics.graceExpired();
+  };
+
   get draining(): boolean {
     return this.drainingFlag;
   }
@@ -159,11 +185,11 @@ export class Relay implements RelayContext {
 
   /** Live counts (relay-behaviour.md 3.7), for /healthz and the gauges. */
   counts(): { binaries: number; phones: number } {
-    return this.registry.counts();
+    return this.cluster === null ? this.registry.counts() : this.cluster.counts();
   }
 
   parkedPhones(): number {
-    return this.registry.parkedPhones();
+    return this.cluster === null ? this.registry.parkedPhones() : this.cluster.parkedPhones();
   }
 
   /** First step of a drain: fail readiness so load balancers stop routing here, while existing
@@ -228,6 +254,7 @@ export class Relay implements RelayContext {
     const complete = await this.waitForSessions(timeoutMs);
     if (!complete) for (const session of this.sessions) session.peer.terminate();
     this.registry.dispose();
+    await this.cluster?.stop();
     return complete;
   }
 

@@ -8,6 +8,7 @@ import { Heartbeat, HEARTBEAT_TIMEOUT_CODE, HEARTBEAT_TIMEOUT_REASON } from './h
 import { closeReasonFor, type CloseReason } from '../metrics/metrics.js';
 import { CLOSE_INTERNAL_ERROR, CLOSE_NORMAL, Peer, type PeerEvents } from './peer.js';
 import type { BinaryLink, PhoneLink } from './links.js';
+import { CLOSE_TRY_AGAIN_LATER, CLUSTER_UNAVAILABLE_REASON, type Directory } from './directory.js';
 
 export const CONFLICT_CODE = 4409;
 export const CONFLICT_REASON = 'server-id already claimed';
@@ -61,12 +62,30 @@ export class BinarySession implements BinaryLink, PeerEvents {
   start(): void {
     // Nothing is read until the claim succeeds (the reference starts its read pump only then).
     this.peer.pause();
-    const decision = this.ctx.registry.claim(this.serverId, this);
+    const decision = this.ctx.directory.claim(this.serverId, this);
+    if (decision instanceof Promise) void decision.then(this.decided);
+    else this.decided(decision);
+  }
+
+  private readonly decided = (decision: Awaited<ReturnType<Directory['claim']>>): void => {
+    if (decision.kind === 'unavailable') {
+      this.unavailable();
+      return;
+    }
+    if (this.state !== 'probing') return; // a cluster answer arrived after shutdown closed us
     if (decision.kind === 'claimed') {
       this.claimed(decision.evicted, decision.graceStartedAtMs);
       return;
     }
     void this.runProbe(decision.incumbent);
+  };
+
+  /** A cluster engine could not decide (docs/operations.md, "Cluster mode"). */
+  private unavailable(): void {
+    if (this.state !== 'probing') return;
+    this.state = 'rejected';
+    // Counted as other_code: the default scrape has no cluster reasons (cluster families count why).
+    this.closeWith(CLOSE_TRY_AGAIN_LATER, CLUSTER_UNAVAILABLE_REASON, 'other_code');
   }
 
   private async runProbe(incumbent: BinaryLink): Promise<void> {
@@ -78,7 +97,13 @@ export class BinarySession implements BinaryLink, PeerEvents {
       return;
     }
     if (!alive) {
-      const decision = this.ctx.registry.takeover(this.serverId, this, incumbent);
+      const answer = this.ctx.directory.takeover(this.serverId, this, incumbent);
+      const decision = answer instanceof Promise ? await answer : answer;
+      if (decision.kind === 'unavailable') {
+        this.unavailable();
+        return;
+      }
+      if (this.state !== 'probing') return;
       if (decision.kind === 'claimed') {
         this.ctx.log.info('server_id_takeover', { server_id: this.serverId, remote: this.handshake.remote });
         // Same code and reason the heartbeat would have sent the dead incumbent.
@@ -174,7 +199,7 @@ export class BinarySession implements BinaryLink, PeerEvents {
           metrics.framesReceivedBinaryToPhone++;
           metrics.bytesReceivedBinaryToPhone += data.length;
         }
-        const phone = this.ctx.registry.phoneFor(this.serverId, envelope.connId);
+        const phone = this.ctx.directory.phoneFor(this.serverId, envelope.connId);
         if (phone === undefined) {
           if (envelope.frame !== null) metrics.droppedBinaryToPhone.unknown_conn_id++;
           this.ctx.log.warn('binary_forwarder_unknown_conn_id', { server_id: this.serverId, conn_id: envelope.connId });
@@ -196,7 +221,7 @@ export class BinarySession implements BinaryLink, PeerEvents {
     const wasClaimed = this.state === 'claimed';
     this.state = 'ended';
     this.heartbeat.stop();
-    if (wasClaimed && this.ctx.registry.release(this.serverId, this)) {
+    if (wasClaimed && this.ctx.directory.release(this.serverId, this)) {
       this.ctx.log.info('server_released', { server_id: this.serverId });
     }
     // Paused phones resume; their next sends fail fast and they disconnect.
