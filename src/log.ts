@@ -42,6 +42,8 @@ export const BOOT_LOG_KEYS = [
   'flag',
   'exporter',
   'suppressed',
+  'instance_id',
+  'engine',
 ] as const;
 
 export type LogKey = (typeof CORE_LOG_KEYS)[number] | (typeof BOOT_LOG_KEYS)[number];

@@ -108,6 +108,7 @@ export class Relay implements RelayContext {
       options.cluster == null
         ? null
         : options.cluster(this.registry as unknown as Registry<BinaryLink, PhoneLink>, {
+            metrics: this.metrics,
             maxPhonesPerServer: options.maxPhonesPerServer,
             gracePeriodMs: options.gracePeriodMs,
             probeTimeoutMs: options.probeTimeoutMs,

@@ -6,6 +6,7 @@
 // promise and hands back proxy links for a binary or phone held by another instance
 // (docs/architecture.md, "Directory and bus").
 
+import type { RelayMetrics } from '../metrics/metrics.js';
 import type { BinaryLink, PhoneLink } from './links.js';
 import type { ClaimDecision, RegisterDecision, Registry, TakeoverDecision } from './registry.js';
 
@@ -63,6 +64,8 @@ export type ClusterFactory = (local: Registry<BinaryLink, PhoneLink>, host: Clus
 
 /** What the Relay lends the cluster role (sessions, counters and timings stay the relay's). */
 export interface ClusterHost {
+  /** The relay's counters: frames are counted where the socket is written. */
+  readonly metrics: RelayMetrics;
   readonly maxPhonesPerServer: number;
   readonly gracePeriodMs: number;
   readonly probeTimeoutMs: number;
