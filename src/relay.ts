@@ -12,7 +12,8 @@ import { healthBody } from './http/health.js';
 import { HEARTBEAT_INTERVAL_MS } from './session/heartbeat.js';
 import type { Logger } from './log.js';
 import { RelayMetrics } from './metrics/metrics.js';
-import { CLOSE_GOING_AWAY, CLOSE_HANDSHAKE_TIMEOUT_MS, CLOSE_NORMAL, MESSAGE_READ_TIMEOUT_MS } from './session/peer.js';
+import { CLOSE_HANDSHAKE_TIMEOUT_MS, MESSAGE_READ_TIMEOUT_MS } from './session/peer.js';
+import { CLOSE_NORMAL, SHUTDOWN_CODE, SHUTDOWN_REASON } from './protocol/close-codes.js';
 import { PhoneSession } from './session/phone-session.js';
 import { PushWaker, type PushOptions } from './push/waker.js';
 import { RateLimiter } from './http/rate-limiter.js';
@@ -24,8 +25,6 @@ import { VERSION } from './version.js';
 
 /** Largest inbound message; bigger ones are closed with 1009 by ws. */
 export const MAX_MESSAGE_BYTES = 256 * 1024;
-export const SHUTDOWN_CODE = CLOSE_GOING_AWAY;
-export const SHUTDOWN_REASON = 'shutting down';
 
 export interface RelayOptions {
   gracePeriodMs: number;

@@ -5,8 +5,6 @@
 import type { Peer } from './peer.js';
 
 export const HEARTBEAT_INTERVAL_MS = 30_000;
-export const HEARTBEAT_TIMEOUT_CODE = 1011;
-export const HEARTBEAT_TIMEOUT_REASON = 'heartbeat timeout';
 
 export class Heartbeat {
   private timer: ReturnType<typeof setInterval> | undefined;
