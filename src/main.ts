@@ -4,7 +4,7 @@
 // 2 when the configuration is refused.
 
 import { readFileSync } from 'node:fs';
-import { homedir } from 'node:os';
+import { homedir, hostname } from 'node:os';
 import type { Server } from 'node:http';
 import { createSecureContext } from 'node:tls';
 import { buildTelemetry, parseOtelEnv, type MetricsServer, type Telemetry } from '../telemetry/index.js';
@@ -33,6 +33,7 @@ import { preflight, readProcessFacts } from './config/preflight.js';
 import { requireProxyV2 } from './http/proxy-protocol.js';
 import { PUSH_CLOSE_TIMEOUT_MS } from './push/waker.js';
 import { Relay } from './relay.js';
+import type { ClusterFactory } from './session/directory.js';
 import { registerRuntimeMetrics } from './metrics/runtime.js';
 import { VERSION } from './version.js';
 
@@ -107,8 +108,28 @@ async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
     targetInfo: otel.targetInfo,
     log,
   });
+  // Cluster mode: connect to the engine before anything listens. The module (and the NATS
+  // client behind it) is loaded only here, only with --cluster.
+  let cluster: { factory: ClusterFactory; close(): Promise<void> } | null = null;
+  if (config.cluster !== null) {
+    const instanceId = config.cluster.instanceId ?? stableInstanceId(config.listen.port);
+    const engine = config.cluster.servers.join(',');
+    log.info('starting cluster mode', { instance_id: instanceId, engine });
+    try {
+      const mod = await import('./cluster/index.js');
+      cluster = await withDeadline(
+        mod.startCluster({ ...config.cluster, instanceId, env }, telemetry.meter, log),
+        CLUSTER_START_TIMEOUT_MS,
+      );
+    } catch (err) {
+      log.error('cluster engine unreachable', { engine, err: errText(err) });
+      await telemetry.shutdown(TELEMETRY_FLUSH_TIMEOUT_MS);
+      return EXIT_LISTENER_FAILED;
+    }
+  }
   const relay = new Relay(
     {
+      cluster: cluster?.factory ?? null,
       gracePeriodMs: config.gracePeriodMs,
       heartbeatIntervalMs: config.heartbeatIntervalMs,
       probeTimeoutMs: config.probeTimeoutMs,
@@ -201,7 +222,7 @@ async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
       await listen(srv, address.host, address.port);
     } catch (err) {
       log.error('listener failed', { addr: addrText, err: errText(err) });
-      return shutdown(relay, servers, null, autocert, telemetry, config, log, 'listener');
+      return shutdown(relay, servers, null, autocert, telemetry, config, log, 'listener', cluster);
     }
     srv.on('error', (err) => {
       log.error('listener failed', { addr: addrText, err: errText(err) });
@@ -215,7 +236,7 @@ async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
       metricsServer = await telemetry.startMetricsServer(config.metricsListen.host, config.metricsListen.port);
     } catch (err) {
       log.error('listener failed', { addr: metricsText, err: errText(err) });
-      return shutdown(relay, servers, null, autocert, telemetry, config, log, 'listener');
+      return shutdown(relay, servers, null, autocert, telemetry, config, log, 'listener', cluster);
     }
     metricsServer.onError((err) => {
       log.error('listener failed', { addr: metricsText, err: errText(err) });
@@ -227,7 +248,7 @@ async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
   autocert?.start();
 
   const trigger = await stopped;
-  return shutdown(relay, servers, metricsServer, autocert, telemetry, config, log, trigger);
+  return shutdown(relay, servers, metricsServer, autocert, telemetry, config, log, trigger, cluster);
 }
 
 async function shutdown(
@@ -239,6 +260,7 @@ async function shutdown(
   config: RelayConfig,
   log: Logger,
   trigger: 'signal' | 'listener',
+  cluster: { close(): Promise<void> } | null,
 ): Promise<number> {
   if (trigger === 'signal') log.info('shutdown signal received; draining');
   else log.error('listener error; draining');
@@ -267,6 +289,7 @@ async function shutdown(
     log.warn('drain incomplete');
   }
   await listenersClosed;
+  await cluster?.close();
   // After the drain: refuse new wakes, cancel the sends in flight (each logs push_wake_send_failed
   // and counts send_failed) and wait for them, before the metrics listener and the final export go.
   await relay.push.close(Math.min(PUSH_CLOSE_TIMEOUT_MS, config.shutdownTimeoutMs));
@@ -299,6 +322,34 @@ function loadTls(config: RelayConfig, log: Logger): { cert: Buffer; key: Buffer 
     return null;
   }
   return { cert, key };
+}
+
+/** How long connecting to the cluster engine may take before the daemon exits 1 (not a hang). */
+const CLUSTER_START_TIMEOUT_MS = 10_000;
+
+function withDeadline<T>(promise: Promise<T>, ms: number): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no answer within ${formatDuration(ms)}`)), ms);
+    promise.then(
+      (value) => {
+        clearTimeout(timer);
+        resolve(value);
+      },
+      (err: unknown) => {
+        clearTimeout(timer);
+        reject(err);
+      },
+    );
+  });
+}
+
+/** A default --instance-id that survives restarts: the host name and the public port. */
+function stableInstanceId(port: number): string {
+  const host =
+    hostname()
+      .replace(/[^A-Za-z0-9_-]/g, '-')
+      .slice(0, 50) || 'relay';
+  return `${host}-${port}`;
 }
 
 function errText(err: unknown): string {

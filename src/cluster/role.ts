@@ -9,6 +9,19 @@ import { createHash } from 'node:crypto';
 import type { Logger } from '../log.js';
 import type { ClusterMetrics, ClusterGaugeSource, LinkDrop } from '../metrics/cluster-metrics.js';
 import type { CloseReason } from '../metrics/metrics.js';
+import {
+  CLOSE_INTERNAL_ERROR,
+  CLOSE_NORMAL,
+  CLOSE_SERVICE_RESTART,
+  FENCED_REASON,
+  HEARTBEAT_TIMEOUT_CODE,
+  HEARTBEAT_TIMEOUT_REASON,
+  LINK_GAP_REASON,
+  LINK_LOST_REASON,
+  RECLAIM_EVICT_CODE,
+  RECLAIM_EVICT_REASON,
+  STALE_EPOCH_REASON,
+} from '../protocol/close-codes.js';
 import { closeNotice } from '../protocol/envelope.js';
 import type { Answer, ClusterHost, ClusterRole, Directory, DirectoryUnavailable } from '../session/directory.js';
 import type { BinaryLink, PhoneLink } from '../session/links.js';
@@ -16,20 +29,6 @@ import type { ClaimDecision, RegisterDecision, Registry, TakeoverDecision } from
 import type { Bus, OwnerEntry, OwnerStore } from './bus.js';
 import { BatchWriter, readBatch, REC, type LinkRecord, type RecordKind } from './codec.js';
 import { RemoteBinary, RemoteIncumbent, RemotePhone, type LinkSender } from './links.js';
-
-/** Close code and reasons of cluster-made closes. */
-export const CLOSE_SERVICE_RESTART = 1012;
-export const FENCED_REASON = 'relay instance fenced';
-export const LINK_LOST_REASON = 'relay link lost';
-export const LINK_GAP_REASON = 'relay link gap';
-export const STALE_EPOCH_REASON = 'relay link stale';
-const CLOSE_INTERNAL_ERROR = 1011;
-const CLOSE_NORMAL = 1000;
-/** The codes and reasons the single-process relay uses for the same events (binary-session.ts). */
-const RECLAIM_EVICT_CODE = 4404;
-const RECLAIM_EVICT_REASON = 'binary reclaimed server-id';
-const TAKEN_OVER_CODE = 1011;
-const TAKEN_OVER_REASON = 'heartbeat timeout';
 
 /** A register request waits this long for the home; then the phone gets 4404 (no home answered). */
 export const REGISTER_TIMEOUT_MS = 2_000;
@@ -480,10 +479,12 @@ export class ClusterRoleImpl implements ClusterRole, Directory, LinkSender, Clus
   private onRecord(r: LinkRecord): void {
     switch (r.kind) {
       case REC.toPhone:
-        return this.onToPhone(r);
+        this.onToPhone(r);
+        return;
       case REC.toBinary:
       case REC.notice:
-        return this.onToBinary(r);
+        this.onToBinary(r);
+        return;
       case REC.gone: {
         const proxy = this.proxies.get(r.connId);
         if (proxy === undefined || proxy.epoch !== r.epoch) return;
@@ -509,7 +510,8 @@ export class ClusterRoleImpl implements ClusterRole, Directory, LinkSender, Clus
         return;
       }
       case REC.evict:
-        return this.onEvict(r.connId, r.epoch);
+        this.onEvict(r.connId, r.epoch);
+        return;
     }
   }
 
@@ -588,7 +590,8 @@ export class ClusterRoleImpl implements ClusterRole, Directory, LinkSender, Clus
       const { binary, phones } = this.local.forget(serverId);
       if (binary !== undefined) {
         this.options.metrics.fenced('superseded');
-        binary.closeWith(TAKEN_OVER_CODE, TAKEN_OVER_REASON, 'taken_over');
+        // What the single-process takeover sends the displaced binary (binary-session.ts).
+        binary.closeWith(HEARTBEAT_TIMEOUT_CODE, HEARTBEAT_TIMEOUT_REASON, 'taken_over');
       }
       for (const phone of phones) phone.closeWith(RECLAIM_EVICT_CODE, RECLAIM_EVICT_REASON, 'evicted_4404');
     }

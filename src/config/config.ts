@@ -61,6 +61,23 @@ export interface RelayConfig {
   /** FLY_APP_NAME or '' */
   flyAppName: string;
   fcmCredentials: FcmServiceAccount | null;
+  /** Cluster mode (--cluster or PYRYCODE_RELAY_CLUSTER_URL); null = one process. */
+  cluster: ClusterConfig | null;
+}
+
+/** Cluster mode settings (docs/operations.md "Cluster mode"). Secrets come from the environment
+ * only (a flag would show in `ps`) and are never logged. */
+export interface ClusterConfig {
+  /** nats:// or tls:// URLs without credentials. */
+  servers: string[];
+  /** --instance-id, or null: main.ts derives a stable one from the host name and listen port. */
+  instanceId: string | null;
+  leaseMs: number;
+  user?: string;
+  pass?: string;
+  token?: string;
+  credsFile?: string;
+  tls: { caFile?: string; certFile?: string; keyFile?: string } | null;
 }
 
 export type ParseOutcome =
@@ -89,6 +106,13 @@ export const ENV_FCM_CREDENTIALS = 'PYRYCODE_RELAY_FCM_CREDENTIALS';
 export const ENV_FLY_APP_NAME = 'FLY_APP_NAME';
 export const ENV_FCM_ENDPOINT = 'PYRYCODE_RELAY_FCM_ENDPOINT';
 export const ENV_FCM_TOKEN_URL = 'PYRYCODE_RELAY_FCM_TOKEN_URL';
+export const ENV_CLUSTER_URL = 'PYRYCODE_RELAY_CLUSTER_URL';
+export const ENV_CLUSTER_USER = 'PYRYCODE_RELAY_CLUSTER_USER';
+export const ENV_CLUSTER_PASSWORD = 'PYRYCODE_RELAY_CLUSTER_PASSWORD';
+export const ENV_CLUSTER_TOKEN = 'PYRYCODE_RELAY_CLUSTER_TOKEN';
+/** Smallest --cluster-lease: renewals run every third of it. */
+export const MIN_CLUSTER_LEASE_MS = 300;
+const INSTANCE_ID_RE = /^[A-Za-z0-9_-]{1,64}$/;
 
 export const DEFAULT_FCM_TOKEN_URI = 'https://oauth2.googleapis.com/token';
 /** Base URL of the FCM HTTP v1 API (PYRYCODE_RELAY_FCM_ENDPOINT overrides it). */
@@ -135,6 +159,13 @@ type FlagName =
   | 'drain-delay'
   | 'metrics-runtime'
   | 'log-format'
+  | 'cluster'
+  | 'instance-id'
+  | 'cluster-lease'
+  | 'cluster-creds'
+  | 'cluster-tls-ca'
+  | 'cluster-tls-cert'
+  | 'cluster-tls-key'
   | 'version';
 
 type FlagKind = 'string' | 'bool' | 'int' | 'duration' | 'addr';
@@ -274,6 +305,50 @@ const FLAG_SPECS: readonly FlagSpec[] = [
     help: 'also export Node runtime series (event-loop delay, heap, RSS, open handles)',
   },
   { name: 'log-format', kind: 'string', arg: 'text|json', def: 'text', help: 'log line format on stderr' },
+  {
+    name: 'cluster',
+    kind: 'string',
+    arg: 'URLS',
+    def: '',
+    help: 'cluster mode: comma-separated nats:// or tls:// URLs of a NATS server with JetStream (or PYRYCODE_RELAY_CLUSTER_URL)',
+  },
+  {
+    name: 'instance-id',
+    kind: 'string',
+    arg: 'ID',
+    def: '',
+    defShown: 'host name and listen port',
+    help: "cluster mode: this instance's id, 1-64 of [A-Za-z0-9_-], unique in the cluster",
+  },
+  {
+    name: 'cluster-lease',
+    kind: 'duration',
+    arg: 'DUR',
+    def: '15s',
+    help: 'cluster mode: instance lease; an instance that cannot renew it for this long fences itself',
+  },
+  {
+    name: 'cluster-creds',
+    kind: 'string',
+    arg: 'FILE',
+    def: '',
+    help: 'cluster mode: NATS credentials file (JWT and NKey seed)',
+  },
+  { name: 'cluster-tls-ca', kind: 'string', arg: 'FILE', def: '', help: 'cluster mode: CA bundle for TLS to NATS' },
+  {
+    name: 'cluster-tls-cert',
+    kind: 'string',
+    arg: 'FILE',
+    def: '',
+    help: 'cluster mode: client certificate for TLS to NATS (requires --cluster-tls-key)',
+  },
+  {
+    name: 'cluster-tls-key',
+    kind: 'string',
+    arg: 'FILE',
+    def: '',
+    help: 'cluster mode: client key for TLS to NATS (requires --cluster-tls-cert)',
+  },
   { name: 'version', kind: 'bool', arg: '', def: 'false', help: 'print the version and exit' },
 ];
 
@@ -878,7 +953,9 @@ function buildConfig(
   }
   const flyAppName = env[ENV_FLY_APP_NAME] ?? '';
 
-  if (flyAppName !== '' && !singleInstanceBypass) {
+  const cluster = checkCluster(set, get, env, durations.get('cluster-lease')!, refuse);
+  // Cluster mode is the supported way to run more than one instance.
+  if (flyAppName !== '' && !singleInstanceBypass && cluster === null) {
     refuse(REFUSAL_EVENTS.multiInstance, {
       env_var: ENV_FLY_APP_NAME,
       bypass_env_var: ENV_SINGLE_INSTANCE,
@@ -924,7 +1001,141 @@ function buildConfig(
     singleInstanceBypass,
     flyAppName,
     fcmCredentials,
+    cluster,
   };
+}
+
+const CLUSTER_ONLY_FLAGS = [
+  'instance-id',
+  'cluster-lease',
+  'cluster-creds',
+  'cluster-tls-ca',
+  'cluster-tls-cert',
+  'cluster-tls-key',
+] as const;
+
+/** Cluster mode: --cluster (or its env var) and the flags and env vars that only apply to it. */
+function checkCluster(
+  set: Map<FlagName, string>,
+  get: (name: FlagName) => string,
+  env: Record<string, string | undefined>,
+  leaseMs: number,
+  refuse: (event: string, fields: LogFields) => never,
+): ClusterConfig | null {
+  const raw = set.has('cluster') ? get('cluster') : (env[ENV_CLUSTER_URL] ?? '');
+  const source = set.has('cluster') ? '--cluster' : ENV_CLUSTER_URL;
+  if (raw === '') {
+    for (const f of CLUSTER_ONLY_FLAGS) {
+      if (set.has(f)) refuse(REFUSAL_EVENTS.conflictingFlags, { reason: `--${f} applies only with --cluster` });
+    }
+    for (const name of [ENV_CLUSTER_USER, ENV_CLUSTER_PASSWORD, ENV_CLUSTER_TOKEN]) {
+      if (env[name] !== undefined)
+        refuse(REFUSAL_EVENTS.invalidEnv, { env_var: name, reason: 'applies only with --cluster' });
+    }
+    return null;
+  }
+  const servers: string[] = [];
+  for (const part of raw.split(',')) {
+    const reason = checkNatsUrl(part.trim());
+    if (reason !== null) {
+      // The value is echoed only when it cannot carry a credential.
+      const value = part.includes('@') ? '(withheld)' : part;
+      refuse(REFUSAL_EVENTS.invalidFlagValue, {
+        flag: source,
+        value,
+        reason,
+        fix: 'pass nats://HOST:PORT (or tls://HOST:PORT), comma-separated; credentials go in PYRYCODE_RELAY_CLUSTER_USER/PASSWORD/TOKEN or --cluster-creds',
+      });
+    }
+    servers.push(part.trim());
+  }
+  let instanceId: string | null = null;
+  if (set.has('instance-id')) {
+    instanceId = get('instance-id');
+    if (!INSTANCE_ID_RE.test(instanceId)) {
+      refuse(REFUSAL_EVENTS.invalidFlagValue, {
+        flag: '--instance-id',
+        value: instanceId,
+        reason: 'must be 1 to 64 characters from A-Z, a-z, 0-9, _ and -',
+        fix: 'pass a short unique name, e.g. --instance-id=relay-a',
+      });
+    }
+  }
+  if (leaseMs < MIN_CLUSTER_LEASE_MS) {
+    refuse(REFUSAL_EVENTS.invalidFlagValue, {
+      flag: '--cluster-lease',
+      value: get('cluster-lease'),
+      reason: `must be at least ${formatDuration(MIN_CLUSTER_LEASE_MS)}`,
+      fix: 'pass a Go duration such as --cluster-lease=15s',
+    });
+  }
+  const config: ClusterConfig = { servers, instanceId, leaseMs, tls: null };
+  const user = env[ENV_CLUSTER_USER];
+  const pass = env[ENV_CLUSTER_PASSWORD];
+  const token = env[ENV_CLUSTER_TOKEN];
+  if ((user === undefined) !== (pass === undefined)) {
+    refuse(REFUSAL_EVENTS.invalidEnv, {
+      env_var: user === undefined ? ENV_CLUSTER_PASSWORD : ENV_CLUSTER_USER,
+      reason: `${ENV_CLUSTER_USER} and ${ENV_CLUSTER_PASSWORD} go together`,
+    });
+  }
+  const methods = [user !== undefined, token !== undefined, set.has('cluster-creds')].filter(Boolean).length;
+  if (methods > 1) {
+    refuse(REFUSAL_EVENTS.conflictingFlags, {
+      reason: 'choose one NATS authentication: user and password, token, or --cluster-creds',
+    });
+  }
+  if (user !== undefined) {
+    config.user = user;
+    config.pass = pass;
+  }
+  if (token !== undefined) config.token = token;
+  if (set.has('cluster-creds')) {
+    if (get('cluster-creds') === '') {
+      refuse(REFUSAL_EVENTS.invalidFlagValue, {
+        flag: '--cluster-creds',
+        value: '',
+        reason: 'must not be empty',
+        fix: 'pass the path of a NATS .creds file',
+      });
+    }
+    config.credsFile = get('cluster-creds');
+  }
+  if (set.has('cluster-tls-cert') !== set.has('cluster-tls-key')) {
+    refuse(REFUSAL_EVENTS.conflictingFlags, {
+      reason: set.has('cluster-tls-cert')
+        ? '--cluster-tls-cert requires --cluster-tls-key'
+        : '--cluster-tls-key requires --cluster-tls-cert',
+    });
+  }
+  if (set.has('cluster-tls-ca') || set.has('cluster-tls-cert') || servers.some((u) => u.startsWith('tls://'))) {
+    const tls: { caFile?: string; certFile?: string; keyFile?: string } = {};
+    if (set.has('cluster-tls-ca')) tls.caFile = get('cluster-tls-ca');
+    if (set.has('cluster-tls-cert')) {
+      tls.certFile = get('cluster-tls-cert');
+      tls.keyFile = get('cluster-tls-key');
+    }
+    config.tls = tls;
+  }
+  return config;
+}
+
+/** One NATS server URL: nats:// or tls://, a host and a port, nothing else. */
+function checkNatsUrl(s: string): string | null {
+  let u: URL;
+  try {
+    u = new URL(s);
+  } catch {
+    return 'not a URL (expected nats://HOST:PORT)';
+  }
+  if (u.protocol !== 'nats:' && u.protocol !== 'tls:') return 'scheme must be nats:// or tls://';
+  if (u.username !== '' || u.password !== '')
+    return 'credentials in the URL are refused (they would show in process lists and logs)';
+  if (u.hostname === '') return 'host is empty';
+  if (u.port === '') return 'port is missing (NATS listens on 4222 by default: write it)';
+  if ((u.pathname !== '' && u.pathname !== '/') || u.search !== '' || u.hash !== '')
+    return 'a path, query or fragment is not allowed';
+  return null;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -952,6 +1163,9 @@ export function usage(): string {
     { left: `  ${ENV_FCM_CREDENTIALS}`, right: 'Google service-account JSON key (the content); enables push wakes' },
     { left: `  ${ENV_FCM_ENDPOINT}`, right: `FCM API base URL for push wakes (default ${DEFAULT_FCM_ENDPOINT})` },
     { left: `  ${ENV_FCM_TOKEN_URL}`, right: "OAuth2 token URL for push wakes (default: the key's token_uri)" },
+    { left: `  ${ENV_CLUSTER_URL}`, right: 'cluster mode: NATS URLs when --cluster is not given' },
+    { left: `  ${ENV_CLUSTER_USER}, ${ENV_CLUSTER_PASSWORD}`, right: 'cluster mode: NATS user and password' },
+    { left: `  ${ENV_CLUSTER_TOKEN}`, right: 'cluster mode: NATS token' },
   ];
   const envWidth = Math.max(...envRows.map((r) => r.left.length)) + 2;
   const lines = [

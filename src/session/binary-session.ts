@@ -2,6 +2,8 @@
 
 import type WebSocket from 'ws';
 import {
+  CLOSE_TRY_AGAIN_LATER,
+  CLUSTER_UNAVAILABLE_REASON,
   CLOSE_NORMAL,
   CONFLICT_CODE,
   CONFLICT_REASON,
@@ -19,7 +21,7 @@ import { Heartbeat } from './heartbeat.js';
 import { closeReasonFor, type CloseReason } from '../metrics/metrics.js';
 import { Peer, type PeerEvents } from './peer.js';
 import type { BinaryLink, PhoneLink } from './links.js';
-import { CLOSE_TRY_AGAIN_LATER, CLUSTER_UNAVAILABLE_REASON, type Directory } from './directory.js';
+import type { Directory } from './directory.js';
 
 /** Pause phones feeding this binary while this much is queued towards it... */
 export const BINARY_SEND_HIGH_WATER_BYTES = 512 * 1024;
@@ -78,13 +80,22 @@ export class BinarySession implements BinaryLink, PeerEvents {
       this.unavailable();
       return;
     }
-    if (this.state !== 'probing') return; // a cluster answer arrived after shutdown closed us
+    if (this.state !== 'probing') {
+      // A cluster answer arrived after this connection ended: give the slot back (grace).
+      if (decision.kind === 'claimed') this.lateClaim(decision.evicted);
+      return;
+    }
     if (decision.kind === 'claimed') {
       this.claimed(decision.evicted, decision.graceStartedAtMs);
       return;
     }
     void this.runProbe(decision.incumbent);
   };
+
+  private lateClaim(evicted: PhoneLink[]): void {
+    for (const phone of evicted) phone.closeWith(RECLAIM_EVICT_CODE, RECLAIM_EVICT_REASON, 'evicted_4404');
+    this.ctx.directory.release(this.serverId, this);
+  }
 
   /** A cluster engine could not decide (docs/operations.md, "Cluster mode"). */
   private unavailable(): void {
@@ -109,7 +120,10 @@ export class BinarySession implements BinaryLink, PeerEvents {
         this.unavailable();
         return;
       }
-      if (this.state !== 'probing') return;
+      if (this.state !== 'probing') {
+        if (decision.kind === 'claimed') this.lateClaim(decision.evicted);
+        return;
+      }
       if (decision.kind === 'claimed') {
         this.ctx.log.info('server_id_takeover', { server_id: this.serverId, remote: this.handshake.remote });
         // Same code and reason the heartbeat would have sent the dead incumbent.

@@ -10,11 +10,6 @@ import type { RelayMetrics } from '../metrics/metrics.js';
 import type { BinaryLink, PhoneLink } from './links.js';
 import type { ClaimDecision, RegisterDecision, Registry, TakeoverDecision } from './registry.js';
 
-/** A cluster engine could not decide a claim or registration after the upgrade (rare: the
- * upgrade itself is refused with 503 while the engine is known to be down). */
-export const CLOSE_TRY_AGAIN_LATER = 1013;
-export const CLUSTER_UNAVAILABLE_REASON = 'cluster unavailable';
-
 /** A value now (the in-memory directory) or later (a cluster engine). Never rejects: an engine
  * failure is its own answer (see DirectoryUnavailable). */
 export type Answer<T> = T | Promise<T>;

@@ -3,6 +3,8 @@
 
 import type WebSocket from 'ws';
 import {
+  CLOSE_TRY_AGAIN_LATER,
+  CLUSTER_UNAVAILABLE_REASON,
   AT_CAP_CODE,
   AT_CAP_REASON,
   BACKLOG_FULL_REASON,
@@ -23,7 +25,6 @@ import { Outbox } from './outbox.js';
 import { Peer, type PeerEvents } from './peer.js';
 import type { BinaryLink, PhoneLink } from './links.js';
 import type { RegisterDecision } from './registry.js';
-import { CLOSE_TRY_AGAIN_LATER, CLUSTER_UNAVAILABLE_REASON } from './directory.js';
 
 export interface PhoneHandshake {
   serverId: string;
