@@ -38,13 +38,18 @@ export class NatsEngine implements Bus, OwnerStore {
   private readonly subs: Subscription[] = [];
 
   private constructor(
+    /** Frames: batches and broadcasts, possibly megabytes queued. */
     private readonly nc: NatsConnection,
+    /** Control: directory, leases, probes and registrations, never queued behind frames (a lease
+     * renewal stuck behind a flood of frames would fence a healthy instance). */
+    private readonly ctl: NatsConnection,
     private readonly owners: KV,
     private readonly leases: KV,
     private readonly options: NatsOptions,
     private readonly metrics: ClusterMetrics | null,
   ) {
-    void this.watchStatus();
+    void this.watchStatus(nc);
+    void this.watchStatus(ctl);
   }
 
   /** Connects (bounded by CONNECT_TIMEOUT_MS) and binds the buckets. Throws with a message that
@@ -52,24 +57,29 @@ export class NatsEngine implements Bus, OwnerStore {
   static async open(options: NatsOptions, metrics: ClusterMetrics | null = null): Promise<NatsEngine> {
     const authenticator =
       options.credsFile === undefined ? undefined : credsAuthenticator(await readFile(options.credsFile));
-    const nc = await connect({
-      servers: options.servers,
-      name: `pyrycode-relay/${options.instanceId}`,
-      timeout: CONNECT_TIMEOUT_MS,
-      maxReconnectAttempts: -1,
-      reconnectTimeWait: RECONNECT_WAIT_MS,
-      ...(options.user === undefined ? {} : { user: options.user, pass: options.pass }),
-      ...(options.token === undefined ? {} : { token: options.token }),
-      ...(authenticator === undefined ? {} : { authenticator }),
-      ...(options.tls == null ? {} : { tls: options.tls }),
-    });
+    const open = (role: string): Promise<NatsConnection> =>
+      connect({
+        servers: options.servers,
+        name: `pyrycode-relay/${options.instanceId}/${role}`,
+        timeout: CONNECT_TIMEOUT_MS,
+        maxReconnectAttempts: -1,
+        reconnectTimeWait: RECONNECT_WAIT_MS,
+        ...(options.user === undefined ? {} : { user: options.user, pass: options.pass }),
+        ...(options.token === undefined ? {} : { token: options.token }),
+        ...(authenticator === undefined ? {} : { authenticator }),
+        ...(options.tls == null ? {} : { tls: options.tls }),
+      });
+    const nc = await open('data');
+    let ctl: NatsConnection | undefined;
     try {
-      const kvm = new Kvm(nc);
+      ctl = await open('control');
+      const kvm = new Kvm(ctl);
       const owners = await kvm.create(OWNER_BUCKET, { history: 1 });
       const leases = await kvm.create(LEASE_BUCKET, { history: 1, ttl: options.leaseMs });
-      return new NatsEngine(nc, owners, leases, options, metrics);
+      return new NatsEngine(nc, ctl, owners, leases, options, metrics);
     } catch (err) {
       await nc.close().catch(() => {});
+      await ctl?.close().catch(() => {});
       throw err;
     }
   }
@@ -78,12 +88,18 @@ export class NatsEngine implements Bus, OwnerStore {
     return this.connectedFlag;
   }
 
-  private async watchStatus(): Promise<void> {
-    for await (const status of this.nc.status()) {
-      if (status.type === 'disconnect' && this.connectedFlag) this.setConnected(false);
-      else if (status.type === 'reconnect') {
-        this.metrics?.reconnected();
-        this.setConnected(true);
+  /** Connected means both connections are up; either dropping is an engine outage. */
+  private readonly down = new Set<NatsConnection>();
+
+  private async watchStatus(conn: NatsConnection): Promise<void> {
+    for await (const status of conn.status()) {
+      if (status.type === 'disconnect') {
+        this.down.add(conn);
+        if (this.connectedFlag) this.setConnected(false);
+      } else if (status.type === 'reconnect') {
+        this.down.delete(conn);
+        if (conn === this.ctl) this.metrics?.reconnected();
+        if (this.down.size === 0 && !this.connectedFlag) this.setConnected(true);
       }
     }
   }
@@ -117,9 +133,9 @@ export class NatsEngine implements Bus, OwnerStore {
   }
 
   async request(instance: string, body: Uint8Array, timeoutMs: number): Promise<RequestOutcome> {
-    if (!this.connectedFlag || this.nc.isClosed()) return { kind: 'down' };
+    if (!this.connectedFlag || this.ctl.isClosed()) return { kind: 'down' };
     try {
-      const msg = await this.nc.request(this.subject('r', instance), body, { timeout: timeoutMs });
+      const msg = await this.ctl.request(this.subject('r', instance), body, { timeout: timeoutMs });
       return { kind: 'reply', body: msg.data };
     } catch (err) {
       const e = err as { isNoResponders?: () => boolean; message?: string; name?: string };
@@ -141,7 +157,7 @@ export class NatsEngine implements Bus, OwnerStore {
         if (err === null) handlers.batch(msg.data);
       },
     });
-    const requests = this.nc.subscribe(this.subject('r', this.options.instanceId), {
+    const requests = this.ctl.subscribe(this.subject('r', this.options.instanceId), {
       callback: (err, msg) => {
         if (err !== null) return;
         void handlers.request(msg.data).then(
@@ -156,6 +172,7 @@ export class NatsEngine implements Bus, OwnerStore {
   async close(): Promise<void> {
     for (const sub of this.subs) sub.unsubscribe();
     await this.nc.close().catch(() => {});
+    await this.ctl.close().catch(() => {});
   }
 
   // ---- OwnerStore ----

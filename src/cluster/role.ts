@@ -671,8 +671,9 @@ export class ClusterRoleImpl implements ClusterRole, Directory, LinkSender, Clus
   // ---- Lease, fencing, engine status ----
 
   private async renew(): Promise<void> {
+    // Checked on every tick, even while a renewal hangs on an unreachable engine.
+    if (performance.now() > this.leaseDeadline && !this.stopped) this.fence('lease_lost');
     if (this.renewing || this.stopped) return;
-    if (performance.now() > this.leaseDeadline) this.fence('lease_lost');
     this.renewing = true;
     const started = performance.now();
     try {
