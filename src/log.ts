@@ -126,3 +126,8 @@ function textValue(value: string): string {
   }
   return value;
 }
+
+/** An error's text for a log line's `err`: its message, or the thrown value as a string. */
+export function errText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

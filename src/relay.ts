@@ -1,15 +1,15 @@
 // The relay: registry, counters, limiter, cap and the connection handlers, attached to any number
 // of HTTP(S) servers. It receives a Meter and a Logger; it never builds telemetry itself.
 
-import { STATUS_CODES, type Server as HttpServer } from 'node:http';
+import type { Server as HttpServer } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Meter } from '@opentelemetry/api';
 import { WebSocketServer } from 'ws';
 import { BinarySession } from './session/binary-session.js';
 import { ConnCap } from './http/conn-cap.js';
 import type { RelayContext, RelayTimings } from './session/context.js';
-import { healthBody } from './http/health.js';
-import { HEARTBEAT_INTERVAL_MS } from './session/heartbeat.js';
+import { healthBody, readiness } from './http/health.js';
+import { writeParserError } from './http/responses.js';
 import type { Logger } from './log.js';
 import { RelayMetrics } from './metrics/metrics.js';
 import { CLOSE_HANDSHAKE_TIMEOUT_MS, MESSAGE_READ_TIMEOUT_MS } from './session/peer.js';
@@ -43,18 +43,6 @@ export interface RelayOptions {
   /** Cluster mode (src/cluster/, loaded by main.ts only with --cluster); absent = one process. */
   cluster?: ClusterFactory | null;
 }
-
-/** The reference relay's defaults (relay-behaviour.md 5.2, 6.1, 3.8). */
-export const DEFAULT_RELAY_OPTIONS: RelayOptions = {
-  gracePeriodMs: 30_000,
-  heartbeatIntervalMs: HEARTBEAT_INTERVAL_MS,
-  probeTimeoutMs: 10_000,
-  maxPhonesPerServer: 16,
-  maxConnections: 20,
-  rateLimitBurst: 20,
-  rateLimitIntervalMs: 6_000,
-  trustXForwardedFor: false,
-};
 
 type Session = BinarySession | PhoneSession;
 
@@ -139,8 +127,7 @@ export class Relay implements RelayContext {
       unavailable:
         this.cluster === null ? undefined : (endpoint, serverId) => this.cluster!.refuses(endpoint, serverId),
       health: () => healthBody(this),
-      readiness: () =>
-        this.ready ? { status: 200, body: '{"status":"ready"}' } : { status: 503, body: '{"status":"draining"}' },
+      readiness: () => readiness(this.ready),
       onConnection: (ws, admitted, release) => {
         const ended = (): void => {
           this.sessions.delete(session);
@@ -217,7 +204,7 @@ export class Relay implements RelayContext {
       socket.destroy();
       return;
     }
-    let status: number;
+    let status: 400 | 408 | 431;
     if (err.code === 'HPE_HEADER_OVERFLOW') {
       status = 431;
       this.metrics.httpError('header_too_large_431');
@@ -228,8 +215,7 @@ export class Relay implements RelayContext {
       status = 400;
       this.metrics.httpError('bad_request_400');
     }
-    socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nConnection: close\r\n\r\n`);
-    setTimeout(() => socket.destroy(), 1_000).unref();
+    writeParserError(socket, status);
   };
 
   /** Starts a drain: nothing new is admitted, every connection is closed (phones first, so their

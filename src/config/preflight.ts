@@ -6,7 +6,7 @@
 
 import { readFileSync } from 'node:fs';
 
-import type { RelayConfig } from './config.js';
+import type { RelayConfig } from './types.js';
 import type { LogFields } from '../log.js';
 
 export interface ProcessFacts {

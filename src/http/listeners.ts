@@ -6,16 +6,9 @@ import { createServer as createHttpServer, type Server } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { Duplex } from 'node:stream';
 import type { TlsOptions } from 'node:tls';
+import { HEADER_READ_TIMEOUT_MS, IDLE_TIMEOUT_MS, MAX_HEADER_BYTES, REQUEST_TIMEOUT_MS } from './limits.js';
 import { writeRaw } from './responses.js';
 
-/** Headers must be complete within this long (slow-loris bound; 408 after it). */
-export const HEADER_READ_TIMEOUT_MS = 5_000;
-/** The whole request (headers and body) of a plain HTTP request. */
-export const REQUEST_TIMEOUT_MS = 60_000;
-/** Idle keep-alive connections are closed after this long. */
-export const IDLE_TIMEOUT_MS = 120_000;
-/** Requests with larger headers get 431 (DECISIONS.md). */
-export const MAX_HEADER_BYTES = 64 * 1024;
 /** How often Node checks the two request timeouts above; bounds their precision. */
 const TIMEOUT_CHECK_INTERVAL_MS = 500;
 

@@ -12,7 +12,8 @@ import type { Logger } from '../log.js';
 import type { Endpoint, RelayMetrics, UpgradeRejection } from '../metrics/metrics.js';
 import type { RateLimiter } from './rate-limiter.js';
 import { HEALTH_HEADERS } from './health.js';
-import { NOT_FOUND_BODY, sendError, writeRaw, writeRawError } from './responses.js';
+import { missingHost } from './listeners.js';
+import { MISSING_HOST_BODY, NOT_FOUND_BODY, sendError, writeRaw, writeRawError } from './responses.js';
 
 export const SERVER_PATH = '/v1/server';
 export const CLIENT_PATH = '/v1/client';
@@ -238,13 +239,6 @@ function handshakeFailure(req: IncomingMessage): HandshakeFailure | null {
     return { reason: 'bad_key_400', status: 400, body: 'missing or invalid Sec-WebSocket-Key\n', headers: {} };
   }
   return null;
-}
-
-const MISSING_HOST_BODY = 'missing required Host header\n';
-
-/** HTTP/1.1 requires a Host header; Go's server (the reference) answers 400 before any route. */
-function missingHost(req: IncomingMessage): boolean {
-  return req.httpVersionMajor === 1 && req.httpVersionMinor >= 1 && req.headers.host === undefined;
 }
 
 function hasToken(header: string | undefined, token: string): boolean {

@@ -4,8 +4,6 @@
 
 import type { Peer } from './peer.js';
 
-export const HEARTBEAT_INTERVAL_MS = 30_000;
-
 export class Heartbeat {
   private timer: ReturnType<typeof setInterval> | undefined;
   private pingSentAt = -1;

@@ -36,7 +36,7 @@ import acme from 'acme-client';
 import { CertCache } from './cert-cache.js';
 import { formatDuration } from '../duration.js';
 import { NOT_FOUND_BODY, sendError, writeRawError } from '../http/responses.js';
-import type { Logger } from '../log.js';
+import { errText, type Logger } from '../log.js';
 
 /** Renew (and at boot: order a new one) when the certificate expires within this long. */
 export const RENEW_BEFORE_MS = 30 * 24 * 60 * 60 * 1000;
@@ -449,8 +449,4 @@ function newEcKey(): Buffer {
 function normalizeName(name: string): string {
   const lower = name.toLowerCase();
   return lower.endsWith('.') ? lower.slice(0, -1) : lower;
-}
-
-function errText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }
