@@ -84,8 +84,8 @@ export function checkCluster(
   const token = env[ENV_CLUSTER_TOKEN];
   if ((user === undefined) !== (pass === undefined)) {
     refuse(REFUSAL_EVENTS.invalidEnv, {
-      env_var: user === undefined ? ENV_CLUSTER_PASSWORD : ENV_CLUSTER_USER,
-      reason: `${ENV_CLUSTER_USER} and ${ENV_CLUSTER_PASSWORD} go together`,
+      env_var: user === undefined ? ENV_CLUSTER_USER : ENV_CLUSTER_PASSWORD,
+      reason: `missing: ${ENV_CLUSTER_USER} and ${ENV_CLUSTER_PASSWORD} go together`,
     });
   }
   const methods = [user !== undefined, token !== undefined, set.has('cluster-creds')].filter(Boolean).length;
