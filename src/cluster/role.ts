@@ -444,7 +444,7 @@ export class ClusterRoleImpl implements ClusterRole, Directory, LinkSender, Clus
     if (writer.bytes >= BATCH_FLUSH_BYTES) this.flushOne(instance, writer);
     else if (!this.flushScheduled) {
       this.flushScheduled = true;
-      setImmediate(this.flush);
+      process.nextTick(this.flush);
     }
   }
 
