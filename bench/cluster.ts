@@ -121,13 +121,17 @@ function frameOf(size: number, i: number): string {
 }
 
 /** Phone -> binary throughput: frames/s and relay CPU per frame (all relay-side processes). */
-async function throughput(p: Pair, size: number, pids: number[]): Promise<{ fps: number; cpuUsPerFrame: number }> {
+async function throughput(
+  p: Pair,
+  size: number,
+  pids: number[],
+): Promise<{ fps: number; cpuUsPerFrame: number; perProcessUs: number[] }> {
   let received = 0;
   const onMessage = (): void => {
     received++;
   };
   p.binary.on('message', onMessage);
-  const cpu0 = pids.reduce((s, pid) => s + cpuSeconds(pid), 0);
+  const before = pids.map(cpuSeconds);
   const t0 = performance.now();
   let sent = 0;
   while (sent < PLAN.frames) {
@@ -136,9 +140,14 @@ async function throughput(p: Pair, size: number, pids: number[]): Promise<{ fps:
   }
   await until('every frame', () => received >= PLAN.frames);
   const seconds = (performance.now() - t0) / 1000;
-  const cpu = pids.reduce((s, pid) => s + cpuSeconds(pid), 0) - cpu0;
+  const deltas = pids.map((pid, i) => cpuSeconds(pid) - before[i]!);
+  const cpu = deltas.reduce((s, d) => s + d, 0);
   p.binary.off('message', onMessage);
-  return { fps: PLAN.frames / seconds, cpuUsPerFrame: (cpu / PLAN.frames) * 1e6 };
+  return {
+    fps: PLAN.frames / seconds,
+    cpuUsPerFrame: (cpu / PLAN.frames) * 1e6,
+    perProcessUs: deltas.map((d) => +((d / PLAN.frames) * 1e6).toFixed(1)),
+  };
 }
 
 /** Round trips: the phone sends one frame, the binary echoes it back, one at a time. */
@@ -216,6 +225,7 @@ async function main(): Promise<void> {
           frame_bytes: size,
           frames_per_s: Math.round(t.fps),
           cpu_us_per_frame: +t.cpuUsPerFrame.toFixed(1),
+          cpu_us_a_b_nats: t.perProcessUs,
           rtt_p50_ms: +r.p50Ms.toFixed(3),
           rtt_p99_ms: +r.p99Ms.toFixed(3),
         });
@@ -243,10 +253,10 @@ async function main(): Promise<void> {
         p99_cross_vs_same_16k: ratio(16 * 1024, 'rtt_p99_ms'),
       },
     };
-    console.log('scenario  frame   frames/s  CPU µs/frame (A+B+nats)  RTT p50 ms  RTT p99 ms');
+    console.log('scenario  frame   frames/s  CPU µs/frame (A+B+nats)  RTT p50 ms  RTT p99 ms  [A, B, nats]');
     for (const r of results) {
       console.log(
-        `${String(r['scenario']).padEnd(9)} ${String(r['frame_bytes']).padStart(5)}  ${String(r['frames_per_s']).padStart(9)}  ${String(r['cpu_us_per_frame']).padStart(23)}  ${String(r['rtt_p50_ms']).padStart(10)}  ${String(r['rtt_p99_ms']).padStart(10)}`,
+        `${String(r['scenario']).padEnd(9)} ${String(r['frame_bytes']).padStart(5)}  ${String(r['frames_per_s']).padStart(9)}  ${String(r['cpu_us_per_frame']).padStart(23)}  ${String(r['rtt_p50_ms']).padStart(10)}  ${String(r['rtt_p99_ms']).padStart(10)}  ${JSON.stringify(r['cpu_us_a_b_nats'])}`,
       );
     }
     console.log(JSON.stringify(summary.ratios));

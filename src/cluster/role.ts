@@ -37,7 +37,7 @@ export const PROBE_MARGIN_MS = 1_000;
 /** Claims retry a lost compare-and-swap this many times before giving up with 503-like 1013. */
 const CLAIM_ATTEMPTS = 4;
 /** A batch is sent at once when it reaches this size (NATS max_payload is 1 MiB by default). */
-export const BATCH_FLUSH_BYTES = 512 * 1024;
+export const BATCH_FLUSH_BYTES = 64 * 1024;
 
 export interface RoleOptions {
   instanceId: string;
