@@ -4,7 +4,7 @@
 // compile error, and the logger drops any key outside the list at run time as a second guard, so
 // a token, header value or payload cannot reach a log line through a new, unreviewed key.
 
-/** Keys the relay core may log (relay-behaviour.md section 11). */
+/** Keys the relay core may log (docs/operations.md, "Keys"). */
 export const CORE_LOG_KEYS = [
   'server_id',
   'conn_id',

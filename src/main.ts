@@ -169,8 +169,8 @@ async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
   /** What a drain stops (see shutdown). */
   const running = { relay, servers, autocert, telemetry, config, log, cluster };
 
-  // Listener port allowlist (relay-behaviour.md 6.4): what is about to be bound against what the
-  // flags call for.
+  // Listener port allowlist (docs/decisions.md, "The listener port allowlist is structural"): what is about to be
+  // bound against what the flags call for.
   const expectedPorts = [config.listen.port];
   if (config.mode === 'autocert') expectedPorts.push(config.httpListen.port);
   if (config.metricsListen !== null) expectedPorts.push(config.metricsListen.port);

@@ -2,14 +2,12 @@
 // of HTTP(S) servers. It receives a Meter and a Logger; it never builds telemetry itself.
 
 import type { Server as HttpServer } from 'node:http';
-import type { Duplex } from 'node:stream';
 import type { Meter } from '@opentelemetry/api';
 import { WebSocketServer } from 'ws';
 import { BinarySession } from './session/binary-session.js';
 import { ConnCap } from './http/conn-cap.js';
 import type { RelayContext, RelayTimings } from './session/context.js';
 import { healthBody, readiness } from './http/health.js';
-import { writeParserError } from './http/responses.js';
 import type { Logger } from './log.js';
 import { RelayMetrics } from './metrics/metrics.js';
 import { CLOSE_HANDSHAKE_TIMEOUT_MS, MESSAGE_READ_TIMEOUT_MS } from './session/peer.js';
@@ -56,7 +54,7 @@ export class Relay implements RelayContext {
   readonly timings: RelayTimings;
   readonly limiter: RateLimiter;
   readonly cap: ConnCap;
-  /** Closed by the daemon after the drain (relay-behaviour.md 10), not by drain() itself. */
+  /** Closed by the daemon after the drain (docs/operations.md, "The drain, step by step"), not by drain() itself. */
   readonly push: PushWaker;
   readonly version: string;
   readonly startedAtMs = Date.now();
@@ -170,7 +168,7 @@ export class Relay implements RelayContext {
     return !this.notReady && !this.drainingFlag;
   }
 
-  /** Live counts (relay-behaviour.md 3.7), for /healthz and the gauges. */
+  /** Live counts (docs/operations.md, "Health and readiness checks"), for /healthz and the gauges. */
   counts(): { binaries: number; phones: number } {
     return this.cluster === null ? this.registry.counts() : this.cluster.counts();
   }
@@ -194,29 +192,8 @@ export class Relay implements RelayContext {
   attach(server: HttpServer): void {
     server.on('request', this.pipeline.onRequest);
     server.on('upgrade', this.pipeline.onUpgrade);
-    server.on('clientError', this.onClientError);
+    server.on('clientError', this.pipeline.onClientError);
   }
-
-  /** Requests Node's HTTP parser refused before any route ran: the same answers Node gives by
-   * default, counted. */
-  private readonly onClientError = (err: Error & { code?: string }, socket: Duplex): void => {
-    if (socket.destroyed || !socket.writable || err.code === 'ECONNRESET') {
-      socket.destroy();
-      return;
-    }
-    let status: 400 | 408 | 431;
-    if (err.code === 'HPE_HEADER_OVERFLOW') {
-      status = 431;
-      this.metrics.httpError('header_too_large_431');
-    } else if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') {
-      status = 408;
-      this.metrics.httpError('header_timeout_408');
-    } else {
-      status = 400;
-      this.metrics.httpError('bad_request_400');
-    }
-    writeParserError(socket, status);
-  };
 
   /** Starts a drain: nothing new is admitted, every connection is closed (phones first, so their
    * close notices reach a binary before its own close frame) with 1001 "shutting down"; a binary

@@ -1,4 +1,4 @@
-// The loopback HTTP listener for `GET /metrics` (--metrics-listen; relay-behaviour.md section 7.2).
+// The loopback HTTP listener for `GET /metrics` (--metrics-listen; docs/metrics.md, "The endpoint").
 //
 // The stock PrometheusExporter server sends a bare `text/plain`, never gzips and answers 200 when
 // collection fails, so the exporter runs with preventServerStart and this server serves its output:

@@ -16,7 +16,7 @@ interface SplitAddress {
   bracketed: boolean;
 }
 
-/** net.SplitHostPort plus the listener rules of relay-behaviour.md 6.4 (port 1-65535, decimal). */
+/** net.SplitHostPort plus the listener rules of docs/operations.md, "Flags" (port 1-65535, decimal). */
 function splitHostPort(s: string): Check<SplitAddress> {
   if (s === '') return { ok: false, reason: 'address is empty' };
   let host: string;

@@ -1,5 +1,5 @@
-// The names of the environment variables the daemon reads itself (docs/operations.md, "Environment
-// variables"). Names only: their checks live where they are read (parse.ts, push-env.ts).
+// The names of the environment variables the daemon reads itself (docs/operations.md, "Environment variables"). Names
+// only: their checks live where they are read (parse.ts, push-env.ts).
 
 export const ENV_PRODUCTION = 'PYRYCODE_RELAY_PRODUCTION';
 export const ENV_SINGLE_INSTANCE = 'PYRYCODE_RELAY_SINGLE_INSTANCE';

@@ -1,8 +1,8 @@
 // Command line and environment → RelayConfig, or a refusal (exit 2, one ERROR line).
 //
-// Pure: reads only its arguments (argv, env, homeDir), touches no file and no process state, and
-// never throws. Flags follow Go's `flag` package (docs/decisions.md, "Command line and
-// configuration"); validation runs in a fixed order and the first failure wins (see parseConfig).
+// Pure: reads only its arguments (argv, env, homeDir), touches no file and no process state, and never throws. Flags
+// follow Go's `flag` package (docs/decisions.md, "Command line and configuration"); validation runs in a fixed order
+// and the first failure wins (see parseConfig).
 
 import { join } from 'node:path';
 import { parseDuration } from '../duration.js';

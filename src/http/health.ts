@@ -1,6 +1,7 @@
-// GET /healthz (relay-behaviour.md 7.1 plus the since-boot counters of DECISIONS.md): any method,
-// always 200, compact JSON in a fixed key order, no trailing newline. GET /readyz: 200 while
-// serving, 503 from the moment a drain starts, with the same headers.
+// GET /healthz (docs/operations.md, "Health and readiness checks";
+// docs/decisions.md, "`/healthz` has since-boot counters"): any method, always 200, compact JSON in a fixed key
+// order, no trailing newline. GET /readyz: 200 while serving, 503 from the moment a drain starts, with the same
+// headers.
 
 import type { RelayMetrics } from '../metrics/metrics.js';
 

@@ -17,7 +17,7 @@ export const MISSING_HOST_BODY = 'missing required Host header\n';
 /** How long a refused connection Node's parser could not read may linger before it is dropped. */
 const PARSER_ERROR_LINGER_MS = 1_000;
 
-/** A status with the newline body of relay-behaviour.md 2.2 (400, 429, 503). */
+/** A status with the newline body of docs/protocol.md, "Every HTTP answer" (400, 429, 503). */
 export function sendError(res: ServerResponse, status: number, body = '\n'): void {
   res.writeHead(status, { ...ERROR_HEADERS, 'Content-Length': Buffer.byteLength(body) });
   res.end(body);

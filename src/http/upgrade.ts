@@ -1,6 +1,6 @@
-// The public listener's request handling (relay-behaviour.md 2.1-2.5): exact-path routes, then
-// for /v1/server and /v1/client the pipeline rate limit -> connection cap -> header gate ->
-// WebSocket handshake -> endpoint handler. Plain requests and upgrade requests go through the
+// The public listener's request handling (docs/protocol.md, "What happens to an upgrade request, in order"):
+// exact-path routes, then for /v1/server and /v1/client the pipeline rate limit -> connection cap ->
+// header gate -> WebSocket handshake -> endpoint handler. Plain requests and upgrade requests go through the
 // same steps, so /v1/* without `Upgrade` still gets 429/503/400 before its 426.
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -13,14 +13,22 @@ import type { Endpoint, RelayMetrics, UpgradeRejection } from '../metrics/metric
 import type { RateLimiter } from './rate-limiter.js';
 import { HEALTH_HEADERS } from './health.js';
 import { missingHost } from './listeners.js';
-import { MISSING_HOST_BODY, NOT_FOUND_BODY, sendError, writeRaw, writeRawError } from './responses.js';
+import {
+  MISSING_HOST_BODY,
+  NOT_FOUND_BODY,
+  sendError,
+  writeParserError,
+  writeRaw,
+  writeRawError,
+} from './responses.js';
 
 export const SERVER_PATH = '/v1/server';
 export const CLIENT_PATH = '/v1/client';
 export const HEALTH_PATH = '/healthz';
 export const READY_PATH = '/readyz';
 
-/** Headers that must be present and non-empty, per endpoint (relay-behaviour.md 2.3). */
+/** Headers that must be present and non-empty, per endpoint
+ * (docs/protocol.md, "Request headers and what the relay does with each"). */
 const REQUIRED_HEADERS: Record<Endpoint, readonly string[]> = {
   server: ['x-pyrycode-server', 'x-pyrycode-version', 'user-agent'],
   client: ['x-pyrycode-server', 'x-pyrycode-token', 'user-agent'],
@@ -60,6 +68,7 @@ const HEALTH_RAW_HEADERS = Object.entries(HEALTH_HEADERS)
 export function createPipeline(deps: PipelineDeps): {
   onRequest(req: IncomingMessage, res: ServerResponse): void;
   onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void;
+  onClientError(err: Error & { code?: string }, socket: Duplex): void;
 } {
   /** Steps 1-3. Returns the admitted request, or writes the rejection and returns null. */
   const admit = (
@@ -197,6 +206,27 @@ export function createPipeline(deps: PipelineDeps): {
       socket.once('close', release);
       deps.wss.handleUpgrade(req, socket, head, (ws) => deps.onConnection(ws, admitted, release));
     },
+
+    /** Requests Node's HTTP parser refused before any route ran: the same answers Node gives by
+     * default, counted. */
+    onClientError(err, socket) {
+      if (socket.destroyed || !socket.writable || err.code === 'ECONNRESET') {
+        socket.destroy();
+        return;
+      }
+      let status: 400 | 408 | 431;
+      if (err.code === 'HPE_HEADER_OVERFLOW') {
+        status = 431;
+        deps.metrics.httpError('header_too_large_431');
+      } else if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') {
+        status = 408;
+        deps.metrics.httpError('header_timeout_408');
+      } else {
+        status = 400;
+        deps.metrics.httpError('bad_request_400');
+      }
+      writeParserError(socket, status);
+    },
   };
 }
 
@@ -214,8 +244,9 @@ const UPGRADE_REQUIRED: HandshakeFailure = {
   headers: { Upgrade: 'websocket' },
 };
 
-/** RFC 6455 checks in the reference library's order (relay-behaviour.md 2.4): Connection/Upgrade
- * tokens (426), method (405), version exactly "13" (400), key (400). `ws` accepts version 8 and
+/** RFC 6455 checks in the reference library's order
+ * (docs/decisions.md, "Handshake checks run before `ws`, in the reference library's order"):
+ * Connection/Upgrade tokens (426), method (405), version exactly "13" (400), key (400). `ws` accepts version 8 and
  * answers 400 for a non-websocket Upgrade, so the relay checks first. */
 function handshakeFailure(req: IncomingMessage): HandshakeFailure | null {
   if (req.httpVersionMajor < 1 || (req.httpVersionMajor === 1 && req.httpVersionMinor < 1)) {

@@ -25,7 +25,7 @@ import {
   READ_TIMEOUT_CODE,
 } from '../protocol/close-codes.js';
 
-/** Exact HELP texts of relay-behaviour.md section 8.2 (part of the operator contract). */
+/** Exact HELP texts of the reference families (docs/metrics.md, "The series"; part of the operator contract). */
 export const HELP = {
   connectedBinaries: 'Number of pyrycode binary connections currently held by the relay registry.',
   connectedPhones:
@@ -59,7 +59,7 @@ const DIRECTION_B2P: Attributes = Object.freeze({ direction: 'binary_to_phone' }
 
 /** Live state the gauges read at collection time. */
 export interface CountsSource {
-  /** Live counts the registry computes on demand (relay-behaviour.md 3.7). */
+  /** Live counts the registry computes on demand (docs/operations.md, "Health and readiness checks"). */
   counts(): { binaries: number; phones: number };
   /** Phones registered under a server-id whose binary is in its grace window. */
   parkedPhones(): number;
@@ -75,7 +75,7 @@ export interface RelayMetricsOptions {
   push?: boolean;
 }
 
-// ---- Operator signals beyond the reference (docs/metrics.md "Operator signals") ----
+// ---- Operator signals beyond the reference (docs/metrics.md, "Operator signals") ----
 
 /** Why a phone frame (phone -> binary) was not forwarded. */
 const PHONE_FRAME_DROPS = ['closing', 'malformed_frame', 'no_binary', 'write_failed'] as const;
@@ -489,7 +489,7 @@ export class RelayMetrics {
     this.graceExpiries.add(1);
   }
 
-  // ---- Push wakes (relay-behaviour.md 4.5, 8.3); no-ops when push is off ----
+  // ---- Push wakes (docs/metrics.md, "Push wakes"); no-ops when push is off ----
 
   /** A wake refused by the per-server-id rate limit or the relay-wide in-flight cap (malformed
    * wakes and push-off refusals count nothing). */

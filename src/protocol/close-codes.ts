@@ -1,6 +1,6 @@
 // Every WebSocket close code and reason the relay sends or names, in one table, so a newcomer
-// reads the whole close vocabulary in one place and no copy can drift (docs/protocol.md, "Close
-// codes and what to do about them"). The relay's own codes (44xx) mirror the HTTP status they
+// reads the whole close vocabulary in one place and no copy can drift
+// (docs/protocol.md, "Close codes and what to do about them"). The relay's own codes (44xx) mirror the HTTP status they
 // would be; the rest are RFC 6455 codes. Reasons are wire bytes: changing one changes what
 // clients see.
 

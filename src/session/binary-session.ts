@@ -1,4 +1,6 @@
-// /v1/server: one binary's connection from claim to release (relay-behaviour.md 3.3, 3.4, 4.2).
+// /v1/server: one binary's connection from claim to release
+// (docs/protocol.md, "What the binary sees when it claims a server-id";
+// docs/protocol.md, "What happens when the binary disconnects (grace window)"; docs/protocol.md, "Binary to phone").
 
 import type WebSocket from 'ws';
 import {

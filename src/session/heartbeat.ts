@@ -1,4 +1,4 @@
-// Heartbeat (relay-behaviour.md 5.1): every interval, ping; if the previous ping got no pong by
+// Heartbeat (docs/protocol.md, "Heartbeat: answer pings"): every interval, ping; if the previous ping got no pong by
 // the next tick, the peer is dead. Worst-case detection is two intervals. The heartbeat never
 // closes anything on normal teardown: stop() just cancels the timer.
 

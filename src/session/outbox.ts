@@ -1,8 +1,8 @@
-// Per-phone outbox (relay-behaviour.md 5.3): the binary's read loop only enqueues, so a stalled
-// phone can never delay its siblings or the binary's pongs. A byte budget bounds what one phone
-// can pin; an item stays charged until its write completes. A short window of writes is handed
-// to the socket at once (instead of one at a time) so small frames batch into fewer syscalls;
-// the per-send deadline still measures each write from the moment it reached the socket.
+// Per-phone outbox (docs/protocol.md, "Backpressure: slow phones and slow binaries"): the binary's read loop only
+// enqueues, so a stalled phone can never delay its siblings or the binary's pongs. A byte budget bounds what one
+// phone can pin; an item stays charged until its write completes. A short window of writes is handed to the socket at
+// once (instead of one at a time) so small frames batch into fewer syscalls; the per-send deadline still measures
+// each write from the moment it reached the socket.
 
 import type { BinaryFrameDrop } from '../metrics/metrics.js';
 import { BACKLOG_FULL_REASON, OUTBOX_FAILURE_CODE, WRITE_FAILED_REASON } from '../protocol/close-codes.js';

@@ -1,4 +1,5 @@
-// One WebSocket peer (a binary or a phone) with the socket rules of relay-behaviour.md 2.4 and 5:
+// One WebSocket peer (a binary or a phone) with the socket rules of docs/protocol.md, "WebSocket rules" and
+// docs/protocol.md, "Timings and the flags that change them":
 // text-frame sends with a per-send deadline, exactly one close frame (guarded against codes `ws`
 // refuses), a per-message read deadline, and the ping/pong primitive behind the heartbeat and the
 // conflict probe.
@@ -12,7 +13,7 @@ import {
   READ_TIMEOUT_REASON,
 } from '../protocol/close-codes.js';
 
-/** Every outbound send must complete within this long (relay-behaviour.md 5.2). */
+/** Every outbound send must complete within this long (docs/operations.md, "Timeouts and limits"). */
 export const SEND_TIMEOUT_MS = 10_000;
 /** Once a message's first frame header arrived, the whole message must arrive within this long. */
 export const MESSAGE_READ_TIMEOUT_MS = 30_000;

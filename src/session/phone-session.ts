@@ -1,5 +1,9 @@
-// /v1/client: one phone's connection from registration to teardown (relay-behaviour.md 3.5, 4.1,
-// 4.3, 4.6, 5.3).
+// /v1/client: one phone's connection from registration to teardown:
+// - registration and its refusals (docs/protocol.md, "On a phone (`/v1/client`)");
+// - wrapping its frames (docs/protocol.md, "Phone to binary");
+// - the binary's close directives (docs/protocol.md, "Close directives (binary to relay)");
+// - the close notice (docs/protocol.md, "Close notices (relay to binary)");
+// - its outbox (docs/protocol.md, "Backpressure: slow phones and slow binaries").
 
 import type WebSocket from 'ws';
 import {

@@ -1,5 +1,7 @@
-// ACME autocert (relay-behaviour.md 2.1, 9.3, 14.1 item 11): one certificate for exactly one
-// domain, obtained and renewed from an ACME CA through acme-client, kept in the cert cache.
+// ACME autocert (docs/operations.md, "Autocert (`--domain`)";
+// docs/decisions.md, "Certificates are ordered at boot, in the background, and renewed 30 days ahead"): one
+// certificate for exactly one domain, obtained and renewed from an ACME CA through acme-client, kept in the cert
+// cache.
 //
 // * Challenges: HTTP-01 (answered by httpChallengeHandler on the --http-listen listener) and
 //   TLS-ALPN-01 (a self-signed challenge certificate served on the HTTPS listener to a handshake
