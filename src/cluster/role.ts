@@ -1,5 +1,5 @@
-// Cluster mode's decisions (docs/architecture.md "Directory and bus", docs/operations.md "Cluster
-// mode"). One home per server-id: the instance holding the binary runs today's registry logic for
+// Cluster mode's decisions (docs/architecture.md, "Directory and bus: the cluster seam";
+// docs/operations.md, "Cluster mode"). One home per server-id: the instance holding the binary runs today's registry logic for
 // it; other instances only hold phone sockets and reach the home through the bus. The directory
 // (OwnerStore) says which instance is the home; its revision is the epoch that fences stale
 // records. Frames travel as sequenced records in per-tick batches; a gap or a stale epoch closes

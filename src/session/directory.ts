@@ -4,7 +4,7 @@
 // interface with synchronous answers, so the default path costs exactly what it did). A cluster
 // engine (src/cluster/, loaded only with --cluster) answers claims and registrations with a
 // promise and hands back proxy links for a binary or phone held by another instance
-// (docs/architecture.md, "Directory and bus").
+// (docs/architecture.md, "Directory and bus: the cluster seam").
 
 import type { RelayMetrics } from '../metrics/metrics.js';
 import type { BinaryLink, PhoneLink } from './links.js';
