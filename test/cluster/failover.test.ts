@@ -12,7 +12,7 @@ import {
   startNats,
   sumOf,
 } from '../helpers/cluster.js';
-import { phoneConnId, type TestClient } from '../helpers/relay.js';
+import { binaryHeaders, phoneConnId, TestClient } from '../helpers/relay.js';
 import { sleep, waitFor } from '../helpers/wait.js';
 
 const available = natsServerAvailable();
@@ -73,7 +73,7 @@ describe.skipIf(!available)('cluster failover (real nats-server)', () => {
     await a.daemon.waitExit(5_000);
     expect(await onB.waitClose(10_000)).toEqual({ code: 1000, reason: '' });
     expect(await onC.waitClose(10_000)).toEqual({ code: 1000, reason: '' });
-    // Lease (1.5 s) to notice, then the 2 s grace window.
+    // The lease (3 s) to notice, then the 2 s grace window.
     expect(Date.now() - killedAt).toBeGreaterThanOrEqual(2_000);
     await waitFor(
       async () => (await sumOf([b, c], 'pyrycode_relay_grace_expiries_total')) - before === 1,
@@ -94,7 +94,7 @@ describe.skipIf(!available)('cluster failover (real nats-server)', () => {
     const localId = await phoneConnId(localPhone, oldBinary);
     const remoteId = await phoneConnId(remotePhone, oldBinary);
     a.daemon.child.kill('SIGSTOP');
-    await sleep(2_000); // past the 1.5 s lease
+    await sleep(3_500); // past the 3 s lease
     // Frames the old binary sends while its home is stopped sit in A's socket buffer.
     oldBinary.send(`{"conn_id":"${localId}","frame":"stale-local"}`);
     oldBinary.send(`{"conn_id":"${remoteId}","frame":"stale-remote"}`);
@@ -118,5 +118,26 @@ describe.skipIf(!available)('cluster failover (real nats-server)', () => {
     const connId = await phoneConnId(phone, newBinary);
     newBinary.send(`{"conn_id":"${connId}","frame":"fresh"}`);
     expect(await phone.message(1)).toBe('"fresh"');
+  }, 40_000);
+
+  it('rolling restart: SIGTERM on the home drains it (1001); the binary reclaims on B within grace; its phones elsewhere get 4404 and the id never left', async () => {
+    const a = await home('a4');
+    const binary = track(await binaryAt(a, 'f-roll'));
+    const onA = track(await phoneAt(a, 'f-roll'));
+    const onC = track(await phoneAt(c, 'f-roll'));
+    a.daemon.child.kill('SIGTERM');
+    expect(await binary.waitClose()).toEqual({ code: 1001, reason: 'shutting down' });
+    expect(await onA.waitClose()).toEqual({ code: 1001, reason: 'shutting down' });
+    expect((await a.daemon.waitExit(10_000)).code).toBe(0);
+    // The binary comes back through the balancer on another instance, within the grace window.
+    const again = track(await binaryAt(b, 'f-roll'));
+    expect(await onC.waitClose()).toEqual({ code: 4404, reason: 'binary reclaimed server-id' });
+    // Nobody else could take the id in between: a second claim is refused.
+    const intruder = track(new TestClient(`${c.wsUrl}/v1/server`, binaryHeaders('f-roll')));
+    expect(await intruder.waitClose()).toEqual({ code: 4409, reason: 'server-id already claimed' });
+    const phone = track(await phoneAt(c, 'f-roll'));
+    const connId = await phoneConnId(phone, again);
+    again.send(`{"conn_id":"${connId}","frame":2}`);
+    expect(await phone.message(1)).toBe('2');
   }, 40_000);
 });

@@ -77,7 +77,7 @@ export const CLUSTER_TEST_ARGS = [
   '--probe-timeout',
   '1s',
   '--cluster-lease',
-  '1500ms',
+  '3s',
   '--heartbeat-interval',
   '5s',
   '--max-connections',
@@ -137,7 +137,7 @@ export async function binaryAt(
 ): Promise<TestClient> {
   const before = await at.metric(SERVER_ACCEPTS);
   const client = new TestClient(`${at.wsUrl}/v1/server`, binaryHeaders(serverId), options);
-  await client.open();
+  await opened(client, at);
   await waitFor(
     async () => (await at.metric(SERVER_ACCEPTS)) > before || client.closed !== undefined,
     5_000,
@@ -152,7 +152,7 @@ export async function binaryAt(
 export async function phoneAt(at: Instance, serverId: string): Promise<TestClient> {
   const before = await at.metric(CLIENT_ACCEPTS);
   const client = new TestClient(`${at.wsUrl}/v1/client`, phoneHeaders(serverId));
-  await client.open();
+  await opened(client, at);
   await waitFor(
     async () => (await at.metric(CLIENT_ACCEPTS)) > before || client.closed !== undefined,
     5_000,
@@ -160,6 +160,16 @@ export async function phoneAt(at: Instance, serverId: string): Promise<TestClien
     20,
   );
   return client;
+}
+
+/** Waits for the open; a refusal names the instance and shows the end of its log. */
+async function opened(client: TestClient, at: Instance): Promise<void> {
+  try {
+    await client.open(5_000);
+  } catch (err) {
+    const tail = at.daemon.stderr().split('\n').slice(-15).join('\n');
+    throw new Error(`${(err as Error).message} from instance ${at.id}; its log ends with:\n${tail}`);
+  }
 }
 
 /** Sum of one series over every instance's scrape. */
