@@ -3,13 +3,16 @@
 // promtool or nats-server missing locally: skipped loudly; under CI: a failure.
 
 import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Instance, type Nats, natsServerAvailable, startInstance, startNats } from '../helpers/cluster.js';
 
 const RULES = fileURLToPath(new URL('../../docs/ops/cluster/alerts.yml', import.meta.url));
 const TESTS = fileURLToPath(new URL('../../docs/ops/cluster/alerts.test.yml', import.meta.url));
+const DASHBOARD = fileURLToPath(new URL('../../docs/ops/cluster/grafana-dashboard.json', import.meta.url));
 const OPERATIONS = fileURLToPath(new URL('../../docs/operations.md', import.meta.url));
 const hasPromtool = spawnSync('promtool', ['--version'], { timeout: 10_000 }).status === 0;
 if (!hasPromtool && process.env['CI'] === 'true') throw new Error('promtool is required under CI');
@@ -50,6 +53,34 @@ describe.skipIf(!available)('the cluster alerts select series a real instance ex
   afterAll(async () => {
     await a?.daemon.stop();
     await nats?.dispose();
+  });
+
+  it('every query of docs/ops/cluster/grafana-dashboard.json names families on the scrape, and promtool parses it', async () => {
+    const scrape = await a.scrape();
+    const dashboard = JSON.parse(readFileSync(DASHBOARD, 'utf8')) as { panels: { targets: { expr: string }[] }[] };
+    const exprs = dashboard.panels.flatMap((p) => p.targets.map((t) => t.expr));
+    expect(exprs.length).toBeGreaterThanOrEqual(8);
+    for (const expr of exprs) {
+      const names = [...expr.matchAll(/(pyrycode_relay_cluster_\w+)\{/g)].map((m) => m[1]!);
+      expect(names.length, expr).toBeGreaterThan(0);
+      for (const name of names) expect(scrape, name).toMatch(new RegExp(`^${name}[{ ]`, 'm'));
+    }
+    if (hasPromtool) {
+      const dir = mkdtempSync(join(tmpdir(), 'pyry-dash-'));
+      try {
+        const rules = exprs
+          .map(
+            (e, i) =>
+              `      - record: dash:q${i}\n        expr: '${e.replaceAll('$job', 'pyrycode-relay').replaceAll('$instance', '.*').replaceAll("'", "''")}'`,
+          )
+          .join('\n');
+        writeFileSync(join(dir, 'q.yml'), `groups:\n  - name: q\n    rules:\n${rules}\n`);
+        const r = promtool(['check', 'rules', join(dir, 'q.yml')]);
+        expect(r.status, r.output).toBe(0);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    }
   });
 
   it('each selector names a family on the scrape, with label values it produces', async () => {
