@@ -167,4 +167,50 @@ describe.skipIf(!available)('cluster routing across instances (real nats-server)
     const after = await sumOf([a, b], 'pyrycode_relay_ws_upgrade_attempts_total{endpoint="server",outcome="accept"}');
     expect(after - before).toBe(50);
   }, 120_000);
+
+  it('grace across instances: the binary leaves A; a reclaim on C evicts the phone on B (4404) and counts the reclaim on C', async () => {
+    const binary = track(await binaryAt(a, 'x-grace-re'));
+    const phone = track(await phoneAt(b, 'x-grace-re'));
+    expect(phone.closed).toBeUndefined();
+    const reclaimsBefore = await c.metric('pyrycode_relay_grace_reclaims_total');
+    binary.close(1000);
+    await binary.waitClose();
+    await sleep(200);
+    expect(phone.closed).toBeUndefined(); // parked through the grace window
+    track(await binaryAt(c, 'x-grace-re'));
+    expect(await phone.waitClose()).toEqual({ code: 4404, reason: 'binary reclaimed server-id' });
+    expect(await c.metric('pyrycode_relay_grace_reclaims_total')).toBe(reclaimsBefore + 1);
+  });
+
+  it('grace across instances: without a reclaim the phones on B and C get 1000 and the expiry is counted once (by the home)', async () => {
+    // Earlier tests left binaries in their grace windows (2 s): wait until their expiries are in.
+    let before = -1;
+    await waitFor(
+      async () => {
+        const now = await sumOf([a, b, c], 'pyrycode_relay_grace_expiries_total');
+        const settled = now === before;
+        before = now;
+        return settled;
+      },
+      15_000,
+      'earlier grace windows to run out',
+      2_500,
+    );
+    const binary = track(await binaryAt(a, 'x-grace-exp'));
+    const onB = track(await phoneAt(b, 'x-grace-exp'));
+    const onC = track(await phoneAt(c, 'x-grace-exp'));
+    binary.close(1000);
+    expect(await onB.waitClose(6_000)).toEqual({ code: 1000, reason: '' });
+    expect(await onC.waitClose(6_000)).toEqual({ code: 1000, reason: '' });
+    await waitFor(
+      async () => (await sumOf([a, b, c], 'pyrycode_relay_grace_expiries_total')) === before + 1,
+      3_000,
+      'the expiry',
+    );
+    await sleep(300);
+    expect(await sumOf([a, b, c], 'pyrycode_relay_grace_expiries_total')).toBe(before + 1);
+    // The id is free: a new phone gets 4404 anywhere.
+    const late = track(await phoneAt(b, 'x-grace-exp'));
+    expect(await late.waitClose()).toEqual({ code: 4404, reason: 'no server with that id' });
+  });
 });
