@@ -148,6 +148,32 @@ describe.skipIf(!available)('cluster faults (real nats-server)', () => {
     expect(healthy.closed).toBeUndefined();
   }, 60_000);
 
+  it('a slow binary on A holds back its phone on B (B stops reading it); once the binary reads again every frame arrives in order', async () => {
+    const [a, b] = await cluster(['a', 'b']);
+    const binary = track(await binaryAt(a!, 'p-back'));
+    const phone = track(await phoneAt(b!, 'p-back'));
+    const connId = await phoneConnId(phone, binary);
+    const socket = (binary.ws as unknown as { _socket: Socket })._socket;
+    socket.pause();
+    const frame = (i: number): string => `{"i":${i},"pad":"${'y'.repeat(32 * 1024)}"}`;
+    let sent = 0;
+    // Flood until B stops reading the phone: its client-side buffer grows and stays.
+    while (phone.ws.bufferedAmount < 2 << 20 && sent < 2_000) {
+      phone.send(frame(sent++));
+      await sleep(2);
+    }
+    expect(phone.ws.bufferedAmount, 'B stopped reading the phone').toBeGreaterThanOrEqual(2 << 20);
+    const stuck = phone.ws.bufferedAmount;
+    await sleep(500);
+    expect(phone.ws.bufferedAmount).toBeGreaterThanOrEqual(stuck - 64 * 1024);
+    socket.resume();
+    await waitFor(() => binary.messages.length >= sent + 1, 20_000, 'every frame at the binary');
+    const indices = binary.messages.slice(1).map((m) => (JSON.parse(m) as { frame: { i: number } }).frame.i);
+    expect(indices).toEqual(Array.from({ length: sent }, (_, i) => i));
+    expect(binary.messages[1]!.startsWith(`{"conn_id":"${connId}","frame":{"i":0,`)).toBe(true);
+    expect(phone.closed).toBeUndefined();
+  }, 60_000);
+
   it('nats-server killed and restarted: 503 for claims and remote phones, 1012 for cross-instance phones, local pairs until the lease, then recovery without restarts', async () => {
     const [a, b] = await cluster(['a', 'b']);
     const binary = track(await binaryAt(a!, 'o-out'));
