@@ -25,7 +25,9 @@ export class Heartbeat {
   }
 
   private readonly tick = (): void => {
-    if (this.peer.isClosed) {
+    // A peer already closing (its close frame arrived, or its socket ended) is not due for a
+    // heartbeat: its close completes within the close-handshake timeout and must keep its own code.
+    if (this.peer.isClosing) {
       this.stop();
       return;
     }
