@@ -53,6 +53,8 @@ export interface PipelineDeps {
   wss: WebSocketServer;
   trustXForwardedFor: boolean;
   isDraining(): boolean;
+  /** Cluster mode: true when this request cannot be decided now (HTTP 503 before the upgrade). */
+  unavailable?(endpoint: Endpoint, serverId: string): boolean;
   health(): string;
   /** /readyz: 200 while serving, 503 once a drain started. */
   readiness(): { status: number; body: string };
@@ -113,6 +115,12 @@ export function createPipeline(deps: PipelineDeps): {
     // Not valid UTF-8, or longer than MAX_SERVER_ID_BYTES: refused like a missing header.
     const serverId = decodeServerId(headers['x-pyrycode-server']![0]!);
     if (serverId === null) return headersRefused();
+    if (deps.unavailable?.(endpoint, serverId) === true) {
+      // Cluster mode with the engine unreachable or this instance fenced (counted by the cluster).
+      deps.cap.release();
+      reject(503);
+      return null;
+    }
     const labelHeader = endpoint === 'server' ? 'x-pyrycode-version' : 'x-pyrycode-device-name';
     return {
       endpoint,

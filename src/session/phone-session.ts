@@ -7,6 +7,8 @@
 
 import type WebSocket from 'ws';
 import {
+  CLOSE_TRY_AGAIN_LATER,
+  CLUSTER_UNAVAILABLE_REASON,
   AT_CAP_CODE,
   AT_CAP_REASON,
   BACKLOG_FULL_REASON,
@@ -28,6 +30,7 @@ import { closeReasonFor, type CloseReason } from '../metrics/metrics.js';
 import { Outbox } from './outbox.js';
 import { Peer, type PeerEvents } from './peer.js';
 import type { BinaryLink, PhoneLink } from './links.js';
+import type { RegisterDecision } from './registry.js';
 
 export interface PhoneHandshake {
   serverId: string;
@@ -95,8 +98,26 @@ export class PhoneSession implements PhoneLink, PeerEvents {
 
   /** Runs the registration; called once, right after the upgrade. */
   start(): void {
-    const { registry, metrics, log } = this.ctx;
-    const decision = registry.registerPhone(this.serverId, this);
+    const decision = this.ctx.directory.registerPhone(this.serverId, this);
+    if (!(decision instanceof Promise)) {
+      this.registeredAs(decision);
+      return;
+    }
+    // A cluster engine answers later: hold the phone's frames until it did.
+    this.peer.pause();
+    void decision.then((answer) => {
+      if (this.ended || this.peer.isClosed) {
+        // Closed while the answer was on its way: undo an accepted registration.
+        if (answer === 'ok') this.ctx.directory.unregisterPhone(this.serverId, this);
+        return;
+      }
+      this.registeredAs(answer);
+      this.peer.resume();
+    });
+  }
+
+  private registeredAs(decision: RegisterDecision | 'unavailable'): void {
+    const { directory, metrics, log } = this.ctx;
     const fields = { server_id: this.serverId, remote: this.handshake.remote };
     if (decision === 'no_server') {
       this.closeReason = 'no_server_4404';
@@ -112,8 +133,14 @@ export class PhoneSession implements PhoneLink, PeerEvents {
       log.info('phone_register_at_cap', fields);
       return;
     }
+    if (decision === 'unavailable') {
+      // Counted as other_code: the default scrape has no cluster reasons (cluster families count why).
+      this.closeReason = 'other_code';
+      this.peer.close(CLOSE_TRY_AGAIN_LATER, CLUSTER_UNAVAILABLE_REASON);
+      return;
+    }
     this.registered = true;
-    this.binaryAtRegistration = registry.binaryFor(this.serverId);
+    this.binaryAtRegistration = directory.binaryFor(this.serverId);
     metrics.clientAccepted();
     log.info('phone_registered', {
       server_id: this.serverId,
@@ -146,7 +173,7 @@ export class PhoneSession implements PhoneLink, PeerEvents {
       this.closeWith(CLOSE_NORMAL, '', 'malformed_frame');
       return;
     }
-    const binary = this.ctx.registry.binaryFor(this.serverId);
+    const binary = this.ctx.directory.binaryFor(this.serverId);
     if (binary === undefined) {
       metrics.droppedPhoneToBinary.no_binary++;
       this.ctx.log.info('phone_forwarder_no_binary', { server_id: this.serverId, conn_id: this.connId });
@@ -237,10 +264,10 @@ export class PhoneSession implements PhoneLink, PeerEvents {
     this.ended = true;
     this.heartbeat.stop();
     if (!this.registered) return;
-    const { registry, log } = this.ctx;
+    const { directory, log } = this.ctx;
     // (a) Tell the binary, unless it asked for this close or the slot changed hands since.
     const binary = this.binaryAtRegistration;
-    if (!this.closedByBinary && binary !== undefined && registry.binaryFor(this.serverId) === binary) {
+    if (!this.closedByBinary && binary !== undefined && directory.binaryFor(this.serverId) === binary) {
       binary.notify(closeNotice(this.connId, noticeCode), (err) => {
         if (err !== undefined) {
           log.info('phone_close_notice_send_failed', {
@@ -253,7 +280,7 @@ export class PhoneSession implements PhoneLink, PeerEvents {
       });
     }
     // (b) unregister, (c) close the socket, (d) stop the outbox, (e) log.
-    registry.unregisterPhone(this.serverId, this);
+    directory.unregisterPhone(this.serverId, this);
     this.peer.close(CLOSE_NORMAL);
     this.outbox.stop(this.closeReason === 'shutdown' ? 'shutdown' : 'phone_gone');
     log.info('phone_unregistered', { server_id: this.serverId, conn_id: this.connId });
