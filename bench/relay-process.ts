@@ -13,11 +13,12 @@ import { buildTelemetry } from '../telemetry/index.js';
 import { createPlainServer, listen } from '../src/http/listeners.js';
 import { silentLogger } from '../src/log.js';
 import { Relay } from '../src/relay.js';
+import { DEFAULT_RELAY_OPTIONS } from '../src/config/defaults.js';
 
 const port = Number(process.argv[2] ?? 0);
 const metricsArg = process.argv[3] ?? 'off';
 const metricsOn = metricsArg !== 'off';
-const heartbeatIntervalMs = Number(process.argv[4] ?? 30_000);
+const heartbeatIntervalMs = Number(process.argv[4] ?? DEFAULT_RELAY_OPTIONS.heartbeatIntervalMs);
 
 const telemetry = metricsOn
   ? buildTelemetry({
@@ -30,16 +31,8 @@ const telemetry = metricsOn
     })
   : null;
 const relay = new Relay(
-  {
-    gracePeriodMs: 30_000,
-    heartbeatIntervalMs,
-    probeTimeoutMs: 10_000,
-    maxPhonesPerServer: 16,
-    maxConnections: 1_000_000,
-    rateLimitBurst: 1_000_000,
-    rateLimitIntervalMs: 6_000,
-    trustXForwardedFor: false,
-  },
+  // The daemon's defaults, with the connection cap and the rate limit opened up for load.
+  { ...DEFAULT_RELAY_OPTIONS, maxConnections: 1_000_000, rateLimitBurst: 1_000_000, heartbeatIntervalMs },
   telemetry?.meter ?? createNoopMeter(),
   silentLogger,
 );

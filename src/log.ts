@@ -4,7 +4,7 @@
 // compile error, and the logger drops any key outside the list at run time as a second guard, so
 // a token, header value or payload cannot reach a log line through a new, unreviewed key.
 
-/** Keys the relay core may log (relay-behaviour.md section 11). */
+/** Keys the relay core may log (docs/operations.md, "Keys"). */
 export const CORE_LOG_KEYS = [
   'server_id',
   'conn_id',
@@ -123,4 +123,9 @@ function textValue(value: string): string {
     return JSON.stringify(value).replace(EXTRA_ESCAPES, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
   }
   return value;
+}
+
+/** An error's text for a log line's `err`: its message, or the thrown value as a string. */
+export function errText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
 }

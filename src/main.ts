@@ -10,14 +10,11 @@ import { createSecureContext } from 'node:tls';
 import { buildTelemetry, parseOtelEnv, type MetricsServer, type Telemetry } from '../telemetry/index.js';
 import { AutocertManager } from './tls/autocert.js';
 import { prepareCertCache } from './tls/cert-cache.js';
-import {
-  formatListenAddress,
-  parseConfig,
-  parsePushEnv,
-  REFUSAL_EVENTS,
-  type ListenAddress,
-  type RelayConfig,
-} from './config/config.js';
+import { formatListenAddress } from './config/addresses.js';
+import { parseConfig } from './config/parse.js';
+import { parsePushEnv } from './config/push-env.js';
+import { REFUSAL_EVENTS } from './config/refusals.js';
+import type { ListenAddress, RelayConfig } from './config/types.js';
 import { formatDuration } from './duration.js';
 import {
   checkListenerPorts,
@@ -28,7 +25,7 @@ import {
   listen,
   requireHost,
 } from './http/listeners.js';
-import { createLogger, type Logger } from './log.js';
+import { createLogger, errText, type Logger } from './log.js';
 import { preflight, readProcessFacts } from './config/preflight.js';
 import { requireProxyV2 } from './http/proxy-protocol.js';
 import { PUSH_CLOSE_TIMEOUT_MS } from './push/waker.js';
@@ -65,7 +62,7 @@ async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
   }
   const otel = parseOtelEnv(env);
   if (!otel.ok) {
-    log.error('refusing to start: invalid env-var config', { env_var: otel.env_var, reason: otel.reason });
+    log.error(REFUSAL_EVENTS.invalidEnv, { env_var: otel.env_var, reason: otel.reason });
     return EXIT_REFUSED;
   }
   let tls: { cert: Buffer; key: Buffer } | null = null;
@@ -148,9 +145,11 @@ async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
     relay.attach(server);
   }
   const servers = acmeServer === null ? [server] : [acmeServer, server];
+  /** What a drain stops (see shutdown). */
+  const running = { relay, servers, autocert, telemetry, config, log };
 
-  // Listener port allowlist (relay-behaviour.md 6.4): what is about to be bound against what the
-  // flags call for.
+  // Listener port allowlist (docs/decisions.md, "The listener port allowlist is structural"): what is about to be
+  // bound against what the flags call for.
   const expectedPorts = [config.listen.port];
   if (config.mode === 'autocert') expectedPorts.push(config.httpListen.port);
   if (config.metricsListen !== null) expectedPorts.push(config.metricsListen.port);
@@ -162,7 +161,7 @@ async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
     bindings.map((b) => b.port),
   );
   if (ports !== null) {
-    log.error('refusing to start: unexpected listener ports', {
+    log.error(REFUSAL_EVENTS.unexpectedListenerPorts, {
       unexpected_ports: ports.unexpected.join(','),
       expected_ports: ports.expected.join(','),
     });
@@ -201,7 +200,7 @@ async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
       await listen(srv, address.host, address.port);
     } catch (err) {
       log.error('listener failed', { addr: addrText, err: errText(err) });
-      return shutdown(relay, servers, null, autocert, telemetry, config, log, 'listener');
+      return shutdown({ ...running, metricsServer: null, trigger: 'listener' });
     }
     srv.on('error', (err) => {
       log.error('listener failed', { addr: addrText, err: errText(err) });
@@ -215,7 +214,7 @@ async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
       metricsServer = await telemetry.startMetricsServer(config.metricsListen.host, config.metricsListen.port);
     } catch (err) {
       log.error('listener failed', { addr: metricsText, err: errText(err) });
-      return shutdown(relay, servers, null, autocert, telemetry, config, log, 'listener');
+      return shutdown({ ...running, metricsServer: null, trigger: 'listener' });
     }
     metricsServer.onError((err) => {
       log.error('listener failed', { addr: metricsText, err: errText(err) });
@@ -227,19 +226,25 @@ async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
   autocert?.start();
 
   const trigger = await stopped;
-  return shutdown(relay, servers, metricsServer, autocert, telemetry, config, log, trigger);
+  return shutdown({ ...running, metricsServer, trigger });
 }
 
-async function shutdown(
-  relay: Relay,
-  servers: Server[],
-  metricsServer: MetricsServer | null,
-  autocert: AutocertManager | null,
-  telemetry: Telemetry,
-  config: RelayConfig,
-  log: Logger,
-  trigger: 'signal' | 'listener',
-): Promise<number> {
+/** What a drain stops, and why it runs. */
+interface ShutdownOptions {
+  relay: Relay;
+  /** The public listeners (and the HTTP-01 one in autocert mode). */
+  servers: Server[];
+  /** null when --metrics-listen is off or the metrics listener failed to start. */
+  metricsServer: MetricsServer | null;
+  autocert: AutocertManager | null;
+  telemetry: Telemetry;
+  config: RelayConfig;
+  log: Logger;
+  trigger: 'signal' | 'listener';
+}
+
+async function shutdown(options: ShutdownOptions): Promise<number> {
+  const { relay, servers, metricsServer, autocert, telemetry, config, log, trigger } = options;
   if (trigger === 'signal') log.info('shutdown signal received; draining');
   else log.error('listener error; draining');
   if (trigger === 'signal' && config.drainDelayMs > 0) {
@@ -280,7 +285,7 @@ function loadTls(config: RelayConfig, log: Logger): { cert: Buffer; key: Buffer 
     try {
       return readFileSync(file);
     } catch (err) {
-      log.error('refusing to start: cannot read TLS file', { flag, value: file, err: errCode(err) });
+      log.error(REFUSAL_EVENTS.unreadableTlsFile, { flag, value: file, err: errCode(err) });
       return null;
     }
   };
@@ -292,17 +297,13 @@ function loadTls(config: RelayConfig, log: Logger): { cert: Buffer; key: Buffer 
     createSecureContext({ cert, key, minVersion: 'TLSv1.2' });
   } catch {
     // The library's message can quote key material; say only what is wrong.
-    log.error('refusing to start: invalid TLS certificate or key', {
+    log.error(REFUSAL_EVENTS.invalidTlsFile, {
       reason: 'the files are not a matching PEM certificate and private key',
       fix: 'pass a PEM certificate chain with --tls-cert and its PEM private key with --tls-key',
     });
     return null;
   }
   return { cert, key };
-}
-
-function errText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }
 
 function errCode(err: unknown): string {

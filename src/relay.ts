@@ -1,18 +1,17 @@
 // The relay: registry, counters, limiter, cap and the connection handlers, attached to any number
 // of HTTP(S) servers. It receives a Meter and a Logger; it never builds telemetry itself.
 
-import { STATUS_CODES, type Server as HttpServer } from 'node:http';
-import type { Duplex } from 'node:stream';
+import type { Server as HttpServer } from 'node:http';
 import type { Meter } from '@opentelemetry/api';
 import { WebSocketServer } from 'ws';
 import { BinarySession } from './session/binary-session.js';
 import { ConnCap } from './http/conn-cap.js';
 import type { RelayContext, RelayTimings } from './session/context.js';
-import { healthBody } from './http/health.js';
-import { HEARTBEAT_INTERVAL_MS } from './session/heartbeat.js';
+import { healthBody, readiness } from './http/health.js';
 import type { Logger } from './log.js';
 import { RelayMetrics } from './metrics/metrics.js';
-import { CLOSE_GOING_AWAY, CLOSE_HANDSHAKE_TIMEOUT_MS, CLOSE_NORMAL, MESSAGE_READ_TIMEOUT_MS } from './session/peer.js';
+import { CLOSE_HANDSHAKE_TIMEOUT_MS, MESSAGE_READ_TIMEOUT_MS } from './session/peer.js';
+import { CLOSE_NORMAL, SHUTDOWN_CODE, SHUTDOWN_REASON } from './protocol/close-codes.js';
 import { PhoneSession } from './session/phone-session.js';
 import { PushWaker, type PushOptions } from './push/waker.js';
 import { RateLimiter } from './http/rate-limiter.js';
@@ -22,8 +21,6 @@ import { VERSION } from './version.js';
 
 /** Largest inbound message; bigger ones are closed with 1009 by ws. */
 export const MAX_MESSAGE_BYTES = 256 * 1024;
-export const SHUTDOWN_CODE = CLOSE_GOING_AWAY;
-export const SHUTDOWN_REASON = 'shutting down';
 
 export interface RelayOptions {
   gracePeriodMs: number;
@@ -41,18 +38,6 @@ export interface RelayOptions {
   push?: PushOptions | null;
 }
 
-/** The reference relay's defaults (relay-behaviour.md 5.2, 6.1, 3.8). */
-export const DEFAULT_RELAY_OPTIONS: RelayOptions = {
-  gracePeriodMs: 30_000,
-  heartbeatIntervalMs: HEARTBEAT_INTERVAL_MS,
-  probeTimeoutMs: 10_000,
-  maxPhonesPerServer: 16,
-  maxConnections: 20,
-  rateLimitBurst: 20,
-  rateLimitIntervalMs: 6_000,
-  trustXForwardedFor: false,
-};
-
 type Session = BinarySession | PhoneSession;
 
 export class Relay implements RelayContext {
@@ -61,7 +46,7 @@ export class Relay implements RelayContext {
   readonly timings: RelayTimings;
   readonly limiter: RateLimiter;
   readonly cap: ConnCap;
-  /** Closed by the daemon after the drain (relay-behaviour.md 10), not by drain() itself. */
+  /** Closed by the daemon after the drain (docs/operations.md, "The drain, step by step"), not by drain() itself. */
   readonly push: PushWaker;
   readonly version: string;
   readonly startedAtMs = Date.now();
@@ -120,8 +105,7 @@ export class Relay implements RelayContext {
       trustXForwardedFor: options.trustXForwardedFor,
       isDraining: () => this.drainingFlag,
       health: () => healthBody(this),
-      readiness: () =>
-        this.ready ? { status: 200, body: '{"status":"ready"}' } : { status: 503, body: '{"status":"draining"}' },
+      readiness: () => readiness(this.ready),
       onConnection: (ws, admitted, release) => {
         const ended = (): void => {
           this.sessions.delete(session);
@@ -157,7 +141,7 @@ export class Relay implements RelayContext {
     return !this.notReady && !this.drainingFlag;
   }
 
-  /** Live counts (relay-behaviour.md 3.7), for /healthz and the gauges. */
+  /** Live counts (docs/operations.md, "Health and readiness checks"), for /healthz and the gauges. */
   counts(): { binaries: number; phones: number } {
     return this.registry.counts();
   }
@@ -181,30 +165,8 @@ export class Relay implements RelayContext {
   attach(server: HttpServer): void {
     server.on('request', this.pipeline.onRequest);
     server.on('upgrade', this.pipeline.onUpgrade);
-    server.on('clientError', this.onClientError);
+    server.on('clientError', this.pipeline.onClientError);
   }
-
-  /** Requests Node's HTTP parser refused before any route ran: the same answers Node gives by
-   * default, counted. */
-  private readonly onClientError = (err: Error & { code?: string }, socket: Duplex): void => {
-    if (socket.destroyed || !socket.writable || err.code === 'ECONNRESET') {
-      socket.destroy();
-      return;
-    }
-    let status: number;
-    if (err.code === 'HPE_HEADER_OVERFLOW') {
-      status = 431;
-      this.metrics.httpError('header_too_large_431');
-    } else if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') {
-      status = 408;
-      this.metrics.httpError('header_timeout_408');
-    } else {
-      status = 400;
-      this.metrics.httpError('bad_request_400');
-    }
-    socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nConnection: close\r\n\r\n`);
-    setTimeout(() => socket.destroy(), 1_000).unref();
-  };
 
   /** Starts a drain: nothing new is admitted, every connection is closed (phones first, so their
    * close notices reach a binary before its own close frame) with 1001 "shutting down"; a binary

@@ -1,4 +1,4 @@
-// The loopback HTTP listener for `GET /metrics` (--metrics-listen; relay-behaviour.md section 7.2).
+// The loopback HTTP listener for `GET /metrics` (--metrics-listen; docs/metrics.md, "The endpoint").
 //
 // The stock PrometheusExporter server sends a bare `text/plain`, never gzips and answers 200 when
 // collection fails, so the exporter runs with preventServerStart and this server serves its output:
@@ -15,6 +15,7 @@ import http from 'node:http';
 import net from 'node:net';
 import zlib from 'node:zlib';
 import { promisify } from 'node:util';
+import { HEADER_READ_TIMEOUT_MS, IDLE_TIMEOUT_MS, MAX_HEADER_BYTES, REQUEST_TIMEOUT_MS } from '../src/http/limits.js';
 import type { Logger } from '../src/log.js';
 
 const gzip = promisify(zlib.gzip);
@@ -38,13 +39,15 @@ export const CLOSE_GRACE_MS = 2_000;
 export const METRICS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
 const TEXT_CONTENT_TYPE = 'text/plain; charset=utf-8';
 
-// Same limits as the public listener (relay-behaviour.md section 7.2, DECISIONS.md).
+// The public listener's limits, read from the one file that holds them (src/http/limits.ts).
 export const METRICS_SERVER_LIMITS = {
-  headersTimeout: 5_000,
-  requestTimeout: 60_000,
-  keepAliveTimeout: 120_000,
+  headersTimeout: HEADER_READ_TIMEOUT_MS,
+  requestTimeout: REQUEST_TIMEOUT_MS,
+  keepAliveTimeout: IDLE_TIMEOUT_MS,
+  // How often Node checks the two request timeouts. The public listener checks every 500 ms; this
+  // listener has always checked every second, and the house move changes no behaviour.
   connectionsCheckingInterval: 1_000,
-  maxHeaderSize: 64 * 1024,
+  maxHeaderSize: MAX_HEADER_BYTES,
 } as const;
 
 const loopback = new net.BlockList();

@@ -106,6 +106,14 @@ describe('architecture', () => {
     expect(circles).toEqual([]);
   });
 
+  it('telemetry/ reads from src/ only the logger type and the leaf HTTP limits file, which imports nothing', () => {
+    for (const { from, to } of edges(TELEMETRY)) {
+      if (!to.startsWith('src/')) continue;
+      expect(['src/log.ts', 'src/http/limits.ts'].includes(to), `${from} imports ${to}`).toBe(true);
+    }
+    expect(edges(SRC.filter((s) => s.file === 'src/http/limits.ts'))).toEqual([]);
+  });
+
   it('nothing touches the global meter provider', () => {
     for (const { file, text } of [...SRC, ...TELEMETRY]) {
       expect(text, file).not.toMatch(/setGlobalMeterProvider|metrics\.getMeter\(|metrics\.getMeterProvider\(/);

@@ -1,4 +1,4 @@
-// Log hygiene (relay-behaviour.md section 11): every logged key is in the closed allowlist LOG_KEYS,
+// Log hygiene (docs/operations.md, "Keys"): every logged key is in the closed allowlist LOG_KEYS,
 // and tokens, payloads, the User-Agent and push tokens never reach a log line.
 
 import { readdirSync, readFileSync, statSync } from 'node:fs';
@@ -129,7 +129,7 @@ function scanFile(path: string, result: ScanResult, text: string = readFileSync(
   visit(sf);
 }
 
-/** The keys of the allowlist in relay-behaviour.md section 11 (core, then boot/main). */
+/** The keys of the allowlist in docs/operations.md, "Keys" (core, then boot/main). */
 const SPEC_KEYS = [
   'server_id',
   'conn_id',

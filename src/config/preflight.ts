@@ -1,12 +1,12 @@
-// Process-level boot checks that need OS facts (relay-behaviour.md 9.3 steps 8-9). Per
-// DECISIONS.md they apply only in production mode (PYRYCODE_RELAY_PRODUCTION=1): development and
-// CI machines run as root.
+// Process-level boot checks that need OS facts (docs/operations.md, "Production mode"). They apply only
+// in production mode (PYRYCODE_RELAY_PRODUCTION=1): development and CI machines run as root
+// (docs/decisions.md, "The root and capability checks apply in production mode only").
 //
 // readProcessFacts() gathers the facts; preflight() is pure so tests feed it synthetic facts.
 
 import { readFileSync } from 'node:fs';
 
-import type { RelayConfig } from './config.js';
+import type { RelayConfig } from './types.js';
 import type { LogFields } from '../log.js';
 
 export interface ProcessFacts {

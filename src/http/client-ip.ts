@@ -1,4 +1,4 @@
-// Which address a request counts against (relay-behaviour.md 6.2).
+// Which address a request counts against (docs/operations.md, "Behind a TLS-terminating proxy").
 
 import type { IncomingMessage } from 'node:http';
 

@@ -1,6 +1,6 @@
-// Global connection cap (relay-behaviour.md 3.8): one pool for binaries and phones. Try-acquire,
-// never queues. A slot covers a WebSocket handler's whole lifetime, including stillborn
-// connections that are closed right after the upgrade and the conflict probe.
+// Global connection cap (docs/protocol.md, "Limits that refuse a connection"): one pool for binaries and phones.
+// Try-acquire, never queues. A slot covers a WebSocket handler's whole lifetime, including stillborn connections that
+// are closed right after the upgrade and the conflict probe.
 
 export class ConnCap {
   private inUse = 0;

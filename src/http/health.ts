@@ -1,5 +1,7 @@
-// GET /healthz (relay-behaviour.md 7.1 plus the since-boot counters of DECISIONS.md): any method,
-// always 200, compact JSON in a fixed key order, no trailing newline.
+// GET /healthz (docs/operations.md, "Health and readiness checks";
+// docs/decisions.md, "`/healthz` has since-boot counters"): any method, always 200, compact JSON in a fixed key
+// order, no trailing newline. GET /readyz: 200 while serving, 503 from the moment a drain starts, with the same
+// headers.
 
 import type { RelayMetrics } from '../metrics/metrics.js';
 
@@ -25,4 +27,12 @@ export function healthBody(source: HealthSource, nowMs: number = Date.now()): st
     `,"binaries_since_boot":${m.binariesSinceBoot},"phones_since_boot":${m.phonesSinceBoot}` +
     `,"frames_forwarded_since_boot":${m.framesPhoneToBinary + m.framesBinaryToPhone}}`
   );
+}
+
+export const READY_BODY = '{"status":"ready"}';
+export const DRAINING_BODY = '{"status":"draining"}';
+
+/** /readyz: 200 `{"status":"ready"}` while serving, 503 `{"status":"draining"}` once a drain started. */
+export function readiness(ready: boolean): { status: 200 | 503; body: string } {
+  return ready ? { status: 200, body: READY_BODY } : { status: 503, body: DRAINING_BODY };
 }

@@ -1,4 +1,4 @@
-// HTTP(S) servers with the reference relay's timeouts (relay-behaviour.md 2.4, 5.2), the autocert
+// HTTP(S) servers with the reference relay's timeouts (docs/decisions.md, "HTTP timeouts"), the autocert
 // mode's Host check (2.1) and the listener port allowlist (6.4).
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -6,16 +6,9 @@ import { createServer as createHttpServer, type Server } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { Duplex } from 'node:stream';
 import type { TlsOptions } from 'node:tls';
+import { HEADER_READ_TIMEOUT_MS, IDLE_TIMEOUT_MS, MAX_HEADER_BYTES, REQUEST_TIMEOUT_MS } from './limits.js';
 import { writeRaw } from './responses.js';
 
-/** Headers must be complete within this long (slow-loris bound; 408 after it). */
-export const HEADER_READ_TIMEOUT_MS = 5_000;
-/** The whole request (headers and body) of a plain HTTP request. */
-export const REQUEST_TIMEOUT_MS = 60_000;
-/** Idle keep-alive connections are closed after this long. */
-export const IDLE_TIMEOUT_MS = 120_000;
-/** Requests with larger headers get 431 (DECISIONS.md). */
-export const MAX_HEADER_BYTES = 64 * 1024;
 /** How often Node checks the two request timeouts above; bounds their precision. */
 const TIMEOUT_CHECK_INTERVAL_MS = 500;
 
@@ -64,7 +57,7 @@ export function missingHost(req: IncomingMessage): boolean {
 }
 
 /**
- * Autocert mode's Host check (relay-behaviour.md 2.1, 2.2): every request and upgrade on `server`
+ * Autocert mode's Host check (docs/operations.md, "Autocert (`--domain`)"): every request and upgrade on `server`
  * whose Host (port stripped, case-insensitive) is not `domain` gets 421 Misdirected Request with an
  * empty body, before any route runs — /healthz and /readyz included. An HTTP/1.1 request without
  * Host is left to the routes, which answer 400 like Go's server. Call after the routes were
@@ -106,9 +99,9 @@ export interface PortCheck {
 }
 
 /**
- * The listener port allowlist (relay-behaviour.md 6.4): the ports the process is about to bind
- * must all be among the ports its flags call for. Returns null when they are, or the sorted
- * surplus and the expected set. (Structural: the daemon binds nothing but its listeners; the check
+ * The listener port allowlist (docs/decisions.md, "The listener port allowlist is structural"): the
+ * ports the process is about to bind must all be among the ports its flags call for. Returns null
+ * when they are, or the sorted surplus and the expected set. (Structural: the daemon binds nothing but its listeners; the check
  * guards against a debug or admin server slipping in.)
  */
 export function checkListenerPorts(expected: readonly number[], actual: readonly number[]): PortCheck | null {

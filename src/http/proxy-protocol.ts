@@ -1,4 +1,5 @@
-// PROXY protocol v2 in front of the HTTPS listener (relay-behaviour.md 6.3, `--https-proxy-protocol`).
+// PROXY protocol v2 in front of the HTTPS listener (docs/operations.md, "PROXY protocol v2 (`--https-proxy-protocol`)";
+// docs/decisions.md, "PROXY v2 details").
 //
 // Every accepted TCP connection must start with a v2 header whose command is PROXY and whose
 // source is a TCP address (IPv4 or IPv6), complete within PROXY_HEADER_TIMEOUT_MS. Anything else —

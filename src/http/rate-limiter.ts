@@ -1,7 +1,7 @@
-// Per-key token bucket for upgrade attempts (relay-behaviour.md 6.1). One bucket per client IP,
-// shared by /v1/server and /v1/client. Integer refill with the fractional remainder carried over,
-// and an idle sweep that only forgets buckets that would have refilled to full anyway, so a
-// hammered bucket is never evicted into a fresh burst.
+// Per-key token bucket for upgrade attempts (docs/protocol.md, "What counts against the rate limit"). One bucket per
+// client IP, shared by /v1/server and /v1/client. Integer refill with the fractional remainder carried over, and an
+// idle sweep that only forgets buckets that would have refilled to full anyway, so a hammered bucket is never evicted
+// into a fresh burst.
 
 /** How often idle buckets are swept. */
 export const RATE_LIMIT_SWEEP_INTERVAL_MS = 5 * 60_000;

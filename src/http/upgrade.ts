@@ -1,6 +1,6 @@
-// The public listener's request handling (relay-behaviour.md 2.1-2.5): exact-path routes, then
-// for /v1/server and /v1/client the pipeline rate limit -> connection cap -> header gate ->
-// WebSocket handshake -> endpoint handler. Plain requests and upgrade requests go through the
+// The public listener's request handling (docs/protocol.md, "What happens to an upgrade request, in order"):
+// exact-path routes, then for /v1/server and /v1/client the pipeline rate limit -> connection cap ->
+// header gate -> WebSocket handshake -> endpoint handler. Plain requests and upgrade requests go through the
 // same steps, so /v1/* without `Upgrade` still gets 429/503/400 before its 426.
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -12,14 +12,23 @@ import type { Logger } from '../log.js';
 import type { Endpoint, RelayMetrics, UpgradeRejection } from '../metrics/metrics.js';
 import type { RateLimiter } from './rate-limiter.js';
 import { HEALTH_HEADERS } from './health.js';
-import { NOT_FOUND_BODY, sendError, writeRaw, writeRawError } from './responses.js';
+import { missingHost } from './listeners.js';
+import {
+  MISSING_HOST_BODY,
+  NOT_FOUND_BODY,
+  sendError,
+  writeParserError,
+  writeRaw,
+  writeRawError,
+} from './responses.js';
 
 export const SERVER_PATH = '/v1/server';
 export const CLIENT_PATH = '/v1/client';
 export const HEALTH_PATH = '/healthz';
 export const READY_PATH = '/readyz';
 
-/** Headers that must be present and non-empty, per endpoint (relay-behaviour.md 2.3). */
+/** Headers that must be present and non-empty, per endpoint
+ * (docs/protocol.md, "Request headers and what the relay does with each"). */
 const REQUIRED_HEADERS: Record<Endpoint, readonly string[]> = {
   server: ['x-pyrycode-server', 'x-pyrycode-version', 'user-agent'],
   client: ['x-pyrycode-server', 'x-pyrycode-token', 'user-agent'],
@@ -61,6 +70,7 @@ function ignoreSocketError(): void {}
 export function createPipeline(deps: PipelineDeps): {
   onRequest(req: IncomingMessage, res: ServerResponse): void;
   onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void;
+  onClientError(err: Error & { code?: string }, socket: Duplex): void;
 } {
   /** Steps 1-3. Returns the admitted request, or writes the rejection and returns null. */
   const admit = (
@@ -189,6 +199,27 @@ export function createPipeline(deps: PipelineDeps): {
       socket.once('close', release);
       deps.wss.handleUpgrade(req, socket, head, (ws) => deps.onConnection(ws, admitted, release));
     },
+
+    /** Requests Node's HTTP parser refused before any route ran: the same answers Node gives by
+     * default, counted. */
+    onClientError(err, socket) {
+      if (socket.destroyed || !socket.writable || err.code === 'ECONNRESET') {
+        socket.destroy();
+        return;
+      }
+      let status: 400 | 408 | 431;
+      if (err.code === 'HPE_HEADER_OVERFLOW') {
+        status = 431;
+        deps.metrics.httpError('header_too_large_431');
+      } else if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') {
+        status = 408;
+        deps.metrics.httpError('header_timeout_408');
+      } else {
+        status = 400;
+        deps.metrics.httpError('bad_request_400');
+      }
+      writeParserError(socket, status);
+    },
   };
 }
 
@@ -206,8 +237,9 @@ const UPGRADE_REQUIRED: HandshakeFailure = {
   headers: { Upgrade: 'websocket' },
 };
 
-/** RFC 6455 checks in the reference library's order (relay-behaviour.md 2.4): Connection/Upgrade
- * tokens (426), method (405), version exactly "13" (400), key (400). `ws` accepts version 8 and
+/** RFC 6455 checks in the reference library's order
+ * (docs/decisions.md, "Handshake checks run before `ws`, in the reference library's order"):
+ * Connection/Upgrade tokens (426), method (405), version exactly "13" (400), key (400). `ws` accepts version 8 and
  * answers 400 for a non-websocket Upgrade, so the relay checks first. */
 function handshakeFailure(req: IncomingMessage): HandshakeFailure | null {
   if (req.httpVersionMajor < 1 || (req.httpVersionMajor === 1 && req.httpVersionMinor < 1)) {
@@ -231,13 +263,6 @@ function handshakeFailure(req: IncomingMessage): HandshakeFailure | null {
     return { reason: 'bad_key_400', status: 400, body: 'missing or invalid Sec-WebSocket-Key\n', headers: {} };
   }
   return null;
-}
-
-const MISSING_HOST_BODY = 'missing required Host header\n';
-
-/** HTTP/1.1 requires a Host header; Go's server (the reference) answers 400 before any route. */
-function missingHost(req: IncomingMessage): boolean {
-  return req.httpVersionMajor === 1 && req.httpVersionMinor >= 1 && req.headers.host === undefined;
 }
 
 function hasToken(header: string | undefined, token: string): boolean {

@@ -14,8 +14,18 @@
 // the scrape has the same stable shape as the reference relay from the first second.
 
 import type { Attributes, Counter, Histogram, Meter, ObservableResult } from '@opentelemetry/api';
+import {
+  CLOSE_ABNORMAL,
+  CLOSE_GOING_AWAY,
+  CLOSE_INVALID_PAYLOAD,
+  CLOSE_MESSAGE_TOO_BIG,
+  CLOSE_NO_STATUS,
+  CLOSE_NORMAL,
+  CLOSE_PROTOCOL_ERROR,
+  READ_TIMEOUT_CODE,
+} from '../protocol/close-codes.js';
 
-/** Exact HELP texts of relay-behaviour.md section 8.2 (part of the operator contract). */
+/** Exact HELP texts of the reference families (docs/metrics.md, "The series"; part of the operator contract). */
 export const HELP = {
   connectedBinaries: 'Number of pyrycode binary connections currently held by the relay registry.',
   connectedPhones:
@@ -32,29 +42,24 @@ export const HELP = {
     'WebSocket upgrade attempts by endpoint and outcome. One increment per terminal decision; a single request never increments more than once.',
 } as const;
 
-export type Endpoint = 'server' | 'client';
-type Outcome = 'accept' | 'reject_404' | 'reject_409' | 'reject_429' | 'reject_headers' | 'reject_rate_limit';
-type FailureKind = 'no_server' | 'phones_at_cap' | 'ratelimit' | 'server_in_use';
+// Each label set is written once, as a sorted `as const` array (the order its cells are created
+// in, and so the scrape's order); its type is derived from the array.
 
-const ENDPOINTS: readonly Endpoint[] = ['client', 'server'];
-const OUTCOMES: readonly Outcome[] = [
-  'accept',
-  'reject_404',
-  'reject_409',
-  'reject_429',
-  'reject_headers',
-  'reject_rate_limit',
-];
-const FAILURE_KINDS: readonly FailureKind[] = ['no_server', 'phones_at_cap', 'ratelimit', 'server_in_use'];
-export type PushOutcome = 'dropped' | 'send_failed' | 'sent' | 'token_fetch_failed' | 'unregistered';
-const PUSH_OUTCOMES: readonly PushOutcome[] = ['dropped', 'send_failed', 'sent', 'token_fetch_failed', 'unregistered'];
+const ENDPOINTS = ['client', 'server'] as const;
+export type Endpoint = (typeof ENDPOINTS)[number];
+const OUTCOMES = ['accept', 'reject_404', 'reject_409', 'reject_429', 'reject_headers', 'reject_rate_limit'] as const;
+type Outcome = (typeof OUTCOMES)[number];
+const FAILURE_KINDS = ['no_server', 'phones_at_cap', 'ratelimit', 'server_in_use'] as const;
+type FailureKind = (typeof FAILURE_KINDS)[number];
+const PUSH_OUTCOMES = ['dropped', 'send_failed', 'sent', 'token_fetch_failed', 'unregistered'] as const;
+export type PushOutcome = (typeof PUSH_OUTCOMES)[number];
 
 const DIRECTION_P2B: Attributes = Object.freeze({ direction: 'phone_to_binary' });
 const DIRECTION_B2P: Attributes = Object.freeze({ direction: 'binary_to_phone' });
 
 /** Live state the gauges read at collection time. */
 export interface CountsSource {
-  /** Live counts the registry computes on demand (relay-behaviour.md 3.7). */
+  /** Live counts the registry computes on demand (docs/operations.md, "Health and readiness checks"). */
   counts(): { binaries: number; phones: number };
   /** Phones registered under a server-id whose binary is in its grace window. */
   parkedPhones(): number;
@@ -70,21 +75,13 @@ export interface RelayMetricsOptions {
   push?: boolean;
 }
 
-// ---- Operator signals beyond the reference (docs/metrics.md "Operator signals") ----
+// ---- Operator signals beyond the reference (docs/metrics.md, "Operator signals") ----
 
 /** Why a phone frame (phone -> binary) was not forwarded. */
-export type PhoneFrameDrop = 'closing' | 'malformed_frame' | 'no_binary' | 'write_failed';
+const PHONE_FRAME_DROPS = ['closing', 'malformed_frame', 'no_binary', 'write_failed'] as const;
+export type PhoneFrameDrop = (typeof PHONE_FRAME_DROPS)[number];
 /** Why a binary frame (binary -> phone) was not forwarded. */
-export type BinaryFrameDrop =
-  | 'backlog_full'
-  | 'closing'
-  | 'malformed_envelope'
-  | 'phone_gone'
-  | 'shutdown'
-  | 'unknown_conn_id'
-  | 'write_failed';
-const PHONE_FRAME_DROPS: readonly PhoneFrameDrop[] = ['closing', 'malformed_frame', 'no_binary', 'write_failed'];
-const BINARY_FRAME_DROPS: readonly BinaryFrameDrop[] = [
+const BINARY_FRAME_DROPS = [
   'backlog_full',
   'closing',
   'malformed_envelope',
@@ -92,89 +89,69 @@ const BINARY_FRAME_DROPS: readonly BinaryFrameDrop[] = [
   'shutdown',
   'unknown_conn_id',
   'write_failed',
-];
+] as const;
+export type BinaryFrameDrop = (typeof BINARY_FRAME_DROPS)[number];
 
-/** Why a WebSocket connection ended (one per connection). Peer-initiated reasons carry the code
- * the peer sent; the others name the relay's decision. */
-export type CloseReason =
+/** Why a WebSocket connection ended, on either endpoint (one per connection). Peer-initiated
+ * reasons carry the code the peer sent; the others name the relay's decision. */
+const COMMON_CLOSE_REASONS = [
   // The peer closed first, or vanished.
-  | 'normal_1000'
-  | 'going_away_1001'
-  | 'no_status_1005'
-  | 'other_code'
-  | 'abrupt'
-  // ws closed the connection for a protocol violation by the peer.
-  | 'protocol_error_1002'
-  | 'invalid_payload_1007'
-  | 'too_big_1009'
-  // The relay closed it.
-  | 'read_timeout_1008'
-  | 'heartbeat_timeout'
-  | 'write_failed'
-  | 'shutdown'
-  // Binaries only.
-  | 'conflict_4409'
-  | 'taken_over'
-  | 'probe_aborted'
-  // Phones only.
-  | 'no_server_4404'
-  | 'at_cap_4429'
-  | 'evicted_4404'
-  | 'grace_expired'
-  | 'backlog_full'
-  | 'malformed_frame'
-  | 'no_binary'
-  | 'forward_failed'
-  | 'directive';
-const COMMON_CLOSE_REASONS: readonly CloseReason[] = [
   'abrupt',
   'going_away_1001',
-  'heartbeat_timeout',
-  'invalid_payload_1007',
   'no_status_1005',
   'normal_1000',
   'other_code',
+  // ws closed the connection for a protocol violation by the peer.
+  'invalid_payload_1007',
   'protocol_error_1002',
+  'too_big_1009',
+  // The relay closed it.
+  'heartbeat_timeout',
   'read_timeout_1008',
   'shutdown',
-  'too_big_1009',
   'write_failed',
-];
+] as const;
+/** Reasons only a phone's connection ends for. */
+const PHONE_CLOSE_REASONS = [
+  'at_cap_4429',
+  'backlog_full',
+  'directive',
+  'evicted_4404',
+  'forward_failed',
+  'grace_expired',
+  'malformed_frame',
+  'no_binary',
+  'no_server_4404',
+] as const;
+/** Reasons only a binary's connection ends for. */
+const BINARY_CLOSE_REASONS = ['conflict_4409', 'probe_aborted', 'taken_over'] as const;
+export type CloseReason =
+  | (typeof COMMON_CLOSE_REASONS)[number]
+  | (typeof PHONE_CLOSE_REASONS)[number]
+  | (typeof BINARY_CLOSE_REASONS)[number];
+/** Each endpoint's reasons in sorted order (the order their cells are created in). */
 const CLOSE_REASONS: Record<Endpoint, readonly CloseReason[]> = {
-  client: (
-    [
-      ...COMMON_CLOSE_REASONS,
-      'at_cap_4429',
-      'backlog_full',
-      'directive',
-      'evicted_4404',
-      'forward_failed',
-      'grace_expired',
-      'malformed_frame',
-      'no_binary',
-      'no_server_4404',
-    ] as CloseReason[]
-  ).sort(),
-  server: ([...COMMON_CLOSE_REASONS, 'conflict_4409', 'probe_aborted', 'taken_over'] as CloseReason[]).sort(),
+  client: [...COMMON_CLOSE_REASONS, ...PHONE_CLOSE_REASONS].sort(),
+  server: [...COMMON_CLOSE_REASONS, ...BINARY_CLOSE_REASONS].sort(),
 };
 
 /** The reason for a connection the relay did not close with a reason of its own. */
 export function closeReasonFor(code: number, closedByRelay: boolean): CloseReason {
-  if (closedByRelay && code === 1008) return 'read_timeout_1008';
+  if (closedByRelay && code === READ_TIMEOUT_CODE) return 'read_timeout_1008';
   switch (code) {
-    case 1000:
+    case CLOSE_NORMAL:
       return 'normal_1000';
-    case 1001:
+    case CLOSE_GOING_AWAY:
       return 'going_away_1001';
-    case 1002:
+    case CLOSE_PROTOCOL_ERROR:
       return 'protocol_error_1002';
-    case 1005:
+    case CLOSE_NO_STATUS:
       return 'no_status_1005';
-    case 1006:
+    case CLOSE_ABNORMAL:
       return 'abrupt';
-    case 1007:
+    case CLOSE_INVALID_PAYLOAD:
       return 'invalid_payload_1007';
-    case 1009:
+    case CLOSE_MESSAGE_TOO_BIG:
       return 'too_big_1009';
     default:
       return 'other_code';
@@ -182,30 +159,61 @@ export function closeReasonFor(code: number, closedByRelay: boolean): CloseReaso
 }
 
 /** Upgrade requests refused before a WebSocket existed, which the reference counts nowhere. */
-export type UpgradeRejection =
-  | 'bad_key_400'
-  | 'bad_method_405'
-  | 'bad_version_400'
-  | 'conn_cap_503'
-  | 'draining_503'
-  | 'not_websocket_426';
-const UPGRADE_REJECTIONS: readonly UpgradeRejection[] = [
+const UPGRADE_REJECTIONS = [
   'bad_key_400',
   'bad_method_405',
   'bad_version_400',
   'conn_cap_503',
   'draining_503',
   'not_websocket_426',
-];
+] as const;
+export type UpgradeRejection = (typeof UPGRADE_REJECTIONS)[number];
 
 /** HTTP-level failures on the public listener, before any route runs (or no route matched). */
-export type HttpError = 'bad_request_400' | 'header_timeout_408' | 'header_too_large_431' | 'not_found_404';
-const HTTP_ERRORS: readonly HttpError[] = [
-  'bad_request_400',
-  'header_timeout_408',
-  'header_too_large_431',
-  'not_found_404',
-];
+const HTTP_ERRORS = ['bad_request_400', 'header_timeout_408', 'header_too_large_431', 'not_found_404'] as const;
+export type HttpError = (typeof HTTP_ERRORS)[number];
+
+/** One cell of a labelled counter: the key its event method names, and its label set. */
+type Cell<K extends string> = readonly [key: K, attributes: Attributes];
+
+/** Cells for one label: `values` in order, keyed by value. */
+function cellsOf<V extends string>(label: string, values: readonly V[]): Cell<V>[] {
+  return values.map((value) => [value, { [label]: value }]);
+}
+
+/** Cells for `endpoint` and one more label: each endpoint in order, then its values in order,
+ * keyed `endpoint/value`. */
+function endpointCellsOf<V extends string>(
+  label: string,
+  valuesFor: (endpoint: Endpoint) => readonly V[],
+): Cell<`${Endpoint}/${V}`>[] {
+  return ENDPOINTS.flatMap((endpoint) =>
+    valuesFor(endpoint).map(
+      (value): Cell<`${Endpoint}/${V}`> => [`${endpoint}/${value}`, { endpoint, [label]: value }],
+    ),
+  );
+}
+
+/** A synchronous counter whose every cell exists from boot: the counter is created, then each
+ * cell's attributes are frozen once and added 0 in the given order, so the scrape has its full,
+ * stable shape from the first second. `add(key)` moves one cell. */
+class LabelledCounter<K extends string> {
+  private readonly counter: Counter;
+  private readonly cells = new Map<K, Attributes>();
+
+  constructor(meter: Meter, name: string, description: string, cells: readonly Cell<K>[]) {
+    this.counter = meter.createCounter(name, { description });
+    for (const [key, attributes] of cells) {
+      const frozen = Object.freeze(attributes);
+      this.cells.set(key, frozen);
+      this.counter.add(0, frozen);
+    }
+  }
+
+  add(key: K): void {
+    this.counter.add(1, this.cells.get(key));
+  }
+}
 
 /** Reclaim-latency buckets as fractions of the grace window. */
 const RECLAIM_BUCKET_FRACTIONS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1];
@@ -279,20 +287,14 @@ export class RelayMetrics {
   };
 
   // ---- Synchronous OTel counters (control plane) ----
-  private readonly upgradeAttempts: Counter;
-  private readonly registerFailures: Counter;
+  private readonly upgradeAttempts: LabelledCounter<`${Endpoint}/${Outcome}`>;
+  private readonly registerFailures: LabelledCounter<FailureKind>;
   private readonly graceExpiries: Counter;
   /** Only when push is on. */
-  private readonly pushWakes: Counter | undefined;
-  private readonly pushCells = new Map<PushOutcome, Attributes>();
-  private readonly upgradeCells = new Map<string, Attributes>();
-  private readonly failureCells = new Map<FailureKind, Attributes>();
-  private readonly connectionsClosed: Counter;
-  private readonly closeCells = new Map<string, Attributes>();
-  private readonly upgradeRejections: Counter;
-  private readonly rejectionCells = new Map<string, Attributes>();
-  private readonly httpErrors: Counter;
-  private readonly httpErrorCells = new Map<HttpError, Attributes>();
+  private readonly pushWakes: LabelledCounter<PushOutcome> | undefined;
+  private readonly connectionsClosed: LabelledCounter<`${Endpoint}/${CloseReason}`>;
+  private readonly upgradeRejections: LabelledCounter<`${Endpoint}/${UpgradeRejection}`>;
+  private readonly httpErrors: LabelledCounter<HttpError>;
   private readonly graceReclaims: Counter;
   private readonly graceReclaimSeconds: Histogram;
 
@@ -319,33 +321,25 @@ export class RelayMetrics {
     this.graceExpiries.add(0);
 
     if (options.push === true) {
-      this.pushWakes = meter.createCounter('pyrycode_relay_push_wakes_total', { description: HELP.pushWakes });
-      for (const outcome of PUSH_OUTCOMES) {
-        const attrs = Object.freeze({ outcome });
-        this.pushCells.set(outcome, attrs);
-        this.pushWakes.add(0, attrs);
-      }
+      this.pushWakes = new LabelledCounter(
+        meter,
+        'pyrycode_relay_push_wakes_total',
+        HELP.pushWakes,
+        cellsOf('outcome', PUSH_OUTCOMES),
+      );
     }
-
-    this.registerFailures = meter.createCounter('pyrycode_relay_register_failures_total', {
-      description: HELP.registerFailures,
-    });
-    for (const kind of FAILURE_KINDS) {
-      const attrs = Object.freeze({ kind });
-      this.failureCells.set(kind, attrs);
-      this.registerFailures.add(0, attrs);
-    }
-
-    this.upgradeAttempts = meter.createCounter('pyrycode_relay_ws_upgrade_attempts_total', {
-      description: HELP.upgradeAttempts,
-    });
-    for (const endpoint of ENDPOINTS) {
-      for (const outcome of OUTCOMES) {
-        const attrs = Object.freeze({ endpoint, outcome });
-        this.upgradeCells.set(`${endpoint}/${outcome}`, attrs);
-        this.upgradeAttempts.add(0, attrs);
-      }
-    }
+    this.registerFailures = new LabelledCounter(
+      meter,
+      'pyrycode_relay_register_failures_total',
+      HELP.registerFailures,
+      cellsOf('kind', FAILURE_KINDS),
+    );
+    this.upgradeAttempts = new LabelledCounter(
+      meter,
+      'pyrycode_relay_ws_upgrade_attempts_total',
+      HELP.upgradeAttempts,
+      endpointCellsOf('outcome', () => OUTCOMES),
+    );
 
     // ---- Operator signals, after the reference families, in name order ----
     const buildInfo = Object.freeze({ version: options.version, node_version: process.version });
@@ -365,16 +359,12 @@ export class RelayMetrics {
         result.observe(this.bytesReceivedPhoneToBinary, DIRECTION_P2B);
       });
 
-    this.connectionsClosed = meter.createCounter('pyrycode_relay_connections_closed_total', {
-      description: SIGNAL_HELP.connectionsClosed,
-    });
-    for (const endpoint of ENDPOINTS) {
-      for (const reason of CLOSE_REASONS[endpoint]) {
-        const attrs = Object.freeze({ endpoint, reason });
-        this.closeCells.set(`${endpoint}/${reason}`, attrs);
-        this.connectionsClosed.add(0, attrs);
-      }
-    }
+    this.connectionsClosed = new LabelledCounter(
+      meter,
+      'pyrycode_relay_connections_closed_total',
+      SIGNAL_HELP.connectionsClosed,
+      endpointCellsOf('reason', (endpoint) => CLOSE_REASONS[endpoint]),
+    );
 
     const dropCells = (direction: string, reasons: readonly string[]): [string, Attributes][] =>
       reasons.map((reason) => [reason, Object.freeze({ direction, reason })]);
@@ -405,12 +395,12 @@ export class RelayMetrics {
     });
     this.graceReclaims.add(0);
 
-    this.httpErrors = meter.createCounter('pyrycode_relay_http_errors_total', { description: SIGNAL_HELP.httpErrors });
-    for (const reason of HTTP_ERRORS) {
-      const attrs = Object.freeze({ reason });
-      this.httpErrorCells.set(reason, attrs);
-      this.httpErrors.add(0, attrs);
-    }
+    this.httpErrors = new LabelledCounter(
+      meter,
+      'pyrycode_relay_http_errors_total',
+      SIGNAL_HELP.httpErrors,
+      cellsOf('reason', HTTP_ERRORS),
+    );
 
     meter
       .createObservableGauge('pyrycode_relay_phones_parked', { description: SIGNAL_HELP.phonesParked })
@@ -419,34 +409,30 @@ export class RelayMetrics {
       .createObservableGauge('pyrycode_relay_ready', { description: SIGNAL_HELP.ready })
       .addCallback((result) => result.observe(counts.ready ? 1 : 0));
 
-    this.upgradeRejections = meter.createCounter('pyrycode_relay_upgrade_rejections_total', {
-      description: SIGNAL_HELP.upgradeRejections,
-    });
-    for (const endpoint of ENDPOINTS) {
-      for (const reason of UPGRADE_REJECTIONS) {
-        const attrs = Object.freeze({ endpoint, reason });
-        this.rejectionCells.set(`${endpoint}/${reason}`, attrs);
-        this.upgradeRejections.add(0, attrs);
-      }
-    }
+    this.upgradeRejections = new LabelledCounter(
+      meter,
+      'pyrycode_relay_upgrade_rejections_total',
+      SIGNAL_HELP.upgradeRejections,
+      endpointCellsOf('reason', () => UPGRADE_REJECTIONS),
+    );
   }
 
   // ---- Operator signal events ----
 
   /** A WebSocket connection's socket is gone (once per connection). */
   connectionClosed(endpoint: Endpoint, reason: CloseReason): void {
-    this.connectionsClosed.add(1, this.closeCells.get(`${endpoint}/${reason}`));
+    this.connectionsClosed.add(`${endpoint}/${reason}`);
   }
 
   /** An upgrade request was refused before a WebSocket existed (not by the rate limiter or the
    * header gate, which the reference families count). */
   upgradeRejected(endpoint: Endpoint, reason: UpgradeRejection): void {
-    this.upgradeRejections.add(1, this.rejectionCells.get(`${endpoint}/${reason}`));
+    this.upgradeRejections.add(`${endpoint}/${reason}`);
   }
 
   /** The public listener answered a request with an HTTP error before any endpoint ran. */
   httpError(reason: HttpError): void {
-    this.httpErrors.add(1, this.httpErrorCells.get(reason));
+    this.httpErrors.add(reason);
   }
 
   /** A binary claimed a server-id in grace, `elapsedMs` after its predecessor disconnected. */
@@ -503,7 +489,7 @@ export class RelayMetrics {
     this.graceExpiries.add(1);
   }
 
-  // ---- Push wakes (relay-behaviour.md 4.5, 8.3); no-ops when push is off ----
+  // ---- Push wakes (docs/metrics.md, "Push wakes"); no-ops when push is off ----
 
   /** A wake refused by the per-server-id rate limit or the relay-wide in-flight cap (malformed
    * wakes and push-off refusals count nothing). */
@@ -533,15 +519,15 @@ export class RelayMetrics {
   }
 
   private push(outcome: PushOutcome): void {
-    this.pushWakes?.add(1, this.pushCells.get(outcome));
+    this.pushWakes?.add(outcome);
   }
 
   private upgrade(endpoint: Endpoint, outcome: Outcome): void {
-    this.upgradeAttempts.add(1, this.upgradeCells.get(`${endpoint}/${outcome}`));
+    this.upgradeAttempts.add(`${endpoint}/${outcome}`);
   }
 
   private failure(kind: FailureKind): void {
-    this.registerFailures.add(1, this.failureCells.get(kind));
+    this.registerFailures.add(kind);
   }
 }
 

@@ -1,4 +1,4 @@
-// conn_ids (relay-behaviour.md 3.2): role prefix, the server-id verbatim, and 32 bits from a
+// conn_ids (docs/protocol.md, "Envelopes"): role prefix, the server-id verbatim, and 32 bits from a
 // CSPRNG as 8 lowercase hex characters. No uniqueness check: collisions among at most a few
 // phones per server-id are negligible.
 //

@@ -3,7 +3,7 @@
 // spends ~0.6 ns per byte there; a WebAssembly SIMD compare does the same in a fraction of that.
 // The module is tiny and embedded (no build step, no native addon); where WebAssembly or SIMD is
 // unavailable (e.g. node --jitless) the scanner keeps its JavaScript loop and the results are the
-// same, only slower. docs/performance.md, "What the profile shows".
+// same, only slower (docs/performance.md, "Where the targets stand").
 //
 // The WebAssembly text of the embedded module (compiled with wabt's wat2wasm, SIMD enabled):
 //

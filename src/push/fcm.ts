@@ -1,4 +1,4 @@
-// FCM HTTP v1 client for push wakes (relay-behaviour.md 4.5): the OAuth2 service-account JWT flow,
+// FCM HTTP v1 client for push wakes (docs/protocol.md, "Push wakes"): the OAuth2 service-account JWT flow,
 // then one send per wake. Node built-ins only.
 //
 // Every call: 10 s for the whole exchange (connect to last byte), no redirects (a 3xx is an error,

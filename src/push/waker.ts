@@ -1,4 +1,4 @@
-// Push wakes (relay-behaviour.md 4.5): a binary asks the relay to wake a phone through FCM with
+// Push wakes (docs/protocol.md, "Push wakes"): a binary asks the relay to wake a phone through FCM with
 // `{"push_wake":{"platform":"fcm","token":"…"}}` (no conn_id).
 //
 // wake() decides at once and never waits: push off → malformed → rate limit → in-flight cap, each a

@@ -1,18 +1,26 @@
-// /v1/server: one binary's connection from claim to release (relay-behaviour.md 3.3, 3.4, 4.2).
+// /v1/server: one binary's connection from claim to release
+// (docs/protocol.md, "What the binary sees when it claims a server-id";
+// docs/protocol.md, "What happens when the binary disconnects (grace window)"; docs/protocol.md, "Binary to phone").
 
 import type WebSocket from 'ws';
+import {
+  CLOSE_NORMAL,
+  CONFLICT_CODE,
+  CONFLICT_REASON,
+  HEARTBEAT_TIMEOUT_CODE,
+  HEARTBEAT_TIMEOUT_REASON,
+  RECLAIM_EVICT_CODE,
+  RECLAIM_EVICT_REASON,
+  WRITE_TIMEOUT_CODE,
+  WRITE_TIMEOUT_REASON,
+} from '../protocol/close-codes.js';
 import { binaryConnId } from '../protocol/conn-id.js';
 import type { RelayContext } from './context.js';
 import { decodeBinaryEnvelope } from '../protocol/envelope.js';
-import { Heartbeat, HEARTBEAT_TIMEOUT_CODE, HEARTBEAT_TIMEOUT_REASON } from './heartbeat.js';
+import { Heartbeat } from './heartbeat.js';
 import { closeReasonFor, type CloseReason } from '../metrics/metrics.js';
-import { CLOSE_INTERNAL_ERROR, CLOSE_NORMAL, Peer, type PeerEvents } from './peer.js';
+import { Peer, type PeerEvents } from './peer.js';
 import type { BinaryLink, PhoneLink } from './links.js';
-
-export const CONFLICT_CODE = 4409;
-export const CONFLICT_REASON = 'server-id already claimed';
-export const RECLAIM_EVICT_CODE = 4404;
-export const RECLAIM_EVICT_REASON = 'binary reclaimed server-id';
 
 /** Pause phones feeding this binary while this much is queued towards it... */
 export const BINARY_SEND_HIGH_WATER_BYTES = 512 * 1024;
@@ -188,7 +196,7 @@ export class BinarySession implements BinaryLink, PeerEvents {
 
   onSendTimeout(): void {
     // The binary stopped reading: it is treated as dead, like the reference's failed write.
-    this.closeWith(CLOSE_INTERNAL_ERROR, 'write timeout', 'write_failed');
+    this.closeWith(WRITE_TIMEOUT_CODE, WRITE_TIMEOUT_REASON, 'write_failed');
   }
 
   onClose(code: number, closedByRelay: boolean): void {

@@ -1,4 +1,4 @@
-// Heartbeat (relay-behaviour.md 5.1): every interval, ping; if the previous ping got no pong by
+// Heartbeat (docs/protocol.md, "Heartbeat: answer pings"): every interval, ping; if the previous ping got no pong by
 // the next tick, the peer is dead. Worst-case detection is two intervals. The heartbeat never
 // closes anything on normal teardown: stop() just takes it off the wheel.
 //
@@ -11,9 +11,6 @@
 
 import type { Peer } from './peer.js';
 
-export const HEARTBEAT_INTERVAL_MS = 30_000;
-export const HEARTBEAT_TIMEOUT_CODE = 1011;
-export const HEARTBEAT_TIMEOUT_REASON = 'heartbeat timeout';
 /** Slots of a wheel: with the default interval one slot every ~940 ms. */
 export const HEARTBEAT_WHEEL_SLOTS = 32;
 

@@ -1,10 +1,11 @@
-// Per-phone outbox (relay-behaviour.md 5.3): the binary's read loop only enqueues, so a stalled
-// phone can never delay its siblings or the binary's pongs. A byte budget bounds what one phone
-// can pin; an item stays charged until its write completes. A short window of writes is handed
-// to the socket at once (instead of one at a time) so small frames batch into fewer syscalls;
-// the per-send deadline still measures each write from the moment it reached the socket.
+// Per-phone outbox (docs/protocol.md, "Backpressure: slow phones and slow binaries"): the binary's read loop only
+// enqueues, so a stalled phone can never delay its siblings or the binary's pongs. A byte budget bounds what one
+// phone can pin; an item stays charged until its write completes. A short window of writes is handed to the socket at
+// once (instead of one at a time) so small frames batch into fewer syscalls; the per-send deadline still measures
+// each write from the moment it reached the socket.
 
 import type { BinaryFrameDrop } from '../metrics/metrics.js';
+import { BACKLOG_FULL_REASON, OUTBOX_FAILURE_CODE, WRITE_FAILED_REASON } from '../protocol/close-codes.js';
 import type { Peer } from './peer.js';
 
 /** Bytes one phone may have queued or in flight. */
@@ -29,10 +30,6 @@ export interface OutboxHooks {
   /** Writing a directive's frame failed (the phone was closed with the directive's code anyway). */
   onDirectiveFrameFailed(code: number, err: Error): void;
 }
-
-export const BACKLOG_FULL_REASON = 'phone backlog full';
-export const WRITE_FAILED_REASON = 'phone write failed';
-const CLOSE_INTERNAL_ERROR = 1011;
 
 export class Outbox {
   private readonly frames: (Buffer | null)[] = [];
@@ -103,7 +100,7 @@ export class Outbox {
     if (this.stopped) return;
     this.stop(why);
     if (directiveCode !== 0) this.hooks.onFailure(directiveCode, '', why);
-    else this.hooks.onFailure(CLOSE_INTERNAL_ERROR, reason, why);
+    else this.hooks.onFailure(OUTBOX_FAILURE_CODE, reason, why);
   }
 
   private pump(): void {

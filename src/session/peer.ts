@@ -1,12 +1,19 @@
-// One WebSocket peer (a binary or a phone) with the socket rules of relay-behaviour.md 2.4 and 5:
+// One WebSocket peer (a binary or a phone) with the socket rules of docs/protocol.md, "WebSocket rules" and
+// docs/protocol.md, "Timings and the flags that change them":
 // text-frame sends with a per-send deadline, exactly one close frame (guarded against codes `ws`
 // refuses), a per-message read deadline, and the ping/pong primitive behind the heartbeat and the
 // conflict probe.
 
 import type { Socket } from 'node:net';
 import WebSocket from 'ws';
+import {
+  CLOSE_INTERNAL_ERROR,
+  isSendableCloseCode,
+  READ_TIMEOUT_CODE,
+  READ_TIMEOUT_REASON,
+} from '../protocol/close-codes.js';
 
-/** Every outbound send must complete within this long (relay-behaviour.md 5.2). */
+/** Every outbound send must complete within this long (docs/operations.md, "Timeouts and limits"). */
 export const SEND_TIMEOUT_MS = 10_000;
 /** Once a message's first frame header arrived, the whole message must arrive within this long. */
 export const MESSAGE_READ_TIMEOUT_MS = 30_000;
@@ -14,11 +21,6 @@ export const MESSAGE_READ_TIMEOUT_MS = 30_000;
 export const CLOSE_HANDSHAKE_TIMEOUT_MS = 5_000;
 /** Close reasons are limited to 123 bytes by RFC 6455. */
 const MAX_CLOSE_REASON_BYTES = 123;
-
-export const CLOSE_NORMAL = 1000;
-export const CLOSE_GOING_AWAY = 1001;
-export const CLOSE_POLICY_VIOLATION = 1008;
-export const CLOSE_INTERNAL_ERROR = 1011;
 
 const SEND_OPTIONS = { binary: false } as const;
 
@@ -28,13 +30,6 @@ export type SendCallback = (err: Error | undefined, tag: number) => void;
 export const PEER_CLOSED = new Error('connection closed');
 /** Error given to send callbacks when a send exceeded SEND_TIMEOUT_MS. */
 export const SEND_TIMED_OUT = new Error('send timed out');
-
-/** A code `ws` may put on the wire (it throws for anything else). */
-export function isSendableCloseCode(code: number): boolean {
-  return (
-    (code >= 1000 && code <= 1014 && code !== 1004 && code !== 1005 && code !== 1006) || (code >= 3000 && code <= 4999)
-  );
-}
 
 export interface PeerEvents {
   /** A message arrived (text or binary opcode). */
@@ -330,7 +325,7 @@ export class Peer {
 
   private readonly onMessageDeadline = (): void => {
     this.messageTimer = undefined;
-    this.close(CLOSE_POLICY_VIOLATION, 'message read timeout');
+    this.close(READ_TIMEOUT_CODE, READ_TIMEOUT_REASON);
     // The peer is stuck inside a frame and cannot send a parseable close back: flush our close
     // frame and drop TCP now instead of waiting out the close handshake.
     this.socket.destroySoon();

@@ -1,23 +1,31 @@
-// /v1/client: one phone's connection from registration to teardown (relay-behaviour.md 3.5, 4.1,
-// 4.3, 4.6, 5.3).
+// /v1/client: one phone's connection from registration to teardown:
+// - registration and its refusals (docs/protocol.md, "On a phone (`/v1/client`)");
+// - wrapping its frames (docs/protocol.md, "Phone to binary");
+// - the binary's close directives (docs/protocol.md, "Close directives (binary to relay)");
+// - the close notice (docs/protocol.md, "Close notices (relay to binary)");
+// - its outbox (docs/protocol.md, "Backpressure: slow phones and slow binaries").
 
 import type WebSocket from 'ws';
+import {
+  AT_CAP_CODE,
+  AT_CAP_REASON,
+  BACKLOG_FULL_REASON,
+  CLOSE_ABNORMAL,
+  CLOSE_GOING_AWAY,
+  CLOSE_NORMAL,
+  HEARTBEAT_TIMEOUT_CODE,
+  HEARTBEAT_TIMEOUT_REASON,
+  NO_SERVER_CODE,
+  NO_SERVER_REASON,
+} from '../protocol/close-codes.js';
 import { phoneConnId } from '../protocol/conn-id.js';
 import type { RelayContext } from './context.js';
 import { closeNotice, connIdPrefix, wrapPhoneFrame } from '../protocol/envelope.js';
-import { Heartbeat, HEARTBEAT_TIMEOUT_CODE, HEARTBEAT_TIMEOUT_REASON } from './heartbeat.js';
+import { Heartbeat } from './heartbeat.js';
 import { closeReasonFor, type CloseReason } from '../metrics/metrics.js';
 import { Outbox } from './outbox.js';
-import { CLOSE_GOING_AWAY, CLOSE_NORMAL, Peer, type PeerEvents } from './peer.js';
+import { Peer, type PeerEvents } from './peer.js';
 import type { BinaryLink, PhoneLink } from './links.js';
-
-export const NO_SERVER_CODE = 4404;
-export const NO_SERVER_REASON = 'no server with that id';
-export const AT_CAP_CODE = 4429;
-export const AT_CAP_REASON = 'too many phones for server-id';
-
-/** ws reports 1006 when the socket ended without a close frame: an abrupt drop. */
-const CLOSE_ABNORMAL = 1006;
 
 export interface PhoneHandshake {
   serverId: string;
@@ -163,7 +171,7 @@ export class PhoneSession implements PhoneLink, PeerEvents {
       this.ctx.log.info('binary_forwarder_phone_enqueue_failed', {
         server_id: this.serverId,
         conn_id: this.connId,
-        err: result === 'backlog_full' ? 'phone backlog full' : 'outbox closed',
+        err: result === 'backlog_full' ? BACKLOG_FULL_REASON : 'outbox closed',
       });
     }
   }

@@ -138,8 +138,8 @@ export class Registry<B, P extends RegisteredPhone> {
     return undefined;
   }
 
-  /** Binaries in grace are not counted; their phones are (relay-behaviour.md 3.7). Every grace
-   * entry belongs to a slot that is present, so the subtraction is exact. */
+  /** Binaries in grace are not counted; their phones are (docs/operations.md, "Health and readiness checks"). Every
+   * grace entry belongs to a slot that is present, so the subtraction is exact. */
   counts(): { binaries: number; phones: number } {
     return { binaries: this.binaries.size - this.graces.size, phones: this.phoneCount };
   }

@@ -1,5 +1,7 @@
-// ACME autocert (relay-behaviour.md 2.1, 9.3, 14.1 item 11): one certificate for exactly one
-// domain, obtained and renewed from an ACME CA through acme-client, kept in the cert cache.
+// ACME autocert (docs/operations.md, "Autocert (`--domain`)";
+// docs/decisions.md, "Certificates are ordered at boot, in the background, and renewed 30 days ahead"): one
+// certificate for exactly one domain, obtained and renewed from an ACME CA through acme-client, kept in the cert
+// cache.
 //
 // * Challenges: HTTP-01 (answered by httpChallengeHandler on the --http-listen listener) and
 //   TLS-ALPN-01 (a self-signed challenge certificate served on the HTTPS listener to a handshake
@@ -36,7 +38,7 @@ import acme from 'acme-client';
 import { CertCache } from './cert-cache.js';
 import { formatDuration } from '../duration.js';
 import { NOT_FOUND_BODY, sendError, writeRawError } from '../http/responses.js';
-import type { Logger } from '../log.js';
+import { errText, type Logger } from '../log.js';
 
 /** Renew (and at boot: order a new one) when the certificate expires within this long. */
 export const RENEW_BEFORE_MS = 30 * 24 * 60 * 60 * 1000;
@@ -449,8 +451,4 @@ function newEcKey(): Buffer {
 function normalizeName(name: string): string {
   const lower = name.toLowerCase();
   return lower.endsWith('.') ? lower.slice(0, -1) : lower;
-}
-
-function errText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }

@@ -1,4 +1,4 @@
-// The ACME certificate cache directory (relay-behaviour.md 9.3, "Cert cache rules").
+// The ACME certificate cache directory (docs/operations.md, "Autocert (`--domain`)").
 //
 // The directory holds the ACME account key and the certificate's private key, so it must be
 // private to the relay's user:

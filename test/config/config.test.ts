@@ -1,17 +1,13 @@
 import { generateKeyPairSync } from 'node:crypto';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 
-import {
-  DEFAULT_FCM_TOKEN_URI,
-  FCM_REFUSAL_REASON,
-  METRICS_LISTEN_FIX,
-  REFUSAL_EVENTS,
-  formatListenAddress,
-  parseConfig,
-  usage,
-  type ParseOutcome,
-  type RelayConfig,
-} from '../../src/config/config.js';
+import { formatListenAddress, METRICS_LISTEN_FIX } from '../../src/config/addresses.js';
+import { DEFAULT_FCM_TOKEN_URI } from '../../src/config/defaults.js';
+import { parseConfig } from '../../src/config/parse.js';
+import { FCM_REFUSAL_REASON } from '../../src/config/push-env.js';
+import { REFUSAL_EVENTS } from '../../src/config/refusals.js';
+import type { ParseOutcome, RelayConfig } from '../../src/config/types.js';
+import { usage } from '../../src/config/usage.js';
 import { LOG_KEYS, createLogger, type LogFields, type LogFormat } from '../../src/log.js';
 
 type Refuse = Extract<ParseOutcome, { kind: 'refuse' }>;

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 
-import { parseConfig, type RelayConfig } from '../../src/config/config.js';
+import { parseConfig } from '../../src/config/parse.js';
+import type { RelayConfig } from '../../src/config/types.js';
 import { LOG_KEYS } from '../../src/log.js';
 import {
   PREFLIGHT_EVENTS,

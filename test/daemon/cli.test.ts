@@ -1,6 +1,7 @@
 // The BUILT daemon (`node dist/src/main.js`) end to end: flags, boot refusals, exit codes, listener
-// failure, graceful shutdown, /metrics content type and static-TLS mode (relay-behaviour.md 9, 10,
-// 11; DECISIONS.md). Build first (`npx tsc -p tsconfig.json`; `npm test` does it).
+// failure, graceful shutdown, /metrics content type and static-TLS mode (docs/operations.md, "Flags";
+// docs/operations.md, "Signals, exit codes and the drain"; docs/operations.md, "Logs";
+// docs/decisions.md). Build first (`npx tsc -p tsconfig.json`; `npm test` does it).
 
 import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';

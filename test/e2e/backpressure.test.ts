@@ -1,5 +1,6 @@
-// Back-pressure, heartbeat and read deadlines end to end (relay-behaviour.md section 5,
-// DECISIONS.md): real ws clients and raw TCP sockets over 127.0.0.1 against the real Relay.
+// Back-pressure, heartbeat and read deadlines end to end
+// (docs/protocol.md, "Backpressure: slow phones and slow binaries"; docs/decisions.md, "Backpressure"):
+// real ws clients and raw TCP sockets over 127.0.0.1 against the real Relay.
 
 import type { Socket } from 'node:net';
 import { connect as netConnect } from 'node:net';
@@ -67,7 +68,7 @@ describe('per-phone outbox', () => {
     const failed = await waitFor(backlogFull, 5_000, 'binary_forwarder_phone_enqueue_failed');
     expect(failed).toMatchObject({ level: 'INFO', server_id: 'srv-slow', conn_id: slowId, err: 'phone backlog full' });
 
-    // The relay closed the slow phone with 1011 (DECISIONS.md: the notice carries the code the relay sent).
+    // The relay closed the slow phone with 1011 (docs/decisions.md: the notice carries the code the relay sent).
     const notice = `{"conn_id":"${slowId}","close_code":1011}`;
     await waitFor(() => binary.messages.includes(notice), 5_000, 'close notice for the slow phone');
 
@@ -126,7 +127,7 @@ describe('heartbeat', () => {
     expect(closed).toEqual({ code: 1011, reason: 'heartbeat timeout' });
     expect(elapsed).toBeGreaterThanOrEqual(2 * INTERVAL - 100);
     expect(elapsed).toBeLessThan(2 * INTERVAL + 1_000);
-    // The binary learns with the code the relay sent (DECISIONS.md).
+    // The binary learns with the code the relay sent (docs/decisions.md).
     const notice = await binary.message(1);
     expect(notice).toMatch(/^\{"conn_id":"client-srv-hb-[0-9a-f]{8}","close_code":1011\}$/);
     expect(binary.closed).toBeUndefined();

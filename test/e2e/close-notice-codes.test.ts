@@ -1,6 +1,6 @@
-// Close notices after ws itself closed a phone for a protocol violation carry the code the relay's
-// library sent (DECISIONS.md: "use the code the relay sent"), and the close counts under the
-// matching reason.
+// Close notices after ws itself closed a phone for a protocol violation carry the code the relay's library sent
+// (docs/decisions.md, "Close notices carry the code the relay sent; 1005 and 1001 otherwise"), and the close counts
+// under the matching reason.
 
 import { afterEach, describe, expect, it } from 'vitest';
 import { connectBinary, connectPhone, phoneConnId, startRelay, type TestRelay } from '../helpers/relay.js';

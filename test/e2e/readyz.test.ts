@@ -1,5 +1,5 @@
-// /readyz, the ready gauge, --drain-delay and --metrics-runtime (docs/decisions.md "/readyz and
-// --drain-delay", docs/metrics.md). In-process relays for the endpoint itself, the BUILT daemon
+// /readyz, the ready gauge, --drain-delay and --metrics-runtime (docs/metrics.md;
+// docs/decisions.md, "`/readyz` and `--drain-delay`"). In-process relays for the endpoint itself, the BUILT daemon
 // (`npx tsc -p tsconfig.json` first) for the signal handling and the runtime series.
 
 import { existsSync } from 'node:fs';

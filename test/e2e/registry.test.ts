@@ -1,4 +1,5 @@
-// End-to-end registry semantics (relay-behaviour.md 3.3-3.7, 8.3): conflict probe, takeover,
+// End-to-end registry semantics (docs/protocol.md, "What the binary sees when it claims a server-id";
+// docs/decisions.md, "Registry"): conflict probe, takeover,
 // grace window, reclaim, expiry, re-arm, phone cap and live gauges, with real ws clients.
 
 import { afterEach, describe, expect, it } from 'vitest';

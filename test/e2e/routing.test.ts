@@ -1,4 +1,5 @@
-// End-to-end routing (relay-behaviour.md section 4, DECISIONS.md): real ws clients over 127.0.0.1
+// End-to-end routing (docs/protocol.md, "Envelopes"; docs/decisions.md, "Envelopes"): real ws
+// clients over 127.0.0.1
 // against the real Relay. Envelopes are compared as exact bytes.
 
 import { afterEach, describe, expect, it } from 'vitest';

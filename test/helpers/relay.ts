@@ -8,7 +8,8 @@ import WebSocket from 'ws';
 import { buildTelemetry, type MetricsServer, type Telemetry } from '../../telemetry/index.js';
 import { closeServer, createPlainServer, listen } from '../../src/http/listeners.js';
 import { createLogger } from '../../src/log.js';
-import { DEFAULT_RELAY_OPTIONS, Relay, type RelayOptions } from '../../src/relay.js';
+import { DEFAULT_RELAY_OPTIONS } from '../../src/config/defaults.js';
+import { Relay, type RelayOptions } from '../../src/relay.js';
 import { waitFor, withTimeout } from './wait.js';
 
 export interface LogLine {

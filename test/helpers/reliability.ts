@@ -429,7 +429,7 @@ export function goCompact(text: string): string {
   return out;
 }
 
-/** The families of relay-behaviour.md section 8 (the reference relay's contract). Everything else
+/** The reference relay's families (docs/metrics.md, "The series"; the reference relay's contract). Everything else
  * under pyrycode_relay_* is this project's own operator signals (docs/metrics.md). */
 export const REFERENCE_FAMILIES = [
   'pyrycode_relay_connected_binaries',

@@ -1,5 +1,6 @@
-// Structural pieces of src/http/listeners.ts: the listener port allowlist (relay-behaviour.md 6.4) and
-// the Host parsing behind the autocert mode's 421 (2.1; end to end in autocert.test.ts).
+// Structural pieces of src/http/listeners.ts: the listener port allowlist
+// (docs/decisions.md, "The listener port allowlist is structural") and the Host parsing behind the autocert mode's
+// 421 (2.1; end to end in autocert.test.ts).
 
 import type { IncomingMessage } from 'node:http';
 import { describe, expect, it } from 'vitest';

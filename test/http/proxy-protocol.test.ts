@@ -1,4 +1,4 @@
-// PROXY protocol v2 (relay-behaviour.md 6.3): the parser on byte strings, and requireProxyV2 on
+// PROXY protocol v2 (docs/decisions.md, "PROXY v2 details"): the parser on byte strings, and requireProxyV2 on
 // real servers driven through raw sockets — valid v4/v6 headers set the address the server sees
 // (also through TLS), and v1, LOCAL, UNSPEC, UDP, UNIX, truncated, garbage, oversized and late
 // headers close the connection with zero bytes written. The daemon-level test (rate-limit key,

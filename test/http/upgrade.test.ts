@@ -1,5 +1,7 @@
-// End-to-end tests of the public listener's request handling (relay-behaviour.md 2, 6.1-6.2, 7.1,
-// 8.3 and DECISIONS.md) with real ws clients and raw TCP over 127.0.0.1.
+// End-to-end tests of the public listener's request handling with real ws clients and raw TCP over
+// 127.0.0.1 (docs/protocol.md, "What happens to an upgrade request, in order";
+// docs/operations.md, "Health and readiness checks"; docs/metrics.md, "When each series moves";
+// docs/decisions.md, "HTTP and the WebSocket handshake").
 
 import { createHash } from 'node:crypto';
 import { connect as netConnect } from 'node:net';
@@ -816,7 +818,7 @@ describe('routing (2.1) and handshake (2.4)', () => {
 });
 
 // ---------------------------------------------------------------------------------------------
-// DECISIONS.md: max header size 64 KiB -> 431
+// docs/decisions.md, "Maximum request header size: 64 KiB": above it, 431
 // ---------------------------------------------------------------------------------------------
 
 describe('header size limit (64 KiB)', () => {
@@ -854,7 +856,7 @@ describe('header size limit (64 KiB)', () => {
 // 7.1 /healthz
 // ---------------------------------------------------------------------------------------------
 
-describe('/healthz (7.1 + DECISIONS.md)', () => {
+describe('/healthz (docs/operations.md and docs/decisions.md)', () => {
   function expectHealthHeaders(headers: Record<string, string | string[] | undefined>): void {
     expect(headers['content-type']).toBe('application/json; charset=utf-8');
     expect(headers['cache-control']).toBe('no-store');

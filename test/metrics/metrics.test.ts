@@ -1,5 +1,5 @@
-// The scrape contract: the exact families, HELP and TYPE lines and cells of relay-behaviour.md
-// section 8.2 from the first scrape, and the semantics that tie the families together.
+// The scrape contract: the exact families, HELP and TYPE lines and cells of the reference families
+// (docs/metrics.md, "The series") from the first scrape, and the semantics that tie the families together.
 
 import { afterEach, describe, expect, it } from 'vitest';
 import {

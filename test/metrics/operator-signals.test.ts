@@ -1,4 +1,4 @@
-// Operator signals end to end (docs/metrics.md "Operator signals"): why connections end, the
+// Operator signals end to end (docs/metrics.md, "Operator signals"): why connections end, the
 // received = forwarded + dropped ledger per direction, upgrade refusals, HTTP errors, grace
 // reclaims, parked phones, build_info and ready. Real ws clients and raw TCP sockets over
 // 127.0.0.1 against the real Relay and its Prometheus exporter.

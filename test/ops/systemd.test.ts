@@ -12,7 +12,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
-import { formatListenAddress, parseConfig } from '../../src/config/config.js';
+import { formatListenAddress } from '../../src/config/addresses.js';
+import { parseConfig } from '../../src/config/parse.js';
 import { parseDuration } from '../../src/duration.js';
 import { preflight } from '../../src/config/preflight.js';
 

@@ -1,14 +1,9 @@
 // The push endpoint env vars (parsePushEnv): defaults, overrides, and refusals that never echo the value.
 
 import { describe, expect, it } from 'vitest';
-import {
-  DEFAULT_FCM_ENDPOINT,
-  DEFAULT_FCM_TOKEN_URI,
-  FCM_TOKEN_URI_REFUSAL_REASON,
-  FCM_URL_REFUSAL_REASON,
-  parsePushEnv,
-  usage,
-} from '../../src/config/config.js';
+import { DEFAULT_FCM_ENDPOINT, DEFAULT_FCM_TOKEN_URI } from '../../src/config/defaults.js';
+import { FCM_TOKEN_URI_REFUSAL_REASON, FCM_URL_REFUSAL_REASON, parsePushEnv } from '../../src/config/push-env.js';
+import { usage } from '../../src/config/usage.js';
 import type { FcmServiceAccount } from '../../src/push/fcm.js';
 
 const creds = (tokenUri: string): FcmServiceAccount => ({

@@ -1,4 +1,5 @@
-// Push wakes end to end inside one relay (relay-behaviour.md 4.5, 8.3, 10, 11): real ws binaries
+// Push wakes end to end inside one relay (docs/protocol.md, "Push wakes";
+// docs/metrics.md, "Push wakes"): real ws binaries
 // send `{"push_wake":…}` to a relay whose FCM and token endpoints are fake servers on loopback.
 // Every outcome is driven for real; the metric cells and the log lines must agree, and no device
 // token, access token, key material or FCM free text may reach a log line.

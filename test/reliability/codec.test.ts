@@ -399,7 +399,8 @@ const envelope: fc.Arbitrary<Envelope> = fc.oneof(anyEnvelope, routeish);
 
 // ---------------------------------------------------------------------------------------------
 // Independent oracle: Go's json.Unmarshal into the envelope struct + the relay's classification
-// (relay-behaviour.md 4.2), decided from how each member was generated, not from src/protocol/json.ts.
+// (docs/decisions.md, "Binary envelopes are decoded with Go's rules"), decided from how each member was generated,
+// not from src/protocol/json.ts.
 
 type Expected =
   | { kind: 'malformed'; err: string }

@@ -95,7 +95,7 @@ interface AbuseCase {
   status: number;
   /** true: the relay closes the connection after answering; false: keep-alive answer. */
   closes: boolean;
-  /** Reference-family cells (relay-behaviour.md 8) the request must move, with their increments;
+  /** Reference-family cells (docs/metrics.md, "The series") the request must move, with their increments;
    * every other reference cell must stay put. */
   moves?: Record<string, number>;
   /** The operator-signal cell docs/metrics.md says counts this refusal (exactly +1), if any. */
@@ -105,7 +105,7 @@ interface AbuseCase {
 const big = (n: number): string => 'a'.repeat(n);
 
 const CASES: AbuseCase[] = [
-  // Oversized (DECISIONS.md: 64 KiB, 431 above it)
+  // Oversized (docs/decisions.md, "Maximum request header size: 64 KiB": 431 above it)
   {
     name: 'one 70 KiB header on an upgrade',
     request: `GET /v1/server HTTP/1.1\r\nHost: x\r\n${GATE_SERVER}${UPGRADE_HEADERS}X-Big: ${big(70_000)}\r\n\r\n`,
@@ -611,7 +611,7 @@ describe('frame-level abuse after the 101', () => {
       await waitFor(() => binary.messages.length > n, 2_000, 'close notice');
       const notice = JSON.parse(binary.messages[n]!) as { conn_id: string; close_code: number };
       expect(Object.keys(notice)).toEqual(['conn_id', 'close_code']);
-      // DECISIONS.md: after the relay itself closed a phone, the notice carries the code the relay sent.
+      // docs/decisions.md: after the relay itself closed a phone, the notice carries the code the relay sent.
       expect(notice.close_code).toBe(v.code);
       const diff = sampleDiff(before, await snapshot(r));
       expect(splitDiff(diff).reference).toEqual({ [upgradeCell('client', 'accept')]: 1 });

@@ -142,7 +142,8 @@ describe('rate limit and connection cap under parallel bursts from 10 loopback a
       [registerCell('ratelimit')]: 50,
       pyrycode_relay_connected_binaries: 20,
     });
-    // 503s are not in the reference families (relay-behaviour.md 2.2), only in the operator signal.
+    // 503s are not in the reference families (docs/metrics.md, "Refusals the reference does not count"), only in the
+    // operator signal.
     expect(familyDiff(diff, UPGRADE_REJECTIONS)).toEqual({ [rejectionCell('server', 'conn_cap_503')]: 130 });
     expect(r.logs.filter((l) => l.msg === 'rate_limited')).toHaveLength(50);
     expect(r.logs.filter((l) => l.msg === 'conn_cap_reached')).toHaveLength(130);

@@ -6,7 +6,7 @@
 // searched for every marker. The Prometheus scrape and every HTTP error body are searched too
 // (there even the server-id and device name, which logs carry by design, must not appear).
 //
-// Logged by design and therefore NOT markers here (relay-behaviour.md 11): server_id, device_name,
+// Logged by design and therefore NOT markers here (docs/operations.md, "Keys"): server_id, device_name,
 // binary_version (on success only), conn_id of an unknown-conn_id envelope, and — only with
 // --trust-x-forwarded-for — the left-most X-Forwarded-For entry of a rate-limited request.
 

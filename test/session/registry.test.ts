@@ -1,5 +1,5 @@
-// Unit tests of the pure Registry (relay-behaviour.md section 3) with plain objects and tiny grace
-// periods. No sockets: the registry decides, the caller closes.
+// Unit tests of the pure Registry (docs/protocol.md, "What the binary sees when it claims a server-id") with plain
+// objects and tiny grace periods. No sockets: the registry decides, the caller closes.
 
 import { afterEach, describe, expect, it } from 'vitest';
 import { Registry, type GraceEntry } from '../../src/session/registry.js';

@@ -1,4 +1,4 @@
-// The cert cache directory rules (relay-behaviour.md 9.3) on a real file system, and the cache's
+// The cert cache directory rules (docs/operations.md, "Autocert (`--domain`)") on a real file system, and the cache's
 // file writes (0600, via a temporary file and a rename). Ownership by another user is simulated
 // by passing a different effective uid (the daemon-level refusal with a real foreign owner is in
 // autocert.test.ts).
