@@ -391,3 +391,6 @@ process.on('message', (message: unknown) => {
   );
 });
 process.on('disconnect', () => process.exit(0));
+// Tells the orchestrator that commands can come (a message sent before the listener above exists
+// would be lost).
+process.send?.({ ready: true });

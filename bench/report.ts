@@ -128,13 +128,13 @@ export async function chartSvg(r: BenchResults): Promise<string> {
       subtitle: `relay/bare ratio in brackets; targets: ≥ ${TARGETS.perCore128}× at 128 B, ≥ ${TARGETS.perCore16k}× at 16 KiB; ${String(r.meta.mode)} run ${String(r.meta.date).slice(0, 10)}`,
     },
     data: { values },
-    facet: { column: { field: 'size', type: 'nominal', title: null, sort: 'descending' } },
+    facet: { column: { field: 'size', type: 'nominal', title: null, sort: ['128 B frames', '16 KiB frames'] } },
     resolve: { scale: { x: 'independent', y: 'independent' } },
     spec: {
       width: 260,
       mark: { type: 'bar' },
       encoding: {
-        y: { field: 'scenario', type: 'nominal', title: null, sort: null },
+        y: { field: 'scenario', type: 'nominal', title: null, sort: null, axis: { labelLimit: 400 } },
         yOffset: { field: 'target', type: 'nominal' },
         x: { field: 'capacity', type: 'quantitative', title: 'frames/s per core', axis: { format: '~s' } },
         color: {
@@ -142,7 +142,7 @@ export async function chartSvg(r: BenchResults): Promise<string> {
           type: 'nominal',
           title: null,
           scale: { range: ['#9e9e9e', '#1f77b4'] },
-          legend: { orient: 'bottom' },
+          legend: { orient: 'bottom', labelLimit: 400 },
         },
       },
     },

@@ -112,6 +112,19 @@ function startNode(
   return spawn(command[0]!, command.slice(1), { stdio: ['ignore', stdout, 'inherit', 'ipc'] });
 }
 
+/** Starts a load generator on CPU 1 and waits until it listens for commands. */
+function startLoad(options: StartOptions = {}): Promise<ChildProcess> {
+  const child = startNode(join(here, 'load.js'), [], 1, 'inherit', options);
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('load generator did not start')), 15_000);
+    child.once('message', () => {
+      clearTimeout(timer);
+      resolve(child);
+    });
+    child.once('exit', (code) => reject(new Error(`load generator exited with ${code}`)));
+  });
+}
+
 function startServer(target: TargetName, options: StartOptions & { heartbeatMs?: number } = {}): Promise<Server> {
   const script = target === 'bare' ? join(here, 'bare-forwarder.js') : join(here, 'relay-process.js');
   const args =
@@ -225,7 +238,7 @@ if (onlyScale) {
   process.exit(0);
 }
 
-const loadgen = startNode(join(here, 'load.js'), [], 1, 'inherit');
+const loadgen = await startLoad();
 const load = (command: Command): Promise<Record<string, number>> => request(loadgen, command);
 const results: Record<string, unknown> = {};
 
@@ -491,10 +504,7 @@ process.exit(0);
  * heartbeats running, from several loopback source addresses, and measures what they cost. */
 async function scaleRun(phones: number): Promise<Record<string, number>> {
   const relay = await startServer('relay_on', { fileLimit: SCALE.fileLimit, heartbeatMs: SCALE.heartbeatIntervalMs });
-  const scaleLoad = startNode(join(here, 'load.js'), [], 1, 'inherit', {
-    fileLimit: SCALE.fileLimit,
-    heapMb: SCALE.loadHeapMb,
-  });
+  const scaleLoad = await startLoad({ fileLimit: SCALE.fileLimit, heapMb: SCALE.loadHeapMb });
   const ask = (command: Command, timeoutMs: number): Promise<Record<string, number>> =>
     request(scaleLoad, command, timeoutMs);
   try {
@@ -504,7 +514,9 @@ async function scaleRun(phones: number): Promise<Record<string, number>> {
     const ids = Math.floor(
       Math.min(phones, ((limit - 1_000) * SCALE.phonesPerId) / (SCALE.phonesPerId + 1)) / SCALE.phonesPerId,
     );
-    if (limit < SCALE.fileLimit) process.stderr.write(`scale: file limit is ${limit}; holding ${ids * 16} phones\n`);
+    if (ids * SCALE.phonesPerId < phones) {
+      process.stderr.write(`scale: the open-file limit is ${limit}; holding ${ids * SCALE.phonesPerId} phones\n`);
+    }
     await sleep(500);
     const base = await memStats(relay);
     const connect = await ask(
