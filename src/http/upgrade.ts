@@ -196,7 +196,8 @@ export function createPipeline(deps: PipelineDeps): {
         released = true;
         deps.cap.release();
       };
-      socket.once('close', release);
+      // 'close' comes once and release() is idempotent: `on` spares the wrapper `once` adds.
+      socket.on('close', release);
       deps.wss.handleUpgrade(req, socket, head, (ws) => deps.onConnection(ws, admitted, release));
     },
 

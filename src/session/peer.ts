@@ -102,7 +102,8 @@ export class Peer {
         this.stopTimers();
       }
     });
-    ws.once('close', (code: number) => this.handleClose(code));
+    // ws emits 'close' exactly once: `on` spares the per-connection wrapper `once` would add.
+    ws.on('close', (code: number) => this.handleClose(code));
     // Registered after ws's own 'data' listener, so the receiver has already consumed the chunk.
     this.socket.on('data', () => this.checkMessageDeadline());
   }
