@@ -7,7 +7,8 @@
 // text frames must.
 //
 // Usage: node dist/bench/bare-forwarder.js PORT   (prints "ready <port>" on stdout)
-// IPC: 'mem' answers RSS and heap after a forced GC (run with --expose-gc) and the live count.
+// IPC: 'mem' answers RSS and heap after a forced GC (run with --expose-gc) and the live count;
+// 'live' just the live count.
 
 import { createServer } from 'node:http';
 import type { Socket } from 'node:net';
@@ -90,7 +91,9 @@ server.on('upgrade', (req, socket, head) => {
 });
 
 process.on('message', (msg: unknown) => {
-  if (msg === 'mem') {
+  if (msg === 'live') {
+    process.send?.({ live });
+  } else if (msg === 'mem') {
     (globalThis as { gc?: () => void }).gc?.();
     const m = process.memoryUsage();
     process.send?.({ rss: m.rss, heapUsed: m.heapUsed, live });

@@ -4,7 +4,7 @@
 //
 // Usage: node --expose-gc dist/bench/relay-process.js PORT METRICS_PORT|off [HEARTBEAT_MS]
 // Prints "ready <port> <metricsPort>" on stdout.
-// IPC: 'mem' -> RSS, heap (after a forced GC), counts, live connections;
+// IPC: 'mem' -> RSS, heap (after a forced GC), counts, live connections; 'live' -> live connections;
 //      'eld-start' -> starts recording event-loop delay; 'eld-stop' -> its p99 and max in ms.
 
 import { monitorEventLoopDelay } from 'node:perf_hooks';
@@ -54,6 +54,8 @@ process.on('message', (msg: unknown) => {
   } else if (msg === 'eld-stop') {
     loopDelay.disable();
     process.send?.({ p99Ms: loopDelay.percentile(99) / 1e6, maxMs: loopDelay.max / 1e6 });
+  } else if (msg === 'live') {
+    process.send?.({ live: relay.liveConnections });
   } else if (msg === 'mem') {
     (globalThis as { gc?: () => void }).gc?.();
     const m = process.memoryUsage();

@@ -224,6 +224,13 @@ async function scrapeSeries(
   return { medianMs: median(times), bytes, cpuMsPerScrape: cpuMs };
 }
 
+/** Waits (at most 10 s) until the server holds no connection, so closing one run's connections
+ * does not eat into the next run on the shared core. */
+async function settle(server: Server): Promise<void> {
+  const until = performance.now() + 10_000;
+  while ((await request<{ live: number }>(server.child, 'live')).live > 0 && performance.now() < until) await sleep(50);
+}
+
 // ---------------------------------------------------------------------------------------------
 const began = performance.now();
 const resultsDir = join(repoRoot, 'bench', 'results');
@@ -424,7 +431,7 @@ for (let repeat = 0; repeat < PLAN.upgradeRepeats; repeat++) {
     upgradeRuns[target].push(run.perSec!);
     upgradeConnections = run.connections!;
     await load({ cmd: 'teardown' });
-    await sleep(300); // let the server finish the closes before the next run
+    await settle(server);
   }
 }
 results.upgrades = {
