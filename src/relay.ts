@@ -94,7 +94,8 @@ export class Relay implements RelayContext {
       maxPayload: MAX_MESSAGE_BYTES,
       perMessageDeflate: false,
       handleProtocols: () => false, // never echo a subprotocol
-      autoPong: true,
+      // Peer answers pings itself and closes a ping flood with 1008 (ws would drop TCP silently).
+      autoPong: false,
     });
     this.pipeline = createPipeline({
       limiter: this.limiter,

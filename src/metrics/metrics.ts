@@ -107,6 +107,7 @@ const COMMON_CLOSE_REASONS = [
   'too_big_1009',
   // The relay closed it.
   'heartbeat_timeout',
+  'ping_flood',
   'read_timeout_1008',
   'shutdown',
   'write_failed',

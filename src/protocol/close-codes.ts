@@ -46,6 +46,10 @@ export const HEARTBEAT_TIMEOUT_REASON = 'heartbeat timeout';
 export const READ_TIMEOUT_CODE = CLOSE_POLICY_VIOLATION;
 export const READ_TIMEOUT_REASON = 'message read timeout';
 
+/** A peer was owed more pongs than the relay keeps pending (a ping flood). */
+export const PING_FLOOD_CODE = CLOSE_POLICY_VIOLATION;
+export const PING_FLOOD_REASON = 'too many pings';
+
 /** A binary's sends stalled past the send deadline. */
 export const WRITE_TIMEOUT_CODE = CLOSE_INTERNAL_ERROR;
 export const WRITE_TIMEOUT_REASON = 'write timeout';

@@ -9,6 +9,8 @@ import {
   CONFLICT_REASON,
   HEARTBEAT_TIMEOUT_CODE,
   HEARTBEAT_TIMEOUT_REASON,
+  PING_FLOOD_CODE,
+  PING_FLOOD_REASON,
   RECLAIM_EVICT_CODE,
   RECLAIM_EVICT_REASON,
   WRITE_TIMEOUT_CODE,
@@ -22,6 +24,12 @@ import { closeReasonFor, type CloseReason } from '../metrics/metrics.js';
 import { Peer, type PeerEvents } from './peer.js';
 import type { BinaryLink, PhoneLink } from './links.js';
 
+/** ...or while this many sends towards it have not completed. Each waiting WebSocket frame keeps
+ * alive the 8 KiB allocation-pool slab its header (and a small envelope) was cut from, so without
+ * a count 512 KiB of 45-byte envelopes could pin about 90 MiB (with it, about 1 MiB). */
+export const BINARY_SEND_HIGH_WATER_FRAMES = 64;
+/** ...and let them go again once at most this many are waiting. */
+export const BINARY_SEND_LOW_WATER_FRAMES = 16;
 /** Pause phones feeding this binary while this much is queued towards it... */
 export const BINARY_SEND_HIGH_WATER_BYTES = 512 * 1024;
 /** ...and let them go again once it drained below this. */
@@ -120,16 +128,22 @@ export class BinarySession implements BinaryLink, PeerEvents {
   /** Sends one envelope for `phone`; its callback reports success or failure. */
   forward(phone: PhoneLink, envelope: Buffer): void {
     this.peer.send(envelope, phone.onForwarded, envelope.length);
-    if (this.peer.bufferedAmount > BINARY_SEND_HIGH_WATER_BYTES && !this.peer.isClosed) {
+    const backedUp =
+      this.peer.bufferedAmount > BINARY_SEND_HIGH_WATER_BYTES || this.peer.pendingSends > BINARY_SEND_HIGH_WATER_FRAMES;
+    if (backedUp && !this.peer.isClosed) {
       this.pausedPhones.add(phone);
       phone.pauseReading();
     }
   }
 
-  /** After each completed send: let paused phones go once the socket drained. */
+  /** After each completed send (an envelope or a close notice): let paused phones go once the
+   * socket drained. Every write to the binary that can leave bytes behind it has a completion
+   * that runs this; pings and pongs carry at most 125 bytes. */
   drained(): void {
     if (this.pausedPhones.size === 0) return;
-    if (this.peer.bufferedAmount > BINARY_SEND_LOW_WATER_BYTES && !this.peer.isClosed) return;
+    const backedUp =
+      this.peer.bufferedAmount > BINARY_SEND_LOW_WATER_BYTES || this.peer.pendingSends > BINARY_SEND_LOW_WATER_FRAMES;
+    if (backedUp && !this.peer.isClosed) return;
     this.resumePhones();
   }
 
@@ -138,9 +152,14 @@ export class BinarySession implements BinaryLink, PeerEvents {
     return this.peer.probe(timeoutMs);
   }
 
-  /** Sends a close notice (not counted as a forwarded frame). */
+  /** Sends a close notice (not counted as a forwarded frame). Its completion lets held-back
+   * phones go like a forwarded envelope's does: when notices were the last writes queued, no
+   * envelope completes after the socket drained, and the phones would stay paused for good. */
   notify(notice: Buffer, done: (err: Error | undefined) => void): void {
-    this.peer.send(notice, done);
+    this.peer.send(notice, (err) => {
+      done(err);
+      if (err === undefined) this.drained();
+    });
   }
 
   private resumePhones(): void {
@@ -192,6 +211,10 @@ export class BinarySession implements BinaryLink, PeerEvents {
         return;
       }
     }
+  }
+
+  onPingFlood(): void {
+    this.closeWith(PING_FLOOD_CODE, PING_FLOOD_REASON, 'ping_flood');
   }
 
   onSendTimeout(): void {

@@ -40,7 +40,9 @@ export class Heartbeat {
 
   /** One interval passed for this peer (called by its wheel). */
   tick(): void {
-    if (this.peer.isClosed) {
+    // A peer already closing (its close frame arrived, or its socket ended) is not due for a
+    // heartbeat: its close completes within the close-handshake timeout and must keep its own code.
+    if (this.peer.isClosing) {
       this.stop();
       return;
     }

@@ -25,7 +25,7 @@ export interface PhoneLink extends RegisteredPhone {
 export interface BinaryLink {
   /** Sends one envelope for `phone`; `phone.onForwarded` reports success or failure. */
   forward(phone: PhoneLink, envelope: Buffer): void;
-  /** After each completed forward: lets paused phones go once the binary's socket drained. */
+  /** After each completed forward (and close notice): lets paused phones go once the socket drained. */
   drained(): void;
   /** Sends a close notice (not counted as a forwarded frame). */
   notify(notice: Buffer, done: (err: Error | undefined) => void): void;

@@ -7,13 +7,27 @@
 import type { BinaryFrameDrop } from '../metrics/metrics.js';
 import { BACKLOG_FULL_REASON, OUTBOX_FAILURE_CODE, WRITE_FAILED_REASON } from '../protocol/close-codes.js';
 import type { Peer } from './peer.js';
+import { ownedFrame, retainedBytes } from './retained.js';
 
-/** Bytes one phone may have queued or in flight. */
+/** Bytes one phone may have queued or in flight: what its items keep alive (src/session/retained.ts),
+ * not just their lengths. */
 export const OUTBOX_BUDGET_BYTES = 4 << 20;
 /** Charged per item on top of its length; bounds the item count at 65,536. */
 export const OUTBOX_ITEM_OVERHEAD_BYTES = 64;
-/** Stop handing writes to the socket while this much is buffered and not yet in the kernel. */
+/** Stop handing writes to the socket while this much is buffered and not yet in the kernel... */
 export const OUTBOX_SOCKET_WINDOW_BYTES = 64 * 1024;
+/** ...or while this many writes have not completed: each keeps alive the 8 KiB allocation-pool
+ * slab its WebSocket frame header was cut from (ws allocates headers from Node's pool). */
+export const OUTBOX_SOCKET_WINDOW_FRAMES = 256;
+
+/** A send's tag carries both the item's charge and its frame's length (for the byte counters):
+ * charge * TAG_LENGTH_SPAN + length. Frames are at most 256 KiB, below 2^20; the product stays far
+ * below 2^53. */
+const TAG_LENGTH_SPAN = 2 ** 20;
+
+function sendTag(frame: Buffer | null, charge: number): number {
+  return charge * TAG_LENGTH_SPAN + (frame === null ? 0 : frame.length);
+}
 
 export type EnqueueResult = 'ok' | 'backlog_full' | 'closed';
 
@@ -59,7 +73,9 @@ export class Outbox {
       if (frame !== null) this.hooks.onFramesDropped(1, this.stopReason === 'shutdown' ? 'shutdown' : 'phone_gone');
       return 'closed';
     }
-    const charge = (frame === null ? 0 : frame.length) + OUTBOX_ITEM_OVERHEAD_BYTES;
+    // A small frame cut from a big envelope is copied out, so the item keeps alive what it is charged for.
+    if (frame !== null) frame = ownedFrame(frame);
+    const charge = retainedBytes(frame) + OUTBOX_ITEM_OVERHEAD_BYTES;
     if (this.chargedBytes + charge > this.budgetBytes) {
       if (frame !== null) this.hooks.onFramesDropped(1, 'backlog_full');
       this.fail(closeCode !== 0 ? closeCode : this.directiveCode, BACKLOG_FULL_REASON, 'backlog_full');
@@ -83,7 +99,7 @@ export class Outbox {
     for (let i = this.head; i < this.frames.length; i++) {
       const frame = this.frames[i];
       if (frame !== null && frame !== undefined) dropped++;
-      this.chargedBytes -= (frame === null || frame === undefined ? 0 : frame.length) + OUTBOX_ITEM_OVERHEAD_BYTES;
+      this.chargedBytes -= retainedBytes(frame ?? null) + OUTBOX_ITEM_OVERHEAD_BYTES;
     }
     if (dropped > 0) this.hooks.onFramesDropped(dropped, reason);
     this.frames.length = 0;
@@ -105,7 +121,12 @@ export class Outbox {
 
   private pump(): void {
     const peer = this.peer;
-    while (!this.stopped && this.head < this.frames.length && peer.bufferedAmount < OUTBOX_SOCKET_WINDOW_BYTES) {
+    while (
+      !this.stopped &&
+      this.head < this.frames.length &&
+      peer.bufferedAmount < OUTBOX_SOCKET_WINDOW_BYTES &&
+      peer.pendingSends < OUTBOX_SOCKET_WINDOW_FRAMES
+    ) {
       const index = this.head++;
       const frame = this.frames[index]!;
       const code = this.codes[index]!;
@@ -115,14 +136,14 @@ export class Outbox {
         this.codes.length = 0;
         this.head = 0;
       }
-      const charge = (frame === null ? 0 : frame.length) + OUTBOX_ITEM_OVERHEAD_BYTES;
+      const charge = retainedBytes(frame) + OUTBOX_ITEM_OVERHEAD_BYTES;
       if (code === 0) {
-        peer.send(frame!, this.onWritten, charge);
+        peer.send(frame!, this.onWritten, sendTag(frame, charge));
         continue;
       }
       // A close directive: its frame goes out first, then the close frame behind it on the same
       // socket, after every earlier frame. Nothing queued after a directive is sent.
-      if (frame !== null) peer.send(frame, this.onDirectiveWritten, charge);
+      if (frame !== null) peer.send(frame, this.onDirectiveWritten, sendTag(frame, charge));
       else this.chargedBytes -= charge;
       // Anything the binary queued after its directive is for a phone it closed itself.
       this.stop('phone_gone');
@@ -131,24 +152,24 @@ export class Outbox {
     }
   }
 
-  private readonly onWritten = (err: Error | undefined, charge: number): void => {
-    this.chargedBytes -= charge;
+  private readonly onWritten = (err: Error | undefined, tag: number): void => {
+    this.chargedBytes -= Math.floor(tag / TAG_LENGTH_SPAN);
     if (err !== undefined) {
       this.hooks.onFramesDropped(1, this.stopReason ?? 'write_failed');
       this.fail(this.directiveCode, WRITE_FAILED_REASON, 'write_failed');
       return;
     }
-    this.hooks.onFrameWritten(charge - OUTBOX_ITEM_OVERHEAD_BYTES);
+    this.hooks.onFrameWritten(tag % TAG_LENGTH_SPAN);
     this.pump();
   };
 
-  private readonly onDirectiveWritten = (err: Error | undefined, charge: number): void => {
-    this.chargedBytes -= charge;
+  private readonly onDirectiveWritten = (err: Error | undefined, tag: number): void => {
+    this.chargedBytes -= Math.floor(tag / TAG_LENGTH_SPAN);
     if (err !== undefined) {
       this.hooks.onFramesDropped(1, this.stopReason === 'shutdown' ? 'shutdown' : 'write_failed');
       this.hooks.onDirectiveFrameFailed(this.directiveCode, err);
     } else {
-      this.hooks.onFrameWritten(charge - OUTBOX_ITEM_OVERHEAD_BYTES);
+      this.hooks.onFrameWritten(tag % TAG_LENGTH_SPAN);
     }
   };
 }

@@ -19,6 +19,10 @@ export const SEND_TIMEOUT_MS = 10_000;
 export const MESSAGE_READ_TIMEOUT_MS = 30_000;
 /** How long we wait for the peer's reciprocal close frame before dropping TCP. */
 export const CLOSE_HANDSHAKE_TIMEOUT_MS = 5_000;
+/** Pongs the relay owes a peer (answers not yet handed to the kernel) before it stops answering
+ * and closes the peer: a peer cannot have more pings than this in flight. A client that reads
+ * never gets near it; a peer that pings without reading would otherwise grow our write buffer. */
+export const MAX_PENDING_PONGS = 60;
 /** Close reasons are limited to 123 bytes by RFC 6455. */
 const MAX_CLOSE_REASON_BYTES = 123;
 
@@ -39,6 +43,11 @@ export interface PeerEvents {
   onClose(code: number, closedByRelay: boolean): void;
   /** A send did not complete within SEND_TIMEOUT_MS; the caller decides how to close. */
   onSendTimeout(): void;
+  /** The peer has more than MAX_PENDING_PONGS pings unanswered; the caller closes it (1008). */
+  onPingFlood(): void;
+  /** The peer's close frame arrived first (`code` 1005 without a status); onClose follows when
+   * the socket is gone, at most CLOSE_HANDSHAKE_TIMEOUT_MS later. */
+  onCloseFrame?(code: number): void;
 }
 
 /** The close code ws attached to a protocol-violation error (its `status-code` symbol). */
@@ -56,11 +65,15 @@ interface WsReceiverState {
   _state: number;
   _bufferedBytes: number;
   _fragmented: number;
+  /** ws's receiver emits 'conclude' with the status of the peer's close frame (1005 without one). */
+  on(event: 'conclude', listener: (code: number) => void): unknown;
 }
 
 export class Peer {
   /** Code of the close frame the relay sent, or 0 while the relay has not closed. */
   relayCloseCode = 0;
+  /** Status of the peer's close frame when the peer closed first (1005 without one), else 0. */
+  private peerCloseCode = 0;
   private closed = false;
   private readonly socket: Socket;
   private readonly receiver: WsReceiverState | undefined;
@@ -76,6 +89,8 @@ export class Peer {
   private paused = false;
 
   private pongWaiters: ((alive: boolean) => void)[] = [];
+  /** Pongs written to ws whose write has not completed. */
+  private pendingPongs = 0;
   private lastPongAt = 0;
 
   constructor(
@@ -91,6 +106,9 @@ export class Peer {
 
     ws.on('message', (data: Buffer, isBinary: boolean) => this.events.onMessage(data, isBinary));
     ws.on('pong', () => this.handlePong());
+    // The relay answers pings itself (the server runs with autoPong off): ws's own limit drops TCP
+    // without a close frame, which would look like the peer's abrupt end.
+    ws.on('ping', (data: Buffer) => this.handlePing(data));
     ws.on('error', (err: Error) => {
       // ws emits 'error' for socket errors and for protocol violations, after it sent the close
       // frame itself (1002, 1007 or 1009): record that code as the relay's, since the relay's
@@ -104,12 +122,30 @@ export class Peer {
     });
     // ws emits 'close' exactly once: `on` spares the per-connection wrapper `once` would add.
     ws.on('close', (code: number) => this.handleClose(code));
+    // The peer's close frame: ws answers it and then waits up to CLOSE_HANDSHAKE_TIMEOUT_MS for
+    // TCP to end, which a peer may hold open (coder/websocket does). From here the connection is
+    // the peer's close: nothing of the relay's (a heartbeat tick, a failed send) may relabel it.
+    this.receiver?.on('conclude', (code: number) => this.handleCloseFrame(code));
     // Registered after ws's own 'data' listener, so the receiver has already consumed the chunk.
     this.socket.on('data', () => this.checkMessageDeadline());
   }
 
+  /** True once either side closed: the relay sent its close frame, the peer's close frame
+   * arrived, or the socket is gone. */
   get isClosed(): boolean {
     return this.closed;
+  }
+
+  /** True while the connection is anything but open (closed by either side, or the socket
+   * ended): such a peer is not due for a heartbeat, its 'close' follows on its own. */
+  get isClosing(): boolean {
+    return this.closed || this.ws.readyState !== WebSocket.OPEN;
+  }
+
+  /** The code this connection ends with as far as it is decided: the relay's close frame, else the
+   * peer's, else 0. */
+  get closeCode(): number {
+    return this.relayCloseCode || this.peerCloseCode;
   }
 
   /** True while the relay is not reading this peer (back-pressure). */
@@ -292,12 +328,41 @@ export class Peer {
     });
   }
 
+  private handlePing(data: Buffer): void {
+    if (this.closed || this.ws.readyState !== WebSocket.OPEN) return;
+    if (this.pendingPongs >= MAX_PENDING_PONGS) {
+      this.events.onPingFlood();
+      return;
+    }
+    this.pendingPongs++;
+    // The payload (<= 125 bytes) is a view of the socket chunk it arrived in: a pong waiting for
+    // the socket must not keep that chunk alive, so it gets an unpooled copy of its own.
+    let payload = data;
+    if (data.length > 0) {
+      payload = Buffer.allocUnsafeSlow(data.length);
+      data.copy(payload);
+    }
+    this.ws.pong(payload, false, this.onPongWritten);
+  }
+
+  private readonly onPongWritten = (): void => {
+    this.pendingPongs--;
+  };
+
   private handlePong(): void {
     this.lastPongAt = performance.now();
     if (this.pongWaiters.length === 0) return;
     const waiters = this.pongWaiters;
     this.pongWaiters = [];
     for (const waiter of waiters) waiter(true);
+  }
+
+  private handleCloseFrame(code: number): void {
+    if (this.closed) return; // the relay closed first: this is the peer's reply
+    this.closed = true;
+    this.peerCloseCode = code;
+    this.stopTimers();
+    this.events.onCloseFrame?.(code);
   }
 
   private handleClose(peerCode: number): void {

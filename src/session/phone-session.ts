@@ -17,6 +17,8 @@ import {
   HEARTBEAT_TIMEOUT_REASON,
   NO_SERVER_CODE,
   NO_SERVER_REASON,
+  PING_FLOOD_CODE,
+  PING_FLOOD_REASON,
 } from '../protocol/close-codes.js';
 import { phoneConnId } from '../protocol/conn-id.js';
 import type { RelayContext } from './context.js';
@@ -176,6 +178,10 @@ export class PhoneSession implements PhoneLink, PeerEvents {
     }
   }
 
+  onPingFlood(): void {
+    this.closeWith(PING_FLOOD_CODE, PING_FLOOD_REASON, 'ping_flood');
+  }
+
   onSendTimeout(): void {
     this.outbox?.sendTimedOut();
   }
@@ -221,7 +227,13 @@ export class PhoneSession implements PhoneLink, PeerEvents {
   closeWith(code: number, reason: string, why: CloseReason): void {
     if (!this.peer.isClosed) this.closeReason ??= why;
     this.peer.close(code, reason);
-    this.teardown(this.peer.relayCloseCode || code);
+    // A peer whose close frame already arrived keeps its own code (its close is not the relay's).
+    this.teardown(this.peer.closeCode || code);
+  }
+
+  /** The phone closed: the binary learns now, not when the phone's TCP connection ends. */
+  onCloseFrame(code: number): void {
+    this.teardown(code);
   }
 
   onClose(code: number, closedByRelay: boolean): void {

@@ -175,9 +175,16 @@ export class RawWs {
     port: number,
     path: string,
     headers: Record<string, string>,
-    options: { localAddress?: string; timeoutMs?: number } = {},
+    options: { localAddress?: string; timeoutMs?: number; allowHalfOpen?: boolean } = {},
   ): Promise<RawWs> {
-    const socket = netConnect({ host: '127.0.0.1', port, localAddress: options.localAddress });
+    // allowHalfOpen: the relay's FIN does not end our side (coder/websocket keeps TCP open until
+    // the application closes the connection).
+    const socket = netConnect({
+      host: '127.0.0.1',
+      port,
+      localAddress: options.localAddress,
+      allowHalfOpen: options.allowHalfOpen,
+    });
     const raw = new RawWs(socket);
     let head = Buffer.alloc(0);
     let status = '';

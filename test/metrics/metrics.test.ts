@@ -86,6 +86,7 @@ pyrycode_relay_connections_closed_total{endpoint="client",reason="no_server_4404
 pyrycode_relay_connections_closed_total{endpoint="client",reason="no_status_1005"} 0
 pyrycode_relay_connections_closed_total{endpoint="client",reason="normal_1000"} 0
 pyrycode_relay_connections_closed_total{endpoint="client",reason="other_code"} 0
+pyrycode_relay_connections_closed_total{endpoint="client",reason="ping_flood"} 0
 pyrycode_relay_connections_closed_total{endpoint="client",reason="protocol_error_1002"} 0
 pyrycode_relay_connections_closed_total{endpoint="client",reason="read_timeout_1008"} 0
 pyrycode_relay_connections_closed_total{endpoint="client",reason="shutdown"} 0
@@ -99,6 +100,7 @@ pyrycode_relay_connections_closed_total{endpoint="server",reason="invalid_payloa
 pyrycode_relay_connections_closed_total{endpoint="server",reason="no_status_1005"} 0
 pyrycode_relay_connections_closed_total{endpoint="server",reason="normal_1000"} 0
 pyrycode_relay_connections_closed_total{endpoint="server",reason="other_code"} 0
+pyrycode_relay_connections_closed_total{endpoint="server",reason="ping_flood"} 0
 pyrycode_relay_connections_closed_total{endpoint="server",reason="probe_aborted"} 0
 pyrycode_relay_connections_closed_total{endpoint="server",reason="protocol_error_1002"} 0
 pyrycode_relay_connections_closed_total{endpoint="server",reason="read_timeout_1008"} 0

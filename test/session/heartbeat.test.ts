@@ -10,10 +10,10 @@ import { waitFor } from '../helpers/wait.js';
 /** A peer that records pings and answers them (or not). Only what Heartbeat reads. */
 function fakePeer(answers: boolean): { peer: Peer; pings: number[] } {
   const pings: number[] = [];
-  const state = { isClosed: false, isPaused: false, lastPong: 0 };
+  const state = { isClosing: false, isPaused: false, lastPong: 0 };
   const peer = {
-    get isClosed() {
-      return state.isClosed;
+    get isClosing() {
+      return state.isClosing;
     },
     get isPaused() {
       return state.isPaused;

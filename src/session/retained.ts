@@ -1,0 +1,24 @@
+// What a queued frame keeps alive (issue #14.1). A frame routed from a binary is a zero-copy view
+// of the message it arrived in, and ws may deliver several messages as views of one socket chunk:
+// a 1-byte frame padded into a 200 KiB envelope pins all 200 KiB. Before a frame is queued it is
+// copied out when its backing store is more than twice its size, and what is charged against the
+// phone's budget is the backing store that stays alive, so a queue never keeps more memory than
+// it is charged for (within a factor of two when two big frames share one chunk).
+
+/** Copy a frame out when its backing store is larger than this many times the frame. */
+export const RETAINED_COPY_RATIO = 2;
+
+/** `frame`, or an unpooled copy of it when its backing store is mostly bytes it does not need.
+ * Unpooled: a copy from Node's shared 8 KiB pool would pin a pool slab the same way. */
+export function ownedFrame(frame: Buffer): Buffer {
+  if (frame.buffer.byteLength <= RETAINED_COPY_RATIO * frame.length) return frame;
+  const copy = Buffer.allocUnsafeSlow(frame.length);
+  frame.copy(copy);
+  return copy;
+}
+
+/** Bytes a queued frame keeps alive: its whole backing store (after ownedFrame, at most twice the
+ * frame). */
+export function retainedBytes(frame: Buffer | null): number {
+  return frame === null ? 0 : frame.buffer.byteLength;
+}

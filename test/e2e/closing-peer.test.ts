@@ -1,0 +1,124 @@
+// A peer whose close frame the relay received keeps its own close code (issue #17.1): a client that
+// sends close 1009 (as coder/websocket does on an oversized message) and then holds the TCP
+// connection open must be reported to the binary and counted with 1009, not relabelled 1011
+// "heartbeat timeout" by a heartbeat tick that falls inside the close wait. Raw TCP clients, real
+// relay, 1 s heartbeat.
+
+import { afterEach, describe, expect, it } from 'vitest';
+import {
+  binaryHeaders,
+  connectBinary,
+  phoneHeaders,
+  startRelay,
+  type TestClient,
+  type TestRelay,
+} from '../helpers/relay.js';
+import { clientFrame, closedCell, closePayload, RawWs } from '../helpers/reliability.js';
+import { sleep, waitFor } from '../helpers/wait.js';
+import { CLOSE_HANDSHAKE_TIMEOUT_MS } from '../../src/session/peer.js';
+
+const HEARTBEAT_MS = 1_000;
+/** Our side stays open after the relay's FIN. */
+const HOLD = { allowHalfOpen: true };
+
+let relay: TestRelay | undefined;
+const raws: RawWs[] = [];
+afterEach(async () => {
+  for (const raw of raws.splice(0)) raw.destroy();
+  await relay?.close();
+  relay = undefined;
+});
+
+/** Sends a close frame with `code` and keeps the TCP connection open (never ends or destroys it). */
+function closeAndHold(raw: RawWs, code: number, reason: string): void {
+  raw.write(clientFrame(0x8, closePayload(code, reason)));
+}
+
+async function noticeFor(binary: TestClient, connId: string): Promise<string> {
+  const prefix = `{"conn_id":"${connId}","close_code":`;
+  return waitFor(
+    () => binary.messages.find((m) => m.startsWith(prefix)),
+    CLOSE_HANDSHAKE_TIMEOUT_MS + 3 * HEARTBEAT_MS,
+    `close notice for ${connId}`,
+  );
+}
+
+describe('a peer that sent its close frame and holds TCP open', () => {
+  it('phone: the binary is told 1009 and the close counts as too_big_1009, across several heartbeat ticks', async () => {
+    const r = await startRelay({ heartbeatIntervalMs: HEARTBEAT_MS });
+    relay = r;
+    const binary = await connectBinary(r, 'hold-phone');
+    const before = r.relay.metrics.phonesSinceBoot;
+    const phone = await RawWs.open(r.port, '/v1/client', phoneHeaders('hold-phone'), HOLD);
+    raws.push(phone);
+    await waitFor(() => r.relay.metrics.phonesSinceBoot > before, 3_000, 'phone registration');
+    // Learn the phone's conn_id from one routed frame.
+    phone.sendText('{"hello":1}');
+    const hello = JSON.parse(await binary.message(1)) as { conn_id: string };
+    const connId = hello.conn_id;
+
+    const closedAt = Date.now();
+    closeAndHold(phone, 1009, 'message too big');
+    // The relay answers the close frame with the same code and then waits for TCP to end: several
+    // heartbeat ticks fall inside that wait.
+    await waitFor(() => phone.closeFrame(), 3_000, "relay's reciprocal close frame");
+    expect(phone.closeFrame()).toEqual({ code: 1009, reason: 'message too big' });
+
+    expect(await noticeFor(binary, connId)).toBe(`{"conn_id":"${connId}","close_code":1009}`);
+    // The binary learns when the close frame arrives, not when the phone's TCP finally ends.
+    expect(Date.now() - closedAt).toBeLessThan(CLOSE_HANDSHAKE_TIMEOUT_MS / 2);
+    // The count moves when the socket is gone (the relay drops it after its close-handshake wait).
+    await waitFor(
+      async () => (await r.metric(closedCell('client', 'too_big_1009'))) === 1,
+      CLOSE_HANDSHAKE_TIMEOUT_MS + 3 * HEARTBEAT_MS,
+      'connections_closed{client,too_big_1009} = 1',
+    );
+    expect(await r.metric(closedCell('client', 'heartbeat_timeout'))).toBe(0);
+    expect(r.logs.filter((l) => l.msg === 'phone_unregistered')).toHaveLength(1);
+    // The binary itself is untouched.
+    expect(binary.closed).toBeUndefined();
+    expect(r.relay.registry.binaryFor('hold-phone')).toBeDefined();
+  });
+
+  it('binary: the close counts as the code it sent (too_big_1009), not heartbeat_timeout', async () => {
+    const r = await startRelay({ heartbeatIntervalMs: HEARTBEAT_MS, gracePeriodMs: 10_000 });
+    relay = r;
+    const binary = await RawWs.open(r.port, '/v1/server', binaryHeaders('hold-binary'), HOLD);
+    raws.push(binary);
+    await waitFor(() => r.relay.registry.binaryFor('hold-binary') !== undefined, 3_000, 'claim');
+
+    closeAndHold(binary, 1009, 'message too big');
+    await waitFor(() => binary.closeFrame(), 3_000, "relay's reciprocal close frame");
+    expect(binary.closeFrame()).toEqual({ code: 1009, reason: 'message too big' });
+    await waitFor(
+      async () => (await r.metric(closedCell('server', 'too_big_1009'))) === 1,
+      CLOSE_HANDSHAKE_TIMEOUT_MS + 3 * HEARTBEAT_MS,
+      'connections_closed{server,too_big_1009} = 1',
+    );
+    expect(await r.metric(closedCell('server', 'heartbeat_timeout'))).toBe(0);
+  });
+
+  it('a phone closing with 1000 while its heartbeat is overdue is still reported with 1000', async () => {
+    // The raw client never answers pings; it sends its close frame just after the first ping, so
+    // the next tick would find the ping unanswered and the peer CLOSING.
+    const r = await startRelay({ heartbeatIntervalMs: HEARTBEAT_MS });
+    relay = r;
+    const binary = await connectBinary(r, 'hold-late');
+    const before = r.relay.metrics.phonesSinceBoot;
+    const phone = await RawWs.open(r.port, '/v1/client', phoneHeaders('hold-late'), HOLD);
+    raws.push(phone);
+    await waitFor(() => r.relay.metrics.phonesSinceBoot > before, 3_000, 'phone registration');
+    phone.sendText('1');
+    const connId = (JSON.parse(await binary.message(1)) as { conn_id: string }).conn_id;
+    await waitFor(() => phone.frames().some((f) => f.opcode === 0x9), 3 * HEARTBEAT_MS, 'first ping');
+    closeAndHold(phone, 1000, '');
+    await sleep(50);
+    expect(await noticeFor(binary, connId)).toBe(`{"conn_id":"${connId}","close_code":1000}`);
+    await waitFor(
+      async () => (await r.metric(closedCell('client', 'normal_1000'))) === 1,
+      CLOSE_HANDSHAKE_TIMEOUT_MS + 3 * HEARTBEAT_MS,
+      'connections_closed{client,normal_1000} = 1',
+    );
+    expect(await r.metric(closedCell('client', 'heartbeat_timeout'))).toBe(0);
+  });
+});
