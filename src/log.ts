@@ -3,6 +3,12 @@
 // Keys come from a closed allowlist (LOG_KEYS). The type of `LogFields` makes an unknown key a
 // compile error, and the logger drops any key outside the list at run time as a second guard, so
 // a token, header value or payload cannot reach a log line through a new, unreviewed key.
+//
+// The output never queues without bound: stderr may be a pipe whose reader is slow or gone
+// (journald, a container runtime), and Node then buffers every write in memory. Above
+// MAX_PENDING_LOG_BYTES of unwritten output, lines are dropped and counted (droppedLines); the
+// next line that fits is preceded by one `log_dropped count=N` line. Per-cause throttling of
+// events a peer can repeat is log-throttle.ts.
 
 /** Keys the relay core may log (docs/operations.md, "Keys"). */
 export const CORE_LOG_KEYS = [
@@ -20,6 +26,8 @@ export const CORE_LOG_KEYS = [
   'token_fp',
   'fcm_message_id',
   'duration',
+  'event',
+  'count',
 ] as const;
 
 /** Keys only boot, shutdown and telemetry lines use. */
@@ -42,6 +50,7 @@ export const BOOT_LOG_KEYS = [
   'flag',
   'exporter',
   'suppressed',
+  'signal',
 ] as const;
 
 export type LogKey = (typeof CORE_LOG_KEYS)[number] | (typeof BOOT_LOG_KEYS)[number];
@@ -63,22 +72,55 @@ export interface Logger {
   info(event: string, fields?: LogFields): void;
   warn(event: string, fields?: LogFields): void;
   error(event: string, fields?: LogFields): void;
+  /** Lines dropped because the output backed up (loggers that can drop). */
+  readonly droppedLines?: number;
 }
 
-/** Where log lines go; process.stderr by default. Tests pass a collector. */
+/** Where log lines go; process.stderr by default. Tests pass a collector. A sink that reports
+ * `writableLength` (a stream) is bounded by MAX_PENDING_LOG_BYTES. */
 export interface LogSink {
   write(line: string): unknown;
+  readonly writableLength?: number;
+  on?(event: 'error', listener: (err: Error) => void): unknown;
 }
 
+/** Unwritten log output allowed before lines are dropped. */
+export const MAX_PENDING_LOG_BYTES = 1024 * 1024;
+
+/** Sinks that already have the error guard (process.stderr is shared by every logger). */
+const guardedSinks = new WeakSet<object>();
+
 export function createLogger(format: LogFormat = 'text', sink: LogSink = process.stderr): Logger {
-  const emit = (level: LogLevel, event: string, fields?: LogFields): void => {
+  // A reader that went away (EPIPE) must not crash the relay through an unhandled 'error' event.
+  if (typeof sink.on === 'function' && !guardedSinks.has(sink)) {
+    guardedSinks.add(sink);
+    sink.on('error', () => {});
+  }
+  let dropped = 0;
+  let unreported = 0;
+  const line = (level: LogLevel, event: string, fields?: LogFields): string => {
     const time = new Date().toISOString();
-    sink.write(format === 'json' ? jsonLine(time, level, event, fields) : textLine(time, level, event, fields));
+    return format === 'json' ? jsonLine(time, level, event, fields) : textLine(time, level, event, fields);
+  };
+  const emit = (level: LogLevel, event: string, fields?: LogFields): void => {
+    if ((sink.writableLength ?? 0) > MAX_PENDING_LOG_BYTES) {
+      dropped++;
+      unreported++;
+      return;
+    }
+    if (unreported > 0) {
+      sink.write(line('WARN', 'log_dropped', { count: unreported }));
+      unreported = 0;
+    }
+    sink.write(line(level, event, fields));
   };
   return {
     info: (event, fields) => emit('INFO', event, fields),
     warn: (event, fields) => emit('WARN', event, fields),
     error: (event, fields) => emit('ERROR', event, fields),
+    get droppedLines() {
+      return dropped;
+    },
   };
 }
 

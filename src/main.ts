@@ -3,6 +3,7 @@
 // Exit codes: 0 after a signal-triggered drain (or --version/--help), 1 when a listener fails,
 // 2 when the configuration is refused.
 
+import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import type { Server } from 'node:http';
@@ -31,6 +32,7 @@ import { requireProxyV2 } from './http/proxy-protocol.js';
 import { PUSH_CLOSE_TIMEOUT_MS } from './push/waker.js';
 import { Relay } from './relay.js';
 import { registerRuntimeMetrics } from './metrics/runtime.js';
+import { ignoreSignals, onDrainSignal, type DrainSignal } from './signals.js';
 import { VERSION } from './version.js';
 
 const EXIT_OK = 0;
@@ -40,6 +42,9 @@ const EXIT_REFUSED = 2;
 const TELEMETRY_FLUSH_TIMEOUT_MS = 5_000;
 
 async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
+  // First of all: SIGUSR1 must never start the inspector, not even during boot.
+  let bootLog: Logger | undefined;
+  ignoreSignals(() => (bootLog ??= createLogger()));
   const outcome = parseConfig(argv, env, safeHomedir());
   switch (outcome.kind) {
     case 'version':
@@ -54,6 +59,7 @@ async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
   }
   const config = outcome.config;
   const log = createLogger(config.logFormat);
+  bootLog = log;
 
   const refusal = preflight(config, readProcessFacts());
   if (refusal !== null) {
@@ -114,6 +120,8 @@ async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
       rateLimitBurst: config.rateLimitBurst,
       rateLimitIntervalMs: config.rateLimitIntervalMs,
       trustXForwardedFor: config.trustXForwardedFor,
+      proxyProtocol: autocert !== null && config.httpsProxyProtocol,
+      ...certExpiry(tls, autocert),
       push:
         config.fcmCredentials === null
           ? null
@@ -136,7 +144,7 @@ async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
     server = secure as unknown as Server;
     relay.attach(server);
     requireHost(server, config.domain);
-    if (config.httpsProxyProtocol) requireProxyV2(secure);
+    if (config.httpsProxyProtocol) requireProxyV2(secure, { onReject: (reason) => relay.metrics.proxyRefused(reason) });
     acmeServer = createPlainServer();
     acmeServer.on('request', autocert.httpChallengeHandler);
     acmeServer.on('upgrade', autocert.httpUpgradeHandler);
@@ -168,15 +176,14 @@ async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
     return EXIT_REFUSED;
   }
 
-  // What ends the run: the first SIGTERM/SIGINT, or the first listener error.
+  // What ends the run: the first SIGTERM/SIGINT/SIGQUIT, or the first listener error.
   let stopWith: (trigger: 'signal' | 'listener') => void = () => {};
   const stopped = new Promise<'signal' | 'listener'>((resolve) => (stopWith = resolve));
-  const onSignal = (): void => stopWith('signal');
-  process.once('SIGTERM', onSignal);
-  process.once('SIGINT', onSignal);
-  // Later signals are ignored rather than killing the drain.
-  process.on('SIGTERM', () => {});
-  process.on('SIGINT', () => {});
+  let drainSignal: DrainSignal | undefined;
+  onDrainSignal((signal) => {
+    drainSignal = signal;
+    stopWith('signal');
+  });
 
   const listenText = formatListenAddress(config.listen);
   if (config.mode === 'autocert') {
@@ -226,6 +233,7 @@ async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
   autocert?.start();
 
   const trigger = await stopped;
+  if (trigger === 'signal') log.info('shutdown signal received; draining', { signal: drainSignal });
   return shutdown({ ...running, metricsServer, trigger });
 }
 
@@ -245,8 +253,8 @@ interface ShutdownOptions {
 
 async function shutdown(options: ShutdownOptions): Promise<number> {
   const { relay, servers, metricsServer, autocert, telemetry, config, log, trigger } = options;
-  if (trigger === 'signal') log.info('shutdown signal received; draining');
-  else log.error('listener error; draining');
+  // A signal's drain line (with the signal's name) was logged by the caller.
+  if (trigger === 'listener') log.error('listener error; draining');
   if (trigger === 'signal' && config.drainDelayMs > 0) {
     // /readyz fails now; peers are still served while load balancers stop routing here.
     relay.markNotReady();
@@ -304,6 +312,17 @@ function loadTls(config: RelayConfig, log: Logger): { cert: Buffer; key: Buffer 
     return null;
   }
   return { cert, key };
+}
+
+/** The served certificate's expiry for the tls_cert_expiry_timestamp_seconds gauge (TLS modes). */
+function certExpiry(
+  tls: { cert: Buffer } | null,
+  autocert: AutocertManager | null,
+): { tlsCertExpiryMs?: () => number | null } {
+  if (autocert !== null) return { tlsCertExpiryMs: () => autocert.certificate?.notAfterMs ?? null };
+  if (tls === null) return {};
+  const notAfterMs = Date.parse(new X509Certificate(tls.cert).validTo);
+  return { tlsCertExpiryMs: () => notAfterMs };
 }
 
 function errCode(err: unknown): string {

@@ -9,6 +9,7 @@ import { ConnCap } from './http/conn-cap.js';
 import type { RelayContext, RelayTimings } from './session/context.js';
 import { healthBody, readiness } from './http/health.js';
 import type { Logger } from './log.js';
+import { ThrottledLogger } from './log-throttle.js';
 import { RelayMetrics } from './metrics/metrics.js';
 import { CLOSE_HANDSHAKE_TIMEOUT_MS, MESSAGE_READ_TIMEOUT_MS } from './session/peer.js';
 import { CLOSE_NORMAL, SHUTDOWN_CODE, SHUTDOWN_REASON } from './protocol/close-codes.js';
@@ -31,11 +32,17 @@ export interface RelayOptions {
   rateLimitBurst: number;
   rateLimitIntervalMs: number;
   trustXForwardedFor: boolean;
+  /** Bound of the rate limiter's bucket table; only tests shrink it (RATE_LIMIT_MAX_BUCKETS). */
+  rateLimitMaxBuckets?: number;
   /** Per-message read deadline; only tests shorten it. */
   messageReadTimeoutMs?: number;
   version?: string;
   /** FCM push wakes; absent or null = push off (and no push_wakes_total family). */
   push?: PushOptions | null;
+  /** --https-proxy-protocol is on (the proxy_protocol_refusals_total family exists). */
+  proxyProtocol?: boolean;
+  /** TLS modes: expiry of the served certificate in Unix ms, null while there is none. */
+  tlsCertExpiryMs?: () => number | null;
 }
 
 type Session = BinarySession | PhoneSession;
@@ -56,12 +63,12 @@ export class Relay implements RelayContext {
   private drainingFlag = false;
   private notReady = false;
   private readonly pipeline: ReturnType<typeof createPipeline>;
+  /** Every relay event goes through the per-cause throttle (log-throttle.ts). */
+  readonly log: ThrottledLogger;
 
-  constructor(
-    options: RelayOptions,
-    meter: Meter,
-    readonly log: Logger,
-  ) {
+  constructor(options: RelayOptions, meter: Meter, log: Logger) {
+    this.log = new ThrottledLogger(log);
+    this.log.start();
     this.version = options.version ?? VERSION;
     this.timings = {
       heartbeatIntervalMs: options.heartbeatIntervalMs,
@@ -81,9 +88,15 @@ export class Relay implements RelayContext {
       gracePeriodMs: options.gracePeriodMs,
       version: this.version,
       push: options.push != null,
+      ...(options.proxyProtocol === true ? { proxyProtocol: true } : {}),
+      ...(options.tlsCertExpiryMs === undefined ? {} : { tlsCertExpiryMs: options.tlsCertExpiryMs }),
     });
-    this.push = PushWaker.create(options.push, this.metrics, log);
-    this.limiter = new RateLimiter({ burst: options.rateLimitBurst, refillIntervalMs: options.rateLimitIntervalMs });
+    this.push = PushWaker.create(options.push, this.metrics, this.log);
+    this.limiter = new RateLimiter({
+      burst: options.rateLimitBurst,
+      refillIntervalMs: options.rateLimitIntervalMs,
+      ...(options.rateLimitMaxBuckets === undefined ? {} : { maxBuckets: options.rateLimitMaxBuckets }),
+    });
     this.limiter.startSweeper();
     this.cap = new ConnCap(options.maxConnections);
     this.wss = new WebSocketServer({
@@ -151,6 +164,10 @@ export class Relay implements RelayContext {
     return this.registry.parkedPhones();
   }
 
+  logLines(): { suppressed: Readonly<Record<string, number>>; dropped: number } {
+    return { suppressed: this.log.suppressed, dropped: this.log.droppedLines };
+  }
+
   /** First step of a drain: fail readiness so load balancers stop routing here, while existing
    * and new connections are still served (see --drain-delay). */
   markNotReady(): void {
@@ -191,6 +208,8 @@ export class Relay implements RelayContext {
     const complete = await this.waitForSessions(timeoutMs);
     if (!complete) for (const session of this.sessions) session.peer.terminate();
     this.registry.dispose();
+    // Every suppressed line is accounted for in the log before the process exits.
+    this.log.stop();
     return complete;
   }
 

@@ -35,6 +35,7 @@ import { OTLPMetricExporter as OTLPMetricExporterProto } from '@opentelemetry/ex
 import { OTLPMetricExporter as OTLPMetricExporterJson } from '@opentelemetry/exporter-metrics-otlp-http';
 import type { Logger } from '../src/log.js';
 import { buildResource } from './resource.js';
+import { trackInstruments } from './empty-histograms.js';
 import { startMetricsServer as startLoopbackMetricsServer, type MetricsServer } from './metrics-server.js';
 import { ReportingMetricExporter, otlpHeaderValues } from './otlp-reporting.js';
 import type { OtlpSettings } from './otel-env.js';
@@ -96,7 +97,9 @@ export function buildTelemetry(opts: TelemetryOptions): Telemetry {
     readers.length > 0
       ? new MeterProvider({ resource: buildResource(opts.env, opts.serviceVersion), readers })
       : undefined;
-  const meter = provider ? provider.getMeter(METER_NAME, opts.serviceVersion) : createNoopMeter();
+  // The core's meter notes its histograms so the scrape shows them at zero from boot.
+  const tracker = provider ? trackInstruments(provider.getMeter(METER_NAME, opts.serviceVersion)) : undefined;
+  const meter = tracker?.meter ?? createNoopMeter();
 
   // Positional: (prefix, appendTimestamp, withResourceConstantLabels, withoutTargetInfo, withoutScopeInfo).
   const serializer = new PrometheusSerializer('', false, undefined, !opts.targetInfo, true);
@@ -107,7 +110,7 @@ export function buildTelemetry(opts: TelemetryOptions): Telemetry {
     if (errors.length > 0) {
       throw new Error(`metrics collection failed with ${errors.length} error(s)`);
     }
-    return serializer.serialize(resourceMetrics);
+    return serializer.serialize(tracker === undefined ? resourceMetrics : tracker.fill(resourceMetrics, METER_NAME));
   };
 
   let shutdownPromise: Promise<void> | undefined;

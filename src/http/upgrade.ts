@@ -11,6 +11,7 @@ import type { ConnCap } from './conn-cap.js';
 import type { Logger } from '../log.js';
 import type { Endpoint, RelayMetrics, UpgradeRejection } from '../metrics/metrics.js';
 import type { RateLimiter } from './rate-limiter.js';
+import { rateLimitKey } from './rate-limit-key.js';
 import { HEALTH_HEADERS } from './health.js';
 import { missingHost } from './listeners.js';
 import {
@@ -21,6 +22,7 @@ import {
   writeRaw,
   writeRawError,
 } from './responses.js';
+import { decodeServerId } from './server-id.js';
 
 export const SERVER_PATH = '/v1/server';
 export const CLIENT_PATH = '/v1/client';
@@ -85,9 +87,11 @@ export function createPipeline(deps: PipelineDeps): {
       return null;
     }
     const ip = clientIp(req, deps.trustXForwardedFor);
-    if (ip === '' || !deps.limiter.allow(ip)) {
+    const decision = ip === '' ? 'deny' : deps.limiter.take(rateLimitKey(ip));
+    if (decision !== 'allow') {
       reject(429);
       deps.metrics.rateLimited(endpoint);
+      if (decision === 'table_full') deps.metrics.rateLimitTableFull();
       // Quoted: with --trust-x-forwarded-for the key comes from a client-supplied header.
       deps.log.warn('rate_limited', { remote: JSON.stringify(ip) });
       return null;
@@ -99,20 +103,24 @@ export function createPipeline(deps: PipelineDeps): {
       deps.log.warn('conn_cap_reached', { path, remote });
       return null;
     }
+    const headersRefused = (): null => {
+      deps.cap.release();
+      reject(400);
+      deps.metrics.headersRejected(endpoint); // deliberately not logged (no log amplification)
+      return null;
+    };
     const headers = req.headersDistinct;
     for (const name of REQUIRED_HEADERS[endpoint]) {
       const value = headers[name]?.[0];
-      if (value === undefined || value.trim() === '') {
-        deps.cap.release();
-        reject(400);
-        deps.metrics.headersRejected(endpoint); // deliberately not logged (no log amplification)
-        return null;
-      }
+      if (value === undefined || value.trim() === '') return headersRefused();
     }
+    // Not valid UTF-8, or longer than MAX_SERVER_ID_BYTES: refused like a missing header.
+    const serverId = decodeServerId(headers['x-pyrycode-server']![0]!);
+    if (serverId === null) return headersRefused();
     const labelHeader = endpoint === 'server' ? 'x-pyrycode-version' : 'x-pyrycode-device-name';
     return {
       endpoint,
-      serverId: headerText(headers['x-pyrycode-server']![0]!),
+      serverId,
       label: headerText(headers[labelHeader]?.[0] ?? ''),
       remote,
     };
@@ -272,10 +280,17 @@ function hasToken(header: string | undefined, token: string): boolean {
   return false;
 }
 
+/** scheme "://" authority, the head of an absolute-form target (RFC 9112 3.2.2). */
+const ABSOLUTE_FORM_HEAD = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/[^/?#]*/;
+
+/** The path of the request target, up to '?'. An absolute-form target is routed by its path like
+ * origin-form, as Go's ServeMux (the reference) routes r.URL.Path; it is '' when it has none. */
 function pathOf(url: string | undefined): string {
   if (url === undefined) return '';
-  const q = url.indexOf('?');
-  return q < 0 ? url : url.slice(0, q);
+  const head = url.startsWith('/') ? null : ABSOLUTE_FORM_HEAD.exec(url);
+  const target = head === null ? url : url.slice(head[0].length);
+  const q = target.indexOf('?');
+  return q < 0 ? target : target.slice(0, q);
 }
 
 function endpointOf(path: string): Endpoint | null {

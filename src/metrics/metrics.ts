@@ -65,7 +65,19 @@ export interface CountsSource {
   parkedPhones(): number;
   /** False from the moment a drain starts. */
   readonly ready: boolean;
+  /** Log lines suppressed per throttled event (keys: LOG_SUPPRESSED_EVENTS) and dropped lines. */
+  logLines(): { suppressed: Readonly<Record<string, number>>; dropped: number };
 }
+
+/** The throttled log events (src/log-throttle.ts THROTTLED_EVENTS; a test keeps the two equal). */
+export const LOG_SUPPRESSED_EVENTS = [
+  'binary_forwarder_phone_enqueue_failed',
+  'binary_forwarder_push_wake_dropped',
+  'binary_forwarder_unknown_conn_id',
+  'binary_forwarder_unmarshal_err',
+  'conn_cap_reached',
+  'rate_limited',
+] as const;
 
 export interface RelayMetricsOptions {
   /** Sizes the reclaim-latency buckets so they cover the grace window. */
@@ -73,7 +85,29 @@ export interface RelayMetricsOptions {
   version: string;
   /** Push wakes configured: the push_wakes_total family exists (absent otherwise). */
   push?: boolean;
+  /** --https-proxy-protocol: the proxy_protocol_refusals_total family exists (absent otherwise). */
+  proxyProtocol?: boolean;
+  /** TLS modes: when the served certificate expires (Unix ms), null while there is none; the
+   * tls_cert_expiry_timestamp_seconds gauge exists only with it. */
+  tlsCertExpiryMs?: () => number | null;
 }
+
+/** Why the PROXY v2 listener refused a connection (src/http/proxy-protocol.ts ProxyRejection plus
+ * timeout, closed and no_peer_override; main.ts passes one to the other, so the compiler keeps
+ * the two lists equal). */
+const PROXY_REFUSALS = [
+  'bad_command',
+  'bad_signature',
+  'bad_version',
+  'closed',
+  'header_too_large',
+  'local_command',
+  'no_peer_override',
+  'short_address_block',
+  'timeout',
+  'unsupported_family',
+] as const;
+export type ProxyRefusal = (typeof PROXY_REFUSALS)[number];
 
 // ---- Operator signals beyond the reference (docs/metrics.md, "Operator signals") ----
 
@@ -232,13 +266,23 @@ export const SIGNAL_HELP = {
   framesReceived:
     'Frames the relay read, by direction: every message from a phone, and every message from a binary except push-wake requests and close directives without a frame. Moves when the message is read.',
   graceReclaimSeconds:
-    'Seconds between a binary disconnecting and its successor reclaiming the server-id within the grace window. One observation per reclaim; the family appears with the first reclaim.',
+    'Seconds between a binary disconnecting and its successor reclaiming the server-id within the grace window. One observation per reclaim; every bucket is 0 until the first reclaim.',
   graceReclaims:
     'Binaries that claimed a server-id while it was in its grace window (the previous binary came back, or its successor took over its phones). Moves with the claim.',
   httpErrors:
     'Requests on the public listener answered with an HTTP error before any endpoint ran: malformed requests (400), header timeout (408), headers over 64 KiB (431), unknown paths (404). One increment per answered request.',
+  logLinesDropped:
+    'Log lines dropped because stderr backed up (more than 1 MiB of unwritten output: a slow or stuck reader of the pipe). Moves when the line is dropped.',
+  logLinesSuppressed:
+    'Log lines not written because their cause repeated (the first lines per connection or client address are written, then one log_suppressed summary line), by event. Moves when the line is suppressed.',
   phonesParked:
     'Phones registered under a server-id whose binary is in its grace window (connected, waiting for the binary to come back). Computed at collection.',
+  proxyProtocolRefusals:
+    'Connections the PROXY protocol v2 listener (--https-proxy-protocol) closed without a byte written, by reason: a header that is not v2 (bad_signature, bad_version), a command other than PROXY (local_command, bad_command), a family other than TCP4/TCP6, a malformed or oversized header, no complete header within 5 s (timeout), or the peer leaving first (closed). One increment per refused connection.',
+  rateLimitTableFull:
+    "Upgrade requests refused with 429 because the rate limiter's bucket table was full of buckets in use, so the request's client address could not get a bucket. Each also counts in pyrycode_relay_ws_upgrade_attempts_total{outcome=reject_rate_limit}.",
+  tlsCertExpiry:
+    'When the TLS certificate the relay serves expires, in Unix seconds (static TLS and autocert only); 0 while autocert has no certificate yet. Read at collection.',
   ready:
     'Whether /readyz answers 200: 1 while serving, 0 from the moment a drain starts, so load balancers stop sending new connections before peers are closed.',
   upgradeRejections:
@@ -298,6 +342,9 @@ export class RelayMetrics {
   private readonly httpErrors: LabelledCounter<HttpError>;
   private readonly graceReclaims: Counter;
   private readonly graceReclaimSeconds: Histogram;
+  private readonly rateLimitTableFullTotal: Counter;
+  /** Only with --https-proxy-protocol. */
+  private readonly proxyRefusals: LabelledCounter<ProxyRefusal> | undefined;
 
   constructor(meter: Meter, counts: CountsSource, options: RelayMetricsOptions) {
     // Sorted by final metric name: connected_binaries, connected_phones, frames_forwarded_total,
@@ -404,11 +451,43 @@ export class RelayMetrics {
     );
 
     meter
+      .createObservableCounter('pyrycode_relay_log_lines_dropped_total', { description: SIGNAL_HELP.logLinesDropped })
+      .addCallback((result) => result.observe(counts.logLines().dropped));
+    const suppressedCells = LOG_SUPPRESSED_EVENTS.map((event) => [event, Object.freeze({ event })] as const);
+    meter
+      .createObservableCounter('pyrycode_relay_log_lines_suppressed_total', {
+        description: SIGNAL_HELP.logLinesSuppressed,
+      })
+      .addCallback((result) => {
+        const suppressed = counts.logLines().suppressed;
+        for (const [event, attrs] of suppressedCells) result.observe(suppressed[event] ?? 0, attrs);
+      });
+    meter
       .createObservableGauge('pyrycode_relay_phones_parked', { description: SIGNAL_HELP.phonesParked })
       .addCallback((result) => result.observe(counts.parkedPhones()));
+    if (options.proxyProtocol === true) {
+      this.proxyRefusals = new LabelledCounter(
+        meter,
+        'pyrycode_relay_proxy_protocol_refusals_total',
+        SIGNAL_HELP.proxyProtocolRefusals,
+        cellsOf('reason', PROXY_REFUSALS),
+      );
+    }
+    this.rateLimitTableFullTotal = meter.createCounter('pyrycode_relay_rate_limit_table_full_total', {
+      description: SIGNAL_HELP.rateLimitTableFull,
+    });
+    this.rateLimitTableFullTotal.add(0);
     meter
       .createObservableGauge('pyrycode_relay_ready', { description: SIGNAL_HELP.ready })
       .addCallback((result) => result.observe(counts.ready ? 1 : 0));
+    const tlsCertExpiryMs = options.tlsCertExpiryMs;
+    if (tlsCertExpiryMs !== undefined) {
+      meter
+        .createObservableGauge('pyrycode_relay_tls_cert_expiry_timestamp_seconds', {
+          description: SIGNAL_HELP.tlsCertExpiry,
+        })
+        .addCallback((result) => result.observe(Math.floor((tlsCertExpiryMs() ?? 0) / 1000)));
+    }
 
     this.upgradeRejections = new LabelledCounter(
       meter,
@@ -429,6 +508,16 @@ export class RelayMetrics {
    * header gate, which the reference families count). */
   upgradeRejected(endpoint: Endpoint, reason: UpgradeRejection): void {
     this.upgradeRejections.add(`${endpoint}/${reason}`);
+  }
+
+  /** The PROXY v2 listener closed a connection without serving it. */
+  proxyRefused(reason: ProxyRefusal): void {
+    this.proxyRefusals?.add(reason);
+  }
+
+  /** A 429 because the rate limiter's table was full (also counted by rateLimited). */
+  rateLimitTableFull(): void {
+    this.rateLimitTableFullTotal.add(1);
   }
 
   /** The public listener answered a request with an HTTP error before any endpoint ran. */

@@ -14,6 +14,7 @@ import {
   type TestRelay,
 } from '../helpers/relay.js';
 import { sleep, waitFor } from '../helpers/wait.js';
+import { LOG_FIRST_LINES_PER_KEY } from '../../src/log-throttle.js';
 
 let relay: TestRelay | undefined;
 afterEach(async () => {
@@ -185,7 +186,7 @@ describe('binary -> phone delivery', () => {
 });
 
 describe('malformed binary envelopes', () => {
-  it('are logged as warn binary_forwarder_unmarshal_err and dropped; the binary stays connected', async () => {
+  it('are logged as warn binary_forwarder_unmarshal_err (the first LOG_FIRST_LINES_PER_KEY, the rest counted as suppressed) and dropped; the binary stays connected', async () => {
     const { r, binary, phone, connId } = await setup('srv-mal');
     const bad = [
       'not json',
@@ -202,13 +203,15 @@ describe('malformed binary envelopes', () => {
       '',
     ];
     for (const b of bad) binary.send(b);
+    const suppressed = 'pyrycode_relay_log_lines_suppressed_total{event="binary_forwarder_unmarshal_err"}';
     await waitFor(
-      () => logsOf(r, 'binary_forwarder_unmarshal_err').length >= bad.length,
+      async () => logsOf(r, 'binary_forwarder_unmarshal_err').length + (await r.metric(suppressed)) >= bad.length,
       3_000,
-      'one unmarshal_err per bad envelope',
+      'one unmarshal_err (logged or suppressed) per bad envelope',
     );
     const lines = logsOf(r, 'binary_forwarder_unmarshal_err');
-    expect(lines).toHaveLength(bad.length);
+    expect(lines).toHaveLength(LOG_FIRST_LINES_PER_KEY);
+    expect(await r.metric(suppressed)).toBe(bad.length - LOG_FIRST_LINES_PER_KEY);
     for (const line of lines) {
       expect(line.level).toBe('WARN');
       expect(line.server_id).toBe('srv-mal');

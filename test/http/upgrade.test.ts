@@ -843,11 +843,11 @@ describe('header size limit (64 KiB)', () => {
       ]),
     );
     expect(bigUpgrade).toMatch(/^HTTP\/1\.1 431 /);
-    // A 40 KiB server-id (no length validation of its own) is fine.
-    const longId = 'L'.repeat(40 * 1024);
-    const b = client(r, '/v1/server', binaryHeaders(longId));
+    // A 40 KiB binary version (no length validation of its own) is fine; the server-id has its own
+    // 256-byte limit (test/http/server-id.test.ts).
+    const b = client(r, '/v1/server', binaryHeaders('hdr-long', { 'X-Pyrycode-Version': 'L'.repeat(40 * 1024) }));
     await b.open();
-    await waitFor(() => r.relay.registry.binaryFor(longId) !== undefined, 3_000, 'claim with a long id');
+    await waitFor(() => r.relay.registry.binaryFor('hdr-long') !== undefined, 3_000, 'claim with a long version');
     await expectCounters(r, { [UP('server', 'accept')]: 1 });
   });
 });

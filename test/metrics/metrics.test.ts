@@ -56,7 +56,8 @@ pyrycode_relay_ws_upgrade_attempts_total{endpoint="server",outcome="reject_rate_
 `;
 
 // This project's operator signals (docs/metrics.md), after the reference families. The reclaim
-// histogram appears with the first reclaim (OpenTelemetry has no empty histogram).
+// histogram is there from boot with every bucket at 0 (telemetry/empty-histograms.ts; the test
+// relay's grace window is 1 s).
 const GOLDEN_SIGNALS = `# HELP pyrycode_relay_build_info Build information: always 1, labelled with the relay version and the Node.js version running it.
 # TYPE pyrycode_relay_build_info gauge
 pyrycode_relay_build_info{version="${VERSION}",node_version="${process.version}"} 1
@@ -125,6 +126,19 @@ pyrycode_relay_frames_dropped_total{direction="phone_to_binary",reason="write_fa
 # TYPE pyrycode_relay_frames_received_total counter
 pyrycode_relay_frames_received_total{direction="binary_to_phone"} 0
 pyrycode_relay_frames_received_total{direction="phone_to_binary"} 0
+# HELP pyrycode_relay_grace_reclaim_seconds Seconds between a binary disconnecting and its successor reclaiming the server-id within the grace window. One observation per reclaim; every bucket is 0 until the first reclaim.
+# TYPE pyrycode_relay_grace_reclaim_seconds histogram
+pyrycode_relay_grace_reclaim_seconds_count 0
+pyrycode_relay_grace_reclaim_seconds_sum 0
+pyrycode_relay_grace_reclaim_seconds_bucket{le="0.01"} 0
+pyrycode_relay_grace_reclaim_seconds_bucket{le="0.025"} 0
+pyrycode_relay_grace_reclaim_seconds_bucket{le="0.05"} 0
+pyrycode_relay_grace_reclaim_seconds_bucket{le="0.1"} 0
+pyrycode_relay_grace_reclaim_seconds_bucket{le="0.25"} 0
+pyrycode_relay_grace_reclaim_seconds_bucket{le="0.5"} 0
+pyrycode_relay_grace_reclaim_seconds_bucket{le="0.75"} 0
+pyrycode_relay_grace_reclaim_seconds_bucket{le="1"} 0
+pyrycode_relay_grace_reclaim_seconds_bucket{le="+Inf"} 0
 # HELP pyrycode_relay_grace_reclaims_total Binaries that claimed a server-id while it was in its grace window (the previous binary came back, or its successor took over its phones). Moves with the claim.
 # TYPE pyrycode_relay_grace_reclaims_total counter
 pyrycode_relay_grace_reclaims_total 0
@@ -134,9 +148,23 @@ pyrycode_relay_http_errors_total{reason="bad_request_400"} 0
 pyrycode_relay_http_errors_total{reason="header_timeout_408"} 0
 pyrycode_relay_http_errors_total{reason="header_too_large_431"} 0
 pyrycode_relay_http_errors_total{reason="not_found_404"} 0
+# HELP pyrycode_relay_log_lines_dropped_total Log lines dropped because stderr backed up (more than 1 MiB of unwritten output: a slow or stuck reader of the pipe). Moves when the line is dropped.
+# TYPE pyrycode_relay_log_lines_dropped_total counter
+pyrycode_relay_log_lines_dropped_total 0
+# HELP pyrycode_relay_log_lines_suppressed_total Log lines not written because their cause repeated (the first lines per connection or client address are written, then one log_suppressed summary line), by event. Moves when the line is suppressed.
+# TYPE pyrycode_relay_log_lines_suppressed_total counter
+pyrycode_relay_log_lines_suppressed_total{event="binary_forwarder_phone_enqueue_failed"} 0
+pyrycode_relay_log_lines_suppressed_total{event="binary_forwarder_push_wake_dropped"} 0
+pyrycode_relay_log_lines_suppressed_total{event="binary_forwarder_unknown_conn_id"} 0
+pyrycode_relay_log_lines_suppressed_total{event="binary_forwarder_unmarshal_err"} 0
+pyrycode_relay_log_lines_suppressed_total{event="conn_cap_reached"} 0
+pyrycode_relay_log_lines_suppressed_total{event="rate_limited"} 0
 # HELP pyrycode_relay_phones_parked Phones registered under a server-id whose binary is in its grace window (connected, waiting for the binary to come back). Computed at collection.
 # TYPE pyrycode_relay_phones_parked gauge
 pyrycode_relay_phones_parked 0
+# HELP pyrycode_relay_rate_limit_table_full_total Upgrade requests refused with 429 because the rate limiter's bucket table was full of buckets in use, so the request's client address could not get a bucket. Each also counts in pyrycode_relay_ws_upgrade_attempts_total{outcome=reject_rate_limit}.
+# TYPE pyrycode_relay_rate_limit_table_full_total counter
+pyrycode_relay_rate_limit_table_full_total 0
 # HELP pyrycode_relay_ready Whether /readyz answers 200: 1 while serving, 0 from the moment a drain starts, so load balancers stop sending new connections before peers are closed.
 # TYPE pyrycode_relay_ready gauge
 pyrycode_relay_ready 1
@@ -167,6 +195,27 @@ pyrycode_relay_push_wakes_total{outcome="token_fetch_failed"} 0
 pyrycode_relay_push_wakes_total{outcome="unregistered"} 0
 `;
 const REGISTER_FAILURES_HELP = '# HELP pyrycode_relay_register_failures_total ';
+
+// With --https-proxy-protocol, the refusal family sits in name order before rate_limit_table_full.
+const GOLDEN_PROXY_FAMILY = `# HELP pyrycode_relay_proxy_protocol_refusals_total Connections the PROXY protocol v2 listener (--https-proxy-protocol) closed without a byte written, by reason: a header that is not v2 (bad_signature, bad_version), a command other than PROXY (local_command, bad_command), a family other than TCP4/TCP6, a malformed or oversized header, no complete header within 5 s (timeout), or the peer leaving first (closed). One increment per refused connection.
+# TYPE pyrycode_relay_proxy_protocol_refusals_total counter
+pyrycode_relay_proxy_protocol_refusals_total{reason="bad_command"} 0
+pyrycode_relay_proxy_protocol_refusals_total{reason="bad_signature"} 0
+pyrycode_relay_proxy_protocol_refusals_total{reason="bad_version"} 0
+pyrycode_relay_proxy_protocol_refusals_total{reason="closed"} 0
+pyrycode_relay_proxy_protocol_refusals_total{reason="header_too_large"} 0
+pyrycode_relay_proxy_protocol_refusals_total{reason="local_command"} 0
+pyrycode_relay_proxy_protocol_refusals_total{reason="no_peer_override"} 0
+pyrycode_relay_proxy_protocol_refusals_total{reason="short_address_block"} 0
+pyrycode_relay_proxy_protocol_refusals_total{reason="timeout"} 0
+pyrycode_relay_proxy_protocol_refusals_total{reason="unsupported_family"} 0
+`;
+const RATE_LIMIT_TABLE_FULL_HELP = '# HELP pyrycode_relay_rate_limit_table_full_total ';
+
+// TLS modes: the certificate-expiry gauge sits in name order between ready and upgrade_rejections.
+const TLS_CERT_EXPIRY_HELP =
+  '# HELP pyrycode_relay_tls_cert_expiry_timestamp_seconds When the TLS certificate the relay serves expires, in Unix seconds (static TLS and autocert only); 0 while autocert has no certificate yet. Read at collection.\n# TYPE pyrycode_relay_tls_cert_expiry_timestamp_seconds gauge\n';
+const UPGRADE_REJECTIONS_HELP = '# HELP pyrycode_relay_upgrade_rejections_total ';
 
 interface Family {
   help: string;
@@ -237,6 +286,33 @@ describe('golden scrape', () => {
     expect(res.body).toBe(golden + GOLDEN_SIGNALS);
     expect(parseExposition(res.body)).toEqual(parseExposition(golden + GOLDEN_SIGNALS));
     await relay.relay.push.close();
+  });
+});
+
+describe('golden scrape: TLS and PROXY protocol families', () => {
+  it('with --https-proxy-protocol, the refusal family is served in name order, every reason at 0', async () => {
+    relay = await startRelay({ proxyProtocol: true });
+    const res = await httpGet(relay.metricsUrl);
+    const at = GOLDEN_SIGNALS.indexOf(RATE_LIMIT_TABLE_FULL_HELP);
+    expect(at).toBeGreaterThan(0);
+    expect(res.body).toBe(
+      GOLDEN_BOOT_SCRAPE + GOLDEN_SIGNALS.slice(0, at) + GOLDEN_PROXY_FAMILY + GOLDEN_SIGNALS.slice(at),
+    );
+  });
+
+  it('in TLS modes, tls_cert_expiry_timestamp_seconds reads the served certificate (0 while there is none)', async () => {
+    let expiryMs: number | null = null;
+    relay = await startRelay({ tlsCertExpiryMs: () => expiryMs });
+    const at = GOLDEN_SIGNALS.indexOf(UPGRADE_REJECTIONS_HELP);
+    const golden = (value: number): string =>
+      GOLDEN_BOOT_SCRAPE +
+      GOLDEN_SIGNALS.slice(0, at) +
+      TLS_CERT_EXPIRY_HELP +
+      `pyrycode_relay_tls_cert_expiry_timestamp_seconds ${value}\n` +
+      GOLDEN_SIGNALS.slice(at);
+    expect((await httpGet(relay.metricsUrl)).body).toBe(golden(0));
+    expiryMs = Date.UTC(2027, 2, 1, 12, 0, 0, 999);
+    expect((await httpGet(relay.metricsUrl)).body).toBe(golden(Date.UTC(2027, 2, 1, 12, 0, 0) / 1000));
   });
 });
 

@@ -1015,8 +1015,10 @@ describe('grace_reclaims_total, grace_reclaim_seconds, phones_parked', () => {
     let text = await r.scrape();
     expect(value(text, 'pyrycode_relay_phones_parked')).toBe(0);
     expect(value(text, 'pyrycode_relay_grace_reclaims_total')).toBe(0);
-    // No observation yet: the histogram family is not in the scrape.
-    expect(text).not.toContain(RECLAIM);
+    // No observation yet: the family is there with every bucket at 0 (telemetry/empty-histograms.ts).
+    expect(value(text, `${RECLAIM}_count`)).toBe(0);
+    expect(value(text, `${RECLAIM}_sum`)).toBe(0);
+    expect(samples(text, `${RECLAIM}_bucket`).every((b) => b.value === 0)).toBe(true);
 
     first.close(1000);
     const startedAt = await waitFor(() => r.relay.registry.graceStartedAt('reclaim'), 3_000, 'grace armed');
@@ -1042,6 +1044,9 @@ describe('grace_reclaims_total, grace_reclaim_seconds, phones_parked', () => {
     const byLe = Object.fromEntries(buckets.map((b) => [b.labels.le!, b.value]));
     expect(byLe).toEqual({ '0.02': 0, '0.05': 0, '0.1': 0, '0.2': 0, '0.5': 1, '1': 1, '1.5': 1, '2': 1, '+Inf': 1 });
     expect(text).toContain(`# TYPE ${RECLAIM} histogram`);
+    // One family only: the real data point replaced the empty one.
+    expect(text.split(`# HELP ${RECLAIM} `)).toHaveLength(2);
+    expect(samples(text, `${RECLAIM}_count`)).toHaveLength(1);
   });
 
   it('a takeover of a slot that went into grace during the probe counts as a reclaim', async () => {
@@ -1088,7 +1093,8 @@ describe('grace_reclaims_total, grace_reclaim_seconds, phones_parked', () => {
     const text = await r.scrape();
     expect(value(text, 'pyrycode_relay_phones_parked')).toBe(0);
     expect(value(text, 'pyrycode_relay_grace_reclaims_total')).toBe(0);
-    expect(text).not.toContain(RECLAIM);
+    // No observation: the histogram is still all zeros.
+    expect(value(text, `${RECLAIM}_count`)).toBe(0);
   });
 });
 

@@ -84,7 +84,7 @@ describe('alert runbooks', () => {
       ),
     );
     const anchors = [...alerts.matchAll(/runbook_url: "docs\/operations\.md#([^"]+)"/g)].map((m) => m[1]!);
-    expect(anchors.length).toBe(9);
+    expect(anchors.length).toBe(10);
     for (const anchor of anchors) expect(slugs.has(anchor), `docs/operations.md#${anchor}`).toBe(true);
   });
 });

@@ -281,7 +281,10 @@ let workDir = '';
 
 beforeAll(async () => {
   workDir = mkdtempSync(join(tmpdir(), 'relay-ops-prom-'));
-  relay = await startRelay({ gracePeriodMs: 30_000 });
+  // The TLS and PROXY protocol families exist only in those modes: the inventory relay has both,
+  // with a certificate 60 days from expiry (a healthy relay fires no alert).
+  const certExpiryMs = Date.now() + 60 * 86_400_000;
+  relay = await startRelay({ gracePeriodMs: 30_000, proxyProtocol: true, tlsCertExpiryMs: () => certExpiryMs });
   stopRuntime = registerRuntimeMetrics(relay.telemetry.meter);
   clients.push(await traffic(relay, 'ops-inventory'));
   inventory = inventoryOf(await relay.scrape());
@@ -375,6 +378,7 @@ describe('docs/ops/alerts.yml content', () => {
     'PyrycodeRelayRateLimitStorm',
     'PyrycodeRelayClaimConflictStorm',
     'PyrycodeRelayFramesStalled',
+    'PyrycodeRelayCertExpiringSoon',
   ];
 
   it('has the alerts an SRE needs, each named once', () => {

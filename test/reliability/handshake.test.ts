@@ -293,8 +293,8 @@ const CASES: AbuseCase[] = [
     signal: httpErrorCell('not_found_404'),
   },
   {
-    name: 'absolute-form URL',
-    request: `GET http://evil.example/v1/server HTTP/1.1\r\nHost: x\r\n${GATE_SERVER}${UPGRADE_HEADERS}\r\n`,
+    name: 'absolute-form URL with an unknown path (known paths route: test/http/absolute-form.test.ts)',
+    request: `GET http://evil.example/v1/serverX HTTP/1.1\r\nHost: x\r\n${GATE_SERVER}${UPGRADE_HEADERS}\r\n`,
     status: 404,
     closes: true,
     signal: httpErrorCell('not_found_404'),

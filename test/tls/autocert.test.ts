@@ -8,6 +8,7 @@
 //   the header's source address as the rate-limit key.
 // Build first (`npx tsc -p tsconfig.json`; `npm test` does it).
 
+import { X509Certificate } from 'node:crypto';
 import {
   chmodSync,
   chownSync,
@@ -16,6 +17,7 @@ import {
   mkdirSync,
   mkdtempSync,
   readdirSync,
+  readFileSync,
   rmSync,
   statSync,
   writeFileSync,
@@ -33,7 +35,7 @@ import { createLogger } from '../../src/log.js';
 import { PROXY_V2_SIGNATURE } from '../../src/http/proxy-protocol.js';
 import { accepts, cleanEnv, DAEMON_MAIN, freePort, startDaemon, type DaemonHandle } from '../helpers/daemon.js';
 import { requirePebble, startPebble, type Pebble } from '../helpers/pebble.js';
-import { binaryHeaders, phoneHeaders, TestClient, type LogLine } from '../helpers/relay.js';
+import { binaryHeaders, httpGet, phoneHeaders, sampleValue, TestClient, type LogLine } from '../helpers/relay.js';
 import { sleep, waitFor, withTimeout } from '../helpers/wait.js';
 
 const DOMAIN = 'localhost';
@@ -599,14 +601,19 @@ describe.skipIf(!runPebble)('daemon --domain against pebble', () => {
     });
   });
 
-  it('--https-proxy-protocol: the header source is the client address (rate limit, logs); no header, v1 or a bare ClientHello: closed, nothing written', async () => {
+  it('--https-proxy-protocol: the header source is the client address (rate limit, logs); no header, v1 or a bare ClientHello: closed, nothing written, counted by reason', async () => {
+    const metricsPort = await freePort();
     const d = startRelayDaemon(seededCache, [
       '--https-proxy-protocol',
       '--rate-limit-burst',
       '1',
       '--rate-limit-interval',
       '1h',
+      '--metrics-listen',
+      `127.0.0.1:${metricsPort}`,
     ]);
+    const scrape = async (): Promise<string> => (await httpGet(`http://127.0.0.1:${metricsPort}/metrics`)).body;
+    const REFUSED = (reason: string): string => `pyrycode_relay_proxy_protocol_refusals_total{reason="${reason}"}`;
     await d.waitStderr('"msg":"autocert_certificate_loaded"', 10_000);
     await d.waitStderr('"msg":"starting"', 10_000);
     expect(logLines(d).find((l) => l.msg === 'starting')).toMatchObject({
@@ -621,6 +628,19 @@ describe.skipIf(!runPebble)('daemon --domain against pebble', () => {
       return reply.slice(0, reply.indexOf('\r\n'));
     };
     await waitFor(() => accepts(pebble.tlsPort), 5_000, 'HTTPS listener');
+    // Every reason pre-bound at 0 (the accepts() probes above are `closed`); the served
+    // certificate's expiry is the cached one's.
+    const boot = await scrape();
+    for (const reason of ['bad_signature', 'local_command', 'timeout', 'header_too_large']) {
+      expect(sampleValue(boot, REFUSED(reason)), reason).toBe(0);
+    }
+    const closedAtBoot = sampleValue(boot, REFUSED('closed'));
+    expect(closedAtBoot).toBeGreaterThanOrEqual(1);
+    const loaded = logLines(d).find((l) => l.msg === 'autocert_certificate_loaded')!;
+    const cached = new X509Certificate(readFileSync(String(loaded['path'])));
+    expect(sampleValue(boot, 'pyrycode_relay_tls_cert_expiry_timestamp_seconds')).toBe(
+      Date.parse(cached.validTo) / 1000,
+    );
     // One token per source address: the second request from the same header address is limited,
     // while another address (over the same loopback peer) still passes.
     expect(await status('203.0.113.9', 'srv-p1')).toBe('HTTP/1.1 101 Switching Protocols');
@@ -654,6 +674,10 @@ describe.skipIf(!runPebble)('daemon --domain against pebble', () => {
       const got = await rawTcp(pebble.tlsPort, bytes);
       expect(got, name).toEqual({ bytes: 0, closed: true });
     }
+    const after = await scrape();
+    expect(sampleValue(after, REFUSED('bad_signature'))).toBe(2);
+    expect(sampleValue(after, REFUSED('local_command'))).toBe(1);
+    expect(sampleValue(after, REFUSED('closed'))).toBe(closedAtBoot);
     // The relay still serves a good header afterwards.
     expect(await status('203.0.113.11', 'srv-p6')).toBe('HTTP/1.1 101 Switching Protocols');
   });
