@@ -67,6 +67,10 @@ const HEALTH_RAW_HEADERS = Object.entries(HEALTH_HEADERS)
   .map(([name, value]) => `${name}: ${value}\r\n`)
   .join('');
 
+/** Resets and the like on an upgrade socket: 'close' follows and does the accounting. One shared
+ * function instead of a closure per connection. */
+function ignoreSocketError(): void {}
+
 export function createPipeline(deps: PipelineDeps): {
   onRequest(req: IncomingMessage, res: ServerResponse): void;
   onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void;
@@ -166,9 +170,7 @@ export function createPipeline(deps: PipelineDeps): {
     },
 
     onUpgrade(req, socket, head) {
-      socket.on('error', () => {
-        // Resets and the like: 'close' follows and does the accounting.
-      });
+      socket.on('error', ignoreSocketError);
       if (missingHost(req)) {
         deps.metrics.httpError('bad_request_400');
         writeRawError(socket, 400, MISSING_HOST_BODY);
@@ -210,7 +212,8 @@ export function createPipeline(deps: PipelineDeps): {
         released = true;
         deps.cap.release();
       };
-      socket.once('close', release);
+      // 'close' comes once and release() is idempotent: `on` spares the wrapper `once` adds.
+      socket.on('close', release);
       deps.wss.handleUpgrade(req, socket, head, (ws) => deps.onConnection(ws, admitted, release));
     },
 

@@ -42,9 +42,11 @@ export class PhoneSession implements PhoneLink, PeerEvents {
   readonly peer: Peer;
   readonly connId: string;
   readonly serverId: string;
-  private readonly outbox: Outbox;
+  /** Created on the first frame from the binary: an idle phone never pays for one. */
+  private outbox: Outbox | undefined;
   private readonly heartbeat: Heartbeat;
-  private readonly prefix: Buffer;
+  /** `{"conn_id":"…","frame":`, made on the phone's first frame (idle phones never need it). */
+  private prefix: Buffer | undefined;
   private registered = false;
   private ended = false;
   /** The binary holding the slot when this phone registered (close-notice identity check). */
@@ -63,34 +65,7 @@ export class PhoneSession implements PhoneLink, PeerEvents {
   ) {
     this.serverId = handshake.serverId;
     this.connId = phoneConnId(handshake.serverId);
-    this.prefix = connIdPrefix(this.connId);
     this.peer = new Peer(ws, this, ctx.timings.messageReadTimeoutMs);
-    const metrics = ctx.metrics;
-    this.outbox = new Outbox(this.peer, {
-      onFrameWritten: (bytes) => {
-        metrics.framesBinaryToPhone++;
-        metrics.bytesForwardedBinaryToPhone += bytes;
-      },
-      onFramesDropped: (count, reason) => {
-        metrics.droppedBinaryToPhone[reason] += count;
-      },
-      onFailure: (code, reason, why) => this.closeWith(code, reason, why),
-      onDirective: (code) => {
-        this.closeWith(code, '', 'directive');
-        ctx.log.info('binary_forwarder_phone_closed', {
-          server_id: this.serverId,
-          conn_id: this.connId,
-          close_code: this.peer.relayCloseCode,
-        });
-      },
-      onDirectiveFrameFailed: (code, err) =>
-        ctx.log.info('binary_forwarder_close_frame_send_failed', {
-          server_id: this.serverId,
-          conn_id: this.connId,
-          close_code: code,
-          err: err.message,
-        }),
-    });
     this.heartbeat = new Heartbeat(this.peer, ctx.timings.heartbeatIntervalMs, () =>
       this.closeWith(HEARTBEAT_TIMEOUT_CODE, HEARTBEAT_TIMEOUT_REASON, 'heartbeat_timeout'),
     );
@@ -161,6 +136,7 @@ export class PhoneSession implements PhoneLink, PeerEvents {
       metrics.droppedPhoneToBinary.closing++;
       return;
     }
+    this.prefix ??= connIdPrefix(this.connId);
     const envelope = wrapPhoneFrame(this.prefix, data, isBinary);
     if (envelope === null) {
       metrics.droppedPhoneToBinary.malformed_frame++;
@@ -219,7 +195,7 @@ export class PhoneSession implements PhoneLink, PeerEvents {
   deliver(frame: Buffer | null, closeCode: number): void {
     // Marked at enqueue time, even if the directive then overflows the budget.
     if (closeCode !== 0) this.closedByBinary = true;
-    const result = this.outbox.enqueue(frame, closeCode);
+    const result = this.outboxFor().enqueue(frame, closeCode);
     if (result !== 'ok') {
       this.ctx.log.info('binary_forwarder_phone_enqueue_failed', {
         server_id: this.serverId,
@@ -234,7 +210,41 @@ export class PhoneSession implements PhoneLink, PeerEvents {
   }
 
   onSendTimeout(): void {
-    this.outbox.sendTimedOut();
+    this.outbox?.sendTimedOut();
+  }
+
+  /** This phone's outbox, made on first use. */
+  private outboxFor(): Outbox {
+    if (this.outbox !== undefined) return this.outbox;
+    const { metrics, log } = this.ctx;
+    this.outbox = new Outbox(this.peer, {
+      onFrameWritten: (bytes) => {
+        metrics.framesBinaryToPhone++;
+        metrics.bytesForwardedBinaryToPhone += bytes;
+      },
+      onFramesDropped: (count, reason) => {
+        metrics.droppedBinaryToPhone[reason] += count;
+      },
+      onFailure: (code, reason, why) => this.closeWith(code, reason, why),
+      onDirective: (code) => {
+        this.closeWith(code, '', 'directive');
+        log.info('binary_forwarder_phone_closed', {
+          server_id: this.serverId,
+          conn_id: this.connId,
+          close_code: this.peer.relayCloseCode,
+        });
+      },
+      onDirectiveFrameFailed: (code, err) =>
+        log.info('binary_forwarder_close_frame_send_failed', {
+          server_id: this.serverId,
+          conn_id: this.connId,
+          close_code: code,
+          err: err.message,
+        }),
+    });
+    // Made after teardown (a frame raced the unregister): it is as stopped as it would have been.
+    if (this.ended) this.outbox.stop(this.closeReason === 'shutdown' ? 'shutdown' : 'phone_gone');
+    return this.outbox;
   }
 
   // ---- Teardown ----
@@ -282,7 +292,7 @@ export class PhoneSession implements PhoneLink, PeerEvents {
     // (b) unregister, (c) close the socket, (d) stop the outbox, (e) log.
     directory.unregisterPhone(this.serverId, this);
     this.peer.close(CLOSE_NORMAL);
-    this.outbox.stop(this.closeReason === 'shutdown' ? 'shutdown' : 'phone_gone');
+    this.outbox?.stop(this.closeReason === 'shutdown' ? 'shutdown' : 'phone_gone');
     log.info('phone_unregistered', { server_id: this.serverId, conn_id: this.connId });
   }
 }

@@ -41,8 +41,11 @@ function track<T extends TestClient | RawWs>(c: T): T {
 }
 
 function outboxCharged(r: TestRelay, serverId: string, connId: string): number {
-  const phone = r.relay.registry.phoneFor(serverId, connId) as unknown as { outbox: { charged: number } } | undefined;
-  return phone === undefined ? 0 : phone.outbox.charged;
+  // The outbox is made on the phone's first frame from the binary: none yet means nothing charged.
+  const phone = r.relay.registry.phoneFor(serverId, connId) as unknown as
+    | { outbox: { charged: number } | undefined }
+    | undefined;
+  return phone?.outbox?.charged ?? 0;
 }
 
 function stamps(c: TestClient): number[] {
