@@ -11,14 +11,17 @@ export interface Topology {
   port: number;
   ids: number;
   phonesPerId: number;
+  /** Source addresses to spread connections over (127.0.0.x), so a large run does not exhaust one
+   * address's ephemeral ports. Default: the system's choice. */
+  localAddresses?: string[];
 }
 
 export type Command =
   | { cmd: 'setup'; topology: Topology }
   | { cmd: 'throughput'; direction: 'p2b' | 'b2p' | 'echo'; frameBytes: number; warmupMs: number; measureMs: number }
   | { cmd: 'latency'; ratePerSec: number; frameBytes: number; warmupMs: number; measureMs: number }
-  | { cmd: 'connect'; topology: Topology; concurrency: number }
-  | { cmd: 'teardown' };
+  | { cmd: 'connect'; topology: Topology; concurrency: number; limitMs?: number }
+  | { cmd: 'teardown'; limitMs?: number };
 
 /** The bench client masks with zeros so its own CPU goes to moving frames (never do this in a real client). */
 const CLIENT_OPTIONS: WebSocket.ClientOptions = {
@@ -48,9 +51,9 @@ let received = 0;
 let onPhoneMessage: ((group: Group, index: number, data: Buffer) => void) | undefined;
 let onBinaryMessage: ((group: Group, data: Buffer) => void) | undefined;
 
-function open(url: string, headers: Record<string, string>): Promise<WebSocket> {
+function open(url: string, headers: Record<string, string>, localAddress?: string): Promise<WebSocket> {
   return new Promise((resolve, reject) => {
-    const ws = new WebSocket(url, { ...CLIENT_OPTIONS, headers });
+    const ws = new WebSocket(url, { ...CLIENT_OPTIONS, headers, ...(localAddress ? { localAddress } : {}) });
     const timer = setTimeout(() => {
       ws.terminate();
       reject(new Error(`connect timeout ${url}`));
@@ -83,25 +86,37 @@ async function pool<T>(count: number, concurrency: number, task: (i: number) => 
   return results;
 }
 
-async function setup(t: Topology, concurrency = 64): Promise<{ connectMs: number }> {
+/** Opens every binary, then every phone, `concurrency` handshakes in flight at any moment. */
+async function setup(t: Topology, concurrency = 64, learn = true): Promise<{ connectMs: number }> {
   await teardown();
   topology = t;
   const base = `ws://127.0.0.1:${t.port}`;
+  const sources = t.localAddresses ?? [];
+  const source = (n: number): string | undefined => (sources.length === 0 ? undefined : sources[n % sources.length]);
   const started = performance.now();
   const runId = Math.random().toString(16).slice(2, 8);
-  groups = await pool(t.ids, Math.max(1, Math.floor(concurrency / (t.phonesPerId + 1))), async (i) => {
-    const id = `bench-${runId}-${i}`;
-    const binary = await open(`${base}/v1/server`, {
-      'X-Pyrycode-Server': id,
-      'X-Pyrycode-Version': 'bench',
-      'User-Agent': 'bench',
-    });
-    const group: Group = { binary, phones: [], prefixes: [], next: 0 };
-    group.phones = await pool(t.phonesPerId, t.phonesPerId, () =>
-      open(`${base}/v1/client`, { 'X-Pyrycode-Server': id, 'X-Pyrycode-Token': 'bench', 'User-Agent': 'bench' }),
-    );
-    return group;
-  });
+  const idOf = (i: number): string => `bench-${runId}-${i}`;
+  const binaries = await pool(t.ids, concurrency, (i) =>
+    open(
+      `${base}/v1/server`,
+      { 'X-Pyrycode-Server': idOf(i), 'X-Pyrycode-Version': 'bench', 'User-Agent': 'bench' },
+      source(i),
+    ),
+  );
+  const phoneHeaders = binaries.map((_, i) => ({
+    'X-Pyrycode-Server': idOf(i),
+    'X-Pyrycode-Token': 'bench',
+    'User-Agent': 'bench',
+  }));
+  const phones = await pool(t.ids * t.phonesPerId, concurrency, (n) =>
+    open(`${base}/v1/client`, phoneHeaders[Math.floor(n / t.phonesPerId)]!, source(t.ids + n)),
+  );
+  groups = binaries.map((binary, i) => ({
+    binary,
+    phones: phones.slice(i * t.phonesPerId, (i + 1) * t.phonesPerId),
+    prefixes: [],
+    next: 0,
+  }));
   const connectMs = performance.now() - started;
   for (const group of groups) {
     group.binary.on('message', (data: Buffer) => onBinaryMessage?.(group, data));
@@ -109,7 +124,7 @@ async function setup(t: Topology, concurrency = 64): Promise<{ connectMs: number
       phone.on('message', (data: Buffer) => onPhoneMessage?.(group, index, data));
     });
   }
-  if (t.target === 'relay') await learnConnIds();
+  if (t.target === 'relay' && learn) await learnConnIds();
   return { connectMs };
 }
 
@@ -152,10 +167,16 @@ function envelope(group: Group, index: number, frame: Buffer): Buffer {
 }
 const CLOSE_BRACE = Buffer.from('}');
 
+/** Bytes all groups together may have in flight: enough to keep any server busy, small enough
+ * that a run drains in well under a second when it ends. */
+const IN_FLIGHT_BYTES = 8 * 1024 * 1024;
+
 /** Frames one group (a binary and its phones) may have in flight, so a fast sender measures the
- * path instead of filling queues until a backlog limit closes the receiver. */
-function windowFrames(frameBytes: number): number {
-  return Math.max(16, Math.min(512, Math.floor((2 * 1024 * 1024) / frameBytes)));
+ * path instead of filling queues until a backlog limit closes the receiver: at most 512 frames or
+ * 2 MiB per group, and the groups' share of IN_FLIGHT_BYTES. */
+function windowFrames(frameBytes: number, groupCount: number): number {
+  const share = Math.min(2 * 1024 * 1024, IN_FLIGHT_BYTES / Math.max(1, groupCount));
+  return Math.max(4, Math.min(512, Math.floor(share / frameBytes)));
 }
 
 interface Flow {
@@ -174,7 +195,7 @@ async function throughput(
   measureMs: number,
 ): Promise<{ framesPerSec: number; frames: number; seconds: number; totalFrames: number }> {
   const frame = payload(frameBytes);
-  const window = windowFrames(frameBytes);
+  const window = windowFrames(frameBytes, groups.length);
   const flows: Flow[] = [];
   const flowOf = new Map<Group, Flow>();
   for (const group of groups) {
@@ -336,7 +357,8 @@ async function handle(command: Command): Promise<unknown> {
     case 'setup':
       return setup(command.topology);
     case 'connect': {
-      const { connectMs } = await setup(command.topology, command.concurrency);
+      // Connections only (idle holding, upgrade rate): no frame is sent.
+      const { connectMs } = await setup(command.topology, command.concurrency, false);
       const connections = command.topology.ids * (command.topology.phonesPerId + 1);
       return { connectMs, connections, perSec: connections / (connectMs / 1000) };
     }
@@ -352,10 +374,11 @@ async function handle(command: Command): Promise<unknown> {
 
 process.on('message', (message: unknown) => {
   const command = message as Command;
+  const limitMs = 'limitMs' in command && command.limitMs !== undefined ? command.limitMs : RUN_LIMIT_MS;
   const limit = setTimeout(() => {
-    process.send?.({ error: `run limit of ${RUN_LIMIT_MS} ms exceeded for ${command.cmd}` });
+    process.send?.({ error: `run limit of ${limitMs} ms exceeded for ${command.cmd}` });
     process.exit(1);
-  }, RUN_LIMIT_MS);
+  }, limitMs);
   handle(command).then(
     (result) => {
       clearTimeout(limit);
@@ -368,3 +391,6 @@ process.on('message', (message: unknown) => {
   );
 });
 process.on('disconnect', () => process.exit(0));
+// Tells the orchestrator that commands can come (a message sent before the listener above exists
+// would be lost).
+process.send?.({ ready: true });

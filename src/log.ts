@@ -51,6 +51,8 @@ export const BOOT_LOG_KEYS = [
   'exporter',
   'suppressed',
   'signal',
+  'instance_id',
+  'engine',
 ] as const;
 
 export type LogKey = (typeof CORE_LOG_KEYS)[number] | (typeof BOOT_LOG_KEYS)[number];

@@ -5,7 +5,7 @@
 
 import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { homedir } from 'node:os';
+import { homedir, hostname } from 'node:os';
 import type { Server } from 'node:http';
 import { createSecureContext } from 'node:tls';
 import { buildTelemetry, parseOtelEnv, type MetricsServer, type Telemetry } from '../telemetry/index.js';
@@ -31,6 +31,7 @@ import { preflight, readProcessFacts } from './config/preflight.js';
 import { requireProxyV2 } from './http/proxy-protocol.js';
 import { PUSH_CLOSE_TIMEOUT_MS } from './push/waker.js';
 import { Relay } from './relay.js';
+import type { ClusterFactory } from './session/directory.js';
 import { registerRuntimeMetrics } from './metrics/runtime.js';
 import { ignoreSignals, onDrainSignal, type DrainSignal } from './signals.js';
 import { VERSION } from './version.js';
@@ -110,8 +111,28 @@ async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
     targetInfo: otel.targetInfo,
     log,
   });
+  // Cluster mode: connect to the engine before anything listens. The module (and the NATS
+  // client behind it) is loaded only here, only with --cluster.
+  let cluster: { factory: ClusterFactory; close(): Promise<void> } | null = null;
+  if (config.cluster !== null) {
+    const instanceId = config.cluster.instanceId ?? stableInstanceId(config.listen.port);
+    const engine = config.cluster.servers.join(',');
+    log.info('starting cluster mode', { instance_id: instanceId, engine });
+    try {
+      const mod = await import('./cluster/index.js');
+      cluster = await withDeadline(
+        mod.startCluster({ ...config.cluster, instanceId, env }, telemetry.meter, log),
+        CLUSTER_START_TIMEOUT_MS,
+      );
+    } catch (err) {
+      log.error('cluster engine unreachable', { engine, err: errText(err) });
+      await telemetry.shutdown(TELEMETRY_FLUSH_TIMEOUT_MS);
+      return EXIT_LISTENER_FAILED;
+    }
+  }
   const relay = new Relay(
     {
+      cluster: cluster?.factory ?? null,
       gracePeriodMs: config.gracePeriodMs,
       heartbeatIntervalMs: config.heartbeatIntervalMs,
       probeTimeoutMs: config.probeTimeoutMs,
@@ -154,7 +175,7 @@ async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
   }
   const servers = acmeServer === null ? [server] : [acmeServer, server];
   /** What a drain stops (see shutdown). */
-  const running = { relay, servers, autocert, telemetry, config, log };
+  const running = { relay, servers, autocert, telemetry, config, log, cluster };
 
   // Listener port allowlist (docs/decisions.md, "The listener port allowlist is structural"): what is about to be
   // bound against what the flags call for.
@@ -249,10 +270,12 @@ interface ShutdownOptions {
   config: RelayConfig;
   log: Logger;
   trigger: 'signal' | 'listener';
+  /** Cluster mode's engine connection, closed after the drain. */
+  cluster: { close(): Promise<void> } | null;
 }
 
 async function shutdown(options: ShutdownOptions): Promise<number> {
-  const { relay, servers, metricsServer, autocert, telemetry, config, log, trigger } = options;
+  const { relay, servers, metricsServer, autocert, telemetry, config, log, trigger, cluster } = options;
   // A signal's drain line (with the signal's name) was logged by the caller.
   if (trigger === 'listener') log.error('listener error; draining');
   if (trigger === 'signal' && config.drainDelayMs > 0) {
@@ -280,6 +303,7 @@ async function shutdown(options: ShutdownOptions): Promise<number> {
     log.warn('drain incomplete');
   }
   await listenersClosed;
+  await cluster?.close();
   // After the drain: refuse new wakes, cancel the sends in flight (each logs push_wake_send_failed
   // and counts send_failed) and wait for them, before the metrics listener and the final export go.
   await relay.push.close(Math.min(PUSH_CLOSE_TIMEOUT_MS, config.shutdownTimeoutMs));
@@ -336,6 +360,34 @@ function safeHomedir(): string | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** How long connecting to the cluster engine may take before the daemon exits 1 (not a hang). */
+const CLUSTER_START_TIMEOUT_MS = 10_000;
+
+function withDeadline<T>(promise: Promise<T>, ms: number): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no answer within ${formatDuration(ms)}`)), ms);
+    promise.then(
+      (value) => {
+        clearTimeout(timer);
+        resolve(value);
+      },
+      (err: unknown) => {
+        clearTimeout(timer);
+        reject(err);
+      },
+    );
+  });
+}
+
+/** A default --instance-id that survives restarts: the host name and the public port. */
+function stableInstanceId(port: number): string {
+  const host =
+    hostname()
+      .replace(/[^A-Za-z0-9_-]/g, '-')
+      .slice(0, 50) || 'relay';
+  return `${host}-${port}`;
 }
 
 main(process.argv.slice(2), process.env).then(

@@ -17,6 +17,8 @@ import { PhoneSession } from './session/phone-session.js';
 import { PushWaker, type PushOptions } from './push/waker.js';
 import { RateLimiter } from './http/rate-limiter.js';
 import { Registry } from './session/registry.js';
+import type { ClusterFactory, ClusterRole, Directory } from './session/directory.js';
+import type { BinaryLink, PhoneLink } from './session/links.js';
 import { createPipeline } from './http/upgrade.js';
 import { VERSION } from './version.js';
 
@@ -39,6 +41,8 @@ export interface RelayOptions {
   version?: string;
   /** FCM push wakes; absent or null = push off (and no push_wakes_total family). */
   push?: PushOptions | null;
+  /** Cluster mode (src/cluster/, loaded by main.ts only with --cluster); absent = one process. */
+  cluster?: ClusterFactory | null;
   /** --https-proxy-protocol is on (the proxy_protocol_refusals_total family exists). */
   proxyProtocol?: boolean;
   /** TLS modes: expiry of the served certificate in Unix ms, null while there is none. */
@@ -48,7 +52,11 @@ export interface RelayOptions {
 type Session = BinarySession | PhoneSession;
 
 export class Relay implements RelayContext {
+  /** The slots homed here (in cluster mode too: the cluster role wraps it). */
   readonly registry: Registry<BinarySession, PhoneSession>;
+  readonly directory: Directory;
+  /** Null without --cluster. */
+  readonly cluster: ClusterRole | null;
   readonly metrics: RelayMetrics;
   readonly timings: RelayTimings;
   readonly limiter: RateLimiter;
@@ -78,10 +86,9 @@ export class Relay implements RelayContext {
     this.registry = new Registry<BinarySession, PhoneSession>({
       gracePeriodMs: options.gracePeriodMs,
       maxPhonesPerServer: options.maxPhonesPerServer,
-      onGraceExpired: (_serverId, phones) => {
-        // Plain 1000 with an empty reason (the reference's deliberate choice), then the count.
-        for (const phone of phones) phone.closeWith(CLOSE_NORMAL, '', 'grace_expired');
-        this.metrics.graceExpired();
+      onGraceExpired: (serverId, phones) => {
+        if (this.cluster === null) this.graceExpired(phones);
+        else this.cluster.graceExpired(serverId, phones, this.graceExpired);
       },
     });
     this.metrics = new RelayMetrics(meter, this, {
@@ -97,6 +104,17 @@ export class Relay implements RelayContext {
       refillIntervalMs: options.rateLimitIntervalMs,
       ...(options.rateLimitMaxBuckets === undefined ? {} : { maxBuckets: options.rateLimitMaxBuckets }),
     });
+    this.cluster =
+      options.cluster == null
+        ? null
+        : options.cluster(this.registry as unknown as Registry<BinaryLink, PhoneLink>, {
+            metrics: this.metrics,
+            maxPhonesPerServer: options.maxPhonesPerServer,
+            gracePeriodMs: options.gracePeriodMs,
+            probeTimeoutMs: options.probeTimeoutMs,
+            graceExpired: this.graceExpired,
+          });
+    this.directory = this.cluster === null ? this.registry : this.cluster.directory;
     this.limiter.startSweeper();
     this.cap = new ConnCap(options.maxConnections);
     this.wss = new WebSocketServer({
@@ -118,6 +136,8 @@ export class Relay implements RelayContext {
       wss: this.wss,
       trustXForwardedFor: options.trustXForwardedFor,
       isDraining: () => this.drainingFlag,
+      unavailable:
+        this.cluster === null ? undefined : (endpoint, serverId) => this.cluster!.refuses(endpoint, serverId),
       health: () => healthBody(this),
       readiness: () => readiness(this.ready),
       onConnection: (ws, admitted, release) => {
@@ -146,6 +166,13 @@ export class Relay implements RelayContext {
     });
   }
 
+  /** A grace window ran out and this instance settles it: plain 1000 with an empty reason (the
+   * reference's deliberate choice), then the count. */
+  private readonly graceExpired = (phones: PhoneLink[]): void => {
+    for (const phone of phones) phone.closeWith(CLOSE_NORMAL, '', 'grace_expired');
+    this.metrics.graceExpired();
+  };
+
   get draining(): boolean {
     return this.drainingFlag;
   }
@@ -157,11 +184,11 @@ export class Relay implements RelayContext {
 
   /** Live counts (docs/operations.md, "Health and readiness checks"), for /healthz and the gauges. */
   counts(): { binaries: number; phones: number } {
-    return this.registry.counts();
+    return this.cluster === null ? this.registry.counts() : this.cluster.counts();
   }
 
   parkedPhones(): number {
-    return this.registry.parkedPhones();
+    return this.cluster === null ? this.registry.parkedPhones() : this.cluster.parkedPhones();
   }
 
   logLines(): { suppressed: Readonly<Record<string, number>>; dropped: number } {
@@ -210,6 +237,7 @@ export class Relay implements RelayContext {
     this.registry.dispose();
     // Every suppressed line is accounted for in the log before the process exits.
     this.log.stop();
+    await this.cluster?.stop();
     return complete;
   }
 

@@ -50,7 +50,9 @@ describe('architecture', () => {
         // The composition root wires telemetry into the core; nothing else may.
         (from === 'src/main.ts' && to === 'telemetry/index.ts') ||
         // The ACME client library, behind the autocert module only.
-        (from === 'src/tls/autocert.ts' && to === 'acme-client');
+        (from === 'src/tls/autocert.ts' && to === 'acme-client') ||
+        // The NATS client, behind the cluster engine only (itself loaded only dynamically).
+        (from === 'src/cluster/nats-engine.ts' && (to === '@nats-io/transport-node' || to === '@nats-io/kv'));
       expect(allowed, `${from} imports ${to}`).toBe(true);
     }
   });
@@ -85,6 +87,31 @@ describe('architecture', () => {
       const allowed = from === 'src/main.ts' || folderOf(from) === folder;
       expect(allowed, `${from} imports ${to}`).toBe(true);
     }
+  });
+
+  it('nothing outside src/cluster/nats-engine.ts imports the NATS client, and nothing at all does so statically from outside src/cluster/', () => {
+    for (const { file, text } of [...SRC, ...TELEMETRY]) {
+      const natsImports = [
+        ...text.matchAll(/(?:from\s+|import\s*\(\s*|require\s*\(\s*)['"](@nats-io\/[^'"]+|nats)['"]/g),
+      ];
+      if (file === 'src/cluster/nats-engine.ts') continue;
+      expect(
+        natsImports.map((m) => m[1]),
+        `${file} imports the NATS client`,
+      ).toEqual([]);
+    }
+  });
+
+  it('src/cluster/ is imported by nothing but src/cluster/ itself and a dynamic import() in src/main.ts', () => {
+    for (const { from, to } of edges(SRC)) {
+      if (folderOf(to) !== 'cluster') continue;
+      expect(folderOf(from), `${from} statically imports ${to}`).toBe('cluster');
+    }
+    const dynamic = SRC.flatMap(({ file, text }) =>
+      [...text.matchAll(/import\(\s*['"]([^'"]+)['"]\s*\)/g)].map((m) => ({ file, to: target(file, m[1]!) })),
+    );
+    const intoCluster = dynamic.filter((d) => folderOf(d.to) === 'cluster');
+    expect(intoCluster).toEqual([{ file: 'src/main.ts', to: 'src/cluster/index.ts' }]);
   });
 
   it('there is no import circle in src/ (type-only imports count)', () => {

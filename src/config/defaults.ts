@@ -70,3 +70,6 @@ export const DEFAULT_RELAY_OPTIONS: Readonly<RelayOptions> = Object.freeze({
   rateLimitIntervalMs: DEFAULTS.rateLimitIntervalMs,
   trustXForwardedFor: DEFAULTS.trustXForwardedFor,
 });
+
+/** --cluster-lease: an instance that cannot renew its lease for this long fences itself. */
+export const DEFAULT_CLUSTER_LEASE_MS = 15_000;

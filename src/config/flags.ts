@@ -4,7 +4,7 @@
 
 import { formatDuration } from '../duration.js';
 import { formatListenAddress } from './addresses.js';
-import { DEFAULT_CERT_CACHE_DIR, DEFAULTS } from './defaults.js';
+import { DEFAULT_CERT_CACHE_DIR, DEFAULT_CLUSTER_LEASE_MS, DEFAULTS } from './defaults.js';
 
 type FlagKind = 'string' | 'bool' | 'int' | 'duration' | 'addr';
 
@@ -173,6 +173,50 @@ const SPECS = [
     help: 'also export Node runtime series (event-loop delay, heap, RSS, open handles)',
   },
   { name: 'log-format', kind: 'string', arg: 'text|json', def: DEFAULTS.logFormat, help: 'log line format on stderr' },
+  {
+    name: 'cluster',
+    kind: 'string',
+    arg: 'URLS',
+    def: '',
+    help: 'cluster mode: comma-separated nats:// or tls:// URLs of a NATS server with JetStream (or PYRYCODE_RELAY_CLUSTER_URL)',
+  },
+  {
+    name: 'instance-id',
+    kind: 'string',
+    arg: 'ID',
+    def: '',
+    defShown: 'host name and listen port',
+    help: "cluster mode: this instance's id, 1-64 of [A-Za-z0-9_-], unique in the cluster",
+  },
+  {
+    name: 'cluster-lease',
+    kind: 'duration',
+    arg: 'DUR',
+    def: formatDuration(DEFAULT_CLUSTER_LEASE_MS),
+    help: 'cluster mode: instance lease; an instance that cannot renew it for this long fences itself',
+  },
+  {
+    name: 'cluster-creds',
+    kind: 'string',
+    arg: 'FILE',
+    def: '',
+    help: 'cluster mode: NATS credentials file (JWT and NKey seed)',
+  },
+  { name: 'cluster-tls-ca', kind: 'string', arg: 'FILE', def: '', help: 'cluster mode: CA bundle for TLS to NATS' },
+  {
+    name: 'cluster-tls-cert',
+    kind: 'string',
+    arg: 'FILE',
+    def: '',
+    help: 'cluster mode: client certificate for TLS to NATS (requires --cluster-tls-key)',
+  },
+  {
+    name: 'cluster-tls-key',
+    kind: 'string',
+    arg: 'FILE',
+    def: '',
+    help: 'cluster mode: client key for TLS to NATS (requires --cluster-tls-cert)',
+  },
   { name: 'version', kind: 'bool', arg: '', def: 'false', help: 'print the version and exit' },
 ] as const satisfies readonly FlagSpec[];
 

@@ -13,6 +13,7 @@ import { parseArgs } from './args.js';
 import { DEFAULT_ACME_DIRECTORY, DEFAULT_CERT_CACHE_DIR } from './defaults.js';
 import { ENV_FCM_CREDENTIALS, ENV_FLY_APP_NAME, ENV_PRODUCTION, ENV_SINGLE_INSTANCE } from './environment.js';
 import { FLAG_SPECS, FLAGS, type FlagName } from './flags.js';
+import { checkCluster } from './cluster.js';
 import { checkFcmCredentials, FCM_REFUSAL_REASON } from './push-env.js';
 import { REFUSAL_EVENTS } from './refusals.js';
 import type { ListenAddress, Mode, ParseOutcome, RelayConfig } from './types.js';
@@ -236,7 +237,9 @@ function buildConfig(
   }
   const flyAppName = env[ENV_FLY_APP_NAME] ?? '';
 
-  if (flyAppName !== '' && !singleInstanceBypass) {
+  const cluster = checkCluster(set, get, env, durations.get('cluster-lease')!, refuse);
+  // Cluster mode is the supported way to run more than one instance.
+  if (flyAppName !== '' && !singleInstanceBypass && cluster === null) {
     refuse(REFUSAL_EVENTS.multiInstance, {
       env_var: ENV_FLY_APP_NAME,
       bypass_env_var: ENV_SINGLE_INSTANCE,
@@ -282,5 +285,6 @@ function buildConfig(
     singleInstanceBypass,
     flyAppName,
     fcmCredentials,
+    cluster,
   };
 }

@@ -49,6 +49,23 @@ export interface RelayConfig {
   /** FLY_APP_NAME or '' */
   flyAppName: string;
   fcmCredentials: FcmServiceAccount | null;
+  /** Cluster mode (--cluster or PYRYCODE_RELAY_CLUSTER_URL); null = one process. */
+  cluster: ClusterConfig | null;
+}
+
+/** Cluster mode settings (docs/operations.md "Cluster mode"). Secrets come from the environment
+ * only (a flag would show in `ps`) and are never logged. */
+export interface ClusterConfig {
+  /** nats:// or tls:// URLs without credentials. */
+  servers: string[];
+  /** --instance-id, or null: main.ts derives a stable one from the host name and listen port. */
+  instanceId: string | null;
+  leaseMs: number;
+  user?: string;
+  pass?: string;
+  token?: string;
+  credsFile?: string;
+  tls: { caFile?: string; certFile?: string; keyFile?: string } | null;
 }
 
 export type ParseOutcome =

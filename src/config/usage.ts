@@ -3,6 +3,10 @@
 import { formatDuration, parseDuration } from '../duration.js';
 import { DEFAULT_FCM_ENDPOINT } from './defaults.js';
 import {
+  ENV_CLUSTER_PASSWORD,
+  ENV_CLUSTER_TOKEN,
+  ENV_CLUSTER_URL,
+  ENV_CLUSTER_USER,
   ENV_FCM_CREDENTIALS,
   ENV_FCM_ENDPOINT,
   ENV_FCM_TOKEN_URL,
@@ -33,6 +37,9 @@ export function usage(): string {
     { left: `  ${ENV_FCM_CREDENTIALS}`, right: 'Google service-account JSON key (the content); enables push wakes' },
     { left: `  ${ENV_FCM_ENDPOINT}`, right: `FCM API base URL for push wakes (default ${DEFAULT_FCM_ENDPOINT})` },
     { left: `  ${ENV_FCM_TOKEN_URL}`, right: "OAuth2 token URL for push wakes (default: the key's token_uri)" },
+    { left: `  ${ENV_CLUSTER_URL}`, right: 'cluster mode: NATS URLs when --cluster is not given' },
+    { left: `  ${ENV_CLUSTER_USER}, ${ENV_CLUSTER_PASSWORD}`, right: 'cluster mode: NATS user and password' },
+    { left: `  ${ENV_CLUSTER_TOKEN}`, right: 'cluster mode: NATS token' },
   ];
   const envWidth = Math.max(...envRows.map((r) => r.left.length)) + 2;
   const lines = [

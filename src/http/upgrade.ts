@@ -53,6 +53,8 @@ export interface PipelineDeps {
   wss: WebSocketServer;
   trustXForwardedFor: boolean;
   isDraining(): boolean;
+  /** Cluster mode: true when this request cannot be decided now (HTTP 503 before the upgrade). */
+  unavailable?(endpoint: Endpoint, serverId: string): boolean;
   health(): string;
   /** /readyz: 200 while serving, 503 once a drain started. */
   readiness(): { status: number; body: string };
@@ -64,6 +66,10 @@ export interface PipelineDeps {
 const HEALTH_RAW_HEADERS = Object.entries(HEALTH_HEADERS)
   .map(([name, value]) => `${name}: ${value}\r\n`)
   .join('');
+
+/** Resets and the like on an upgrade socket: 'close' follows and does the accounting. One shared
+ * function instead of a closure per connection. */
+function ignoreSocketError(): void {}
 
 export function createPipeline(deps: PipelineDeps): {
   onRequest(req: IncomingMessage, res: ServerResponse): void;
@@ -113,6 +119,12 @@ export function createPipeline(deps: PipelineDeps): {
     // Not valid UTF-8, or longer than MAX_SERVER_ID_BYTES: refused like a missing header.
     const serverId = decodeServerId(headers['x-pyrycode-server']![0]!);
     if (serverId === null) return headersRefused();
+    if (deps.unavailable?.(endpoint, serverId) === true) {
+      // Cluster mode with the engine unreachable or this instance fenced (counted by the cluster).
+      deps.cap.release();
+      reject(503);
+      return null;
+    }
     const labelHeader = endpoint === 'server' ? 'x-pyrycode-version' : 'x-pyrycode-device-name';
     return {
       endpoint,
@@ -158,9 +170,7 @@ export function createPipeline(deps: PipelineDeps): {
     },
 
     onUpgrade(req, socket, head) {
-      socket.on('error', () => {
-        // Resets and the like: 'close' follows and does the accounting.
-      });
+      socket.on('error', ignoreSocketError);
       if (missingHost(req)) {
         deps.metrics.httpError('bad_request_400');
         writeRawError(socket, 400, MISSING_HOST_BODY);
@@ -202,7 +212,8 @@ export function createPipeline(deps: PipelineDeps): {
         released = true;
         deps.cap.release();
       };
-      socket.once('close', release);
+      // 'close' comes once and release() is idempotent: `on` spares the wrapper `once` adds.
+      socket.on('close', release);
       deps.wss.handleUpgrade(req, socket, head, (ws) => deps.onConnection(ws, admitted, release));
     },
 

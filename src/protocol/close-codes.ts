@@ -60,6 +60,17 @@ export const BACKLOG_FULL_REASON = 'phone backlog full';
 export const WRITE_FAILED_REASON = 'phone write failed';
 
 /** A code `ws` may put on the wire (it throws for anything else). */
+/** Cluster mode (docs/operations.md "Cluster mode"): the instance lost its engine or its lease. */
+export const CLOSE_SERVICE_RESTART = 1012;
+export const FENCED_REASON = 'relay instance fenced';
+export const LINK_LOST_REASON = 'relay link lost';
+/** Cluster mode: a record between instances was missing or from an old claim (never delivered). */
+export const LINK_GAP_REASON = 'relay link gap';
+export const STALE_EPOCH_REASON = 'relay link stale';
+/** Cluster mode: the engine could not decide a claim or registration after the upgrade. */
+export const CLOSE_TRY_AGAIN_LATER = 1013;
+export const CLUSTER_UNAVAILABLE_REASON = 'cluster unavailable';
+
 export function isSendableCloseCode(code: number): boolean {
   return (
     (code >= 1000 && code <= 1014 && code !== 1004 && code !== CLOSE_NO_STATUS && code !== CLOSE_ABNORMAL) ||

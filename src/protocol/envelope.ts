@@ -14,7 +14,9 @@ import {
   type CompactStats,
   MAX_JSON_DEPTH,
   decodeString,
+  endMirror,
   isNullLiteral,
+  mirrorForScan,
   scanString,
   scanValue,
   skipWhitespace,
@@ -107,7 +109,13 @@ export function wrapPhoneFrame(prefix: Buffer, payload: Buffer, isBinaryOpcode: 
   if (isBinaryOpcode && !isUtf8(payload)) return null;
   const n = payload.length;
   const vs = skipWhitespace(payload, 0, n);
-  const ve = scanValue(payload, vs, n, MAX_JSON_DEPTH, wrapStats);
+  mirrorForScan(payload);
+  let ve: number;
+  try {
+    ve = scanValue(payload, vs, n, MAX_JSON_DEPTH, wrapStats);
+  } finally {
+    endMirror();
+  }
   if (ve < 0 || skipWhitespace(payload, ve, n) !== n) return null;
 
   const p = prefix.length;
@@ -237,6 +245,15 @@ function parseUint16(data: Buffer, s: number, e: number): number {
  */
 export function decodeBinaryEnvelope(data: Buffer, isBinaryOpcode: boolean): BinaryEnvelope {
   if (isBinaryOpcode && !isUtf8(data)) return NOT_UTF8;
+  mirrorForScan(data);
+  try {
+    return decodeMirrored(data);
+  } finally {
+    endMirror();
+  }
+}
+
+function decodeMirrored(data: Buffer): BinaryEnvelope {
   const n = data.length;
   let i = skipWhitespace(data, 0, n);
   if (i >= n) return MALFORMED;

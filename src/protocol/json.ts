@@ -14,6 +14,12 @@
 // The scanner is iterative with a preallocated module-level container stack, so a 256 KiB message of
 // `[[[[…` cannot overflow the JS stack and the validation path allocates nothing. It is not
 // re-entrant, which is fine: every function here runs to completion synchronously.
+//
+// Long runs of plain string bytes go to a WebAssembly SIMD loop (simd-scan.ts) when the caller
+// mirrored the buffer first ({@link mirrorForScan}); the accepted bytes and every index returned
+// are the same either way.
+
+import { simdScanner } from './simd-scan.js';
 
 /** Go's scanner limit (encoding/json maxNestingDepth): depth 10000 is accepted, 10001 is not. */
 export const MAX_JSON_DEPTH = 10000;
@@ -57,6 +63,29 @@ for (let c = 0x61; c <= 0x66; c++) HEX[c] = 1;
 const SHORT_ESCAPE = new Uint8Array(256);
 for (const ch of '"\\/bfnrt') SHORT_ESCAPE[ch.charCodeAt(0)] = 1;
 
+/** Buffers shorter than this are scanned in JavaScript only: copying them into the SIMD module's
+ * memory costs more than it saves. */
+export const SIMD_MIN_BYTES = 1024;
+/** Plain bytes (in blocks of 4) a string scan takes in JavaScript before it hands the rest of a
+ * long string to the SIMD loop: short strings never pay for the call. */
+const JS_BLOCKS_BEFORE_SIMD = 8;
+
+/** The buffer whose bytes are in the SIMD module's memory right now, or null. */
+let mirrored: Uint8Array | null = null;
+
+/**
+ * Lets the string scans of `buf` use the SIMD loop until {@link endMirror}: copies `buf` into the
+ * module's memory when it is long enough to pay off. The caller must not modify `buf` before
+ * calling endMirror (the copy would go stale), and must call it on every path.
+ */
+export function mirrorForScan(buf: Uint8Array): void {
+  mirrored = buf.length >= SIMD_MIN_BYTES && simdScanner !== null && simdScanner.load(buf) ? buf : null;
+}
+
+export function endMirror(): void {
+  mirrored = null;
+}
+
 function isSpace(c: number): boolean {
   return c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09;
 }
@@ -75,8 +104,12 @@ export function scanString(buf: Uint8Array, i: number, end: number = buf.length,
   if (i >= end || buf[i] !== 0x22) return -1;
   i++;
   let html = 0;
+  const simd = buf === mirrored ? simdScanner : null;
   for (;;) {
-    // Most string bytes are plain: skip them four at a time (the hot loop for large frames).
+    // Most string bytes are plain: skip them four at a time (the hot loop for large frames), and
+    // once a string proves long, sixteen at a time in the SIMD loop. That loop stops at a byte
+    // that needs a look or before the last partial block, which this loop then finishes.
+    let blocks = 0;
     while (
       i + 4 <= end &&
       (STRING_CLASS[buf[i]!]! |
@@ -86,6 +119,10 @@ export function scanString(buf: Uint8Array, i: number, end: number = buf.length,
         S_PLAIN
     ) {
       i += 4;
+      if (++blocks === JS_BLOCKS_BEFORE_SIMD && simd !== null) {
+        i = simd.skip(i, end);
+        blocks = 0;
+      }
     }
     if (i >= end) return -1;
     const c = buf[i]!;

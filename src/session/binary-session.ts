@@ -4,6 +4,8 @@
 
 import type WebSocket from 'ws';
 import {
+  CLOSE_TRY_AGAIN_LATER,
+  CLUSTER_UNAVAILABLE_REASON,
   CLOSE_NORMAL,
   CONFLICT_CODE,
   CONFLICT_REASON,
@@ -23,6 +25,7 @@ import { Heartbeat } from './heartbeat.js';
 import { closeReasonFor, type CloseReason } from '../metrics/metrics.js';
 import { Peer, type PeerEvents } from './peer.js';
 import type { BinaryLink, PhoneLink } from './links.js';
+import type { Directory } from './directory.js';
 
 /** ...or while this many sends towards it have not completed. Each waiting WebSocket frame keeps
  * alive the 8 KiB allocation-pool slab its header (and a small envelope) was cut from, so without
@@ -77,12 +80,39 @@ export class BinarySession implements BinaryLink, PeerEvents {
   start(): void {
     // Nothing is read until the claim succeeds (the reference starts its read pump only then).
     this.peer.pause();
-    const decision = this.ctx.registry.claim(this.serverId, this);
+    const decision = this.ctx.directory.claim(this.serverId, this);
+    if (decision instanceof Promise) void decision.then(this.decided);
+    else this.decided(decision);
+  }
+
+  private readonly decided = (decision: Awaited<ReturnType<Directory['claim']>>): void => {
+    if (decision.kind === 'unavailable') {
+      this.unavailable();
+      return;
+    }
+    if (this.state !== 'probing') {
+      // A cluster answer arrived after this connection ended: give the slot back (grace).
+      if (decision.kind === 'claimed') this.lateClaim(decision.evicted);
+      return;
+    }
     if (decision.kind === 'claimed') {
       this.claimed(decision.evicted, decision.graceStartedAtMs);
       return;
     }
     void this.runProbe(decision.incumbent);
+  };
+
+  private lateClaim(evicted: PhoneLink[]): void {
+    for (const phone of evicted) phone.closeWith(RECLAIM_EVICT_CODE, RECLAIM_EVICT_REASON, 'evicted_4404');
+    this.ctx.directory.release(this.serverId, this);
+  }
+
+  /** A cluster engine could not decide (docs/operations.md, "Cluster mode"). */
+  private unavailable(): void {
+    if (this.state !== 'probing') return;
+    this.state = 'rejected';
+    // Counted as other_code: the default scrape has no cluster reasons (cluster families count why).
+    this.closeWith(CLOSE_TRY_AGAIN_LATER, CLUSTER_UNAVAILABLE_REASON, 'other_code');
   }
 
   private async runProbe(incumbent: BinaryLink): Promise<void> {
@@ -94,7 +124,16 @@ export class BinarySession implements BinaryLink, PeerEvents {
       return;
     }
     if (!alive) {
-      const decision = this.ctx.registry.takeover(this.serverId, this, incumbent);
+      const answer = this.ctx.directory.takeover(this.serverId, this, incumbent);
+      const decision = answer instanceof Promise ? await answer : answer;
+      if (decision.kind === 'unavailable') {
+        this.unavailable();
+        return;
+      }
+      if (this.state !== 'probing') {
+        if (decision.kind === 'claimed') this.lateClaim(decision.evicted);
+        return;
+      }
       if (decision.kind === 'claimed') {
         this.ctx.log.info('server_id_takeover', { server_id: this.serverId, remote: this.handshake.remote });
         // Same code and reason the heartbeat would have sent the dead incumbent.
@@ -201,7 +240,7 @@ export class BinarySession implements BinaryLink, PeerEvents {
           metrics.framesReceivedBinaryToPhone++;
           metrics.bytesReceivedBinaryToPhone += data.length;
         }
-        const phone = this.ctx.registry.phoneFor(this.serverId, envelope.connId);
+        const phone = this.ctx.directory.phoneFor(this.serverId, envelope.connId);
         if (phone === undefined) {
           if (envelope.frame !== null) metrics.droppedBinaryToPhone.unknown_conn_id++;
           this.ctx.log.warn('binary_forwarder_unknown_conn_id', { server_id: this.serverId, conn_id: envelope.connId });
@@ -227,7 +266,7 @@ export class BinarySession implements BinaryLink, PeerEvents {
     const wasClaimed = this.state === 'claimed';
     this.state = 'ended';
     this.heartbeat.stop();
-    if (wasClaimed && this.ctx.registry.release(this.serverId, this)) {
+    if (wasClaimed && this.ctx.directory.release(this.serverId, this)) {
       this.ctx.log.info('server_released', { server_id: this.serverId });
     }
     // Paused phones resume; their next sends fail fast and they disconnect.

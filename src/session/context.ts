@@ -1,10 +1,9 @@
-// What every connection handler shares: the registry, the counters, the log and the timings.
+// What every connection handler shares: the directory, the counters, the log and the timings.
 
 import type { Logger } from '../log.js';
-import type { BinaryLink, PhoneLink } from './links.js';
+import type { Directory } from './directory.js';
 import type { RelayMetrics } from '../metrics/metrics.js';
 import type { PushWaker } from '../push/waker.js';
-import type { Registry } from './registry.js';
 
 export interface RelayTimings {
   heartbeatIntervalMs: number;
@@ -13,7 +12,8 @@ export interface RelayTimings {
 }
 
 export interface RelayContext {
-  readonly registry: Registry<BinaryLink, PhoneLink>;
+  /** Where server-ids live: the in-memory Registry, or a cluster engine's directory. */
+  readonly directory: Directory;
   readonly metrics: RelayMetrics;
   readonly log: Logger;
   readonly timings: RelayTimings;

@@ -120,7 +120,8 @@ export class Peer {
         this.stopTimers();
       }
     });
-    ws.once('close', (code: number) => this.handleClose(code));
+    // ws emits 'close' exactly once: `on` spares the per-connection wrapper `once` would add.
+    ws.on('close', (code: number) => this.handleClose(code));
     // The peer's close frame: ws answers it and then waits up to CLOSE_HANDSHAKE_TIMEOUT_MS for
     // TCP to end, which a peer may hold open (coder/websocket does). From here the connection is
     // the peer's close: nothing of the relay's (a heartbeat tick, a failed send) may relabel it.

@@ -7,6 +7,8 @@
 
 import type WebSocket from 'ws';
 import {
+  CLOSE_TRY_AGAIN_LATER,
+  CLUSTER_UNAVAILABLE_REASON,
   AT_CAP_CODE,
   AT_CAP_REASON,
   BACKLOG_FULL_REASON,
@@ -28,6 +30,7 @@ import { closeReasonFor, type CloseReason } from '../metrics/metrics.js';
 import { Outbox } from './outbox.js';
 import { Peer, type PeerEvents } from './peer.js';
 import type { BinaryLink, PhoneLink } from './links.js';
+import type { RegisterDecision } from './registry.js';
 
 export interface PhoneHandshake {
   serverId: string;
@@ -39,9 +42,11 @@ export class PhoneSession implements PhoneLink, PeerEvents {
   readonly peer: Peer;
   readonly connId: string;
   readonly serverId: string;
-  private readonly outbox: Outbox;
+  /** Created on the first frame from the binary: an idle phone never pays for one. */
+  private outbox: Outbox | undefined;
   private readonly heartbeat: Heartbeat;
-  private readonly prefix: Buffer;
+  /** `{"conn_id":"…","frame":`, made on the phone's first frame (idle phones never need it). */
+  private prefix: Buffer | undefined;
   private registered = false;
   private ended = false;
   /** The binary holding the slot when this phone registered (close-notice identity check). */
@@ -60,34 +65,7 @@ export class PhoneSession implements PhoneLink, PeerEvents {
   ) {
     this.serverId = handshake.serverId;
     this.connId = phoneConnId(handshake.serverId);
-    this.prefix = connIdPrefix(this.connId);
     this.peer = new Peer(ws, this, ctx.timings.messageReadTimeoutMs);
-    const metrics = ctx.metrics;
-    this.outbox = new Outbox(this.peer, {
-      onFrameWritten: (bytes) => {
-        metrics.framesBinaryToPhone++;
-        metrics.bytesForwardedBinaryToPhone += bytes;
-      },
-      onFramesDropped: (count, reason) => {
-        metrics.droppedBinaryToPhone[reason] += count;
-      },
-      onFailure: (code, reason, why) => this.closeWith(code, reason, why),
-      onDirective: (code) => {
-        this.closeWith(code, '', 'directive');
-        ctx.log.info('binary_forwarder_phone_closed', {
-          server_id: this.serverId,
-          conn_id: this.connId,
-          close_code: this.peer.relayCloseCode,
-        });
-      },
-      onDirectiveFrameFailed: (code, err) =>
-        ctx.log.info('binary_forwarder_close_frame_send_failed', {
-          server_id: this.serverId,
-          conn_id: this.connId,
-          close_code: code,
-          err: err.message,
-        }),
-    });
     this.heartbeat = new Heartbeat(this.peer, ctx.timings.heartbeatIntervalMs, () =>
       this.closeWith(HEARTBEAT_TIMEOUT_CODE, HEARTBEAT_TIMEOUT_REASON, 'heartbeat_timeout'),
     );
@@ -95,8 +73,26 @@ export class PhoneSession implements PhoneLink, PeerEvents {
 
   /** Runs the registration; called once, right after the upgrade. */
   start(): void {
-    const { registry, metrics, log } = this.ctx;
-    const decision = registry.registerPhone(this.serverId, this);
+    const decision = this.ctx.directory.registerPhone(this.serverId, this);
+    if (!(decision instanceof Promise)) {
+      this.registeredAs(decision);
+      return;
+    }
+    // A cluster engine answers later: hold the phone's frames until it did.
+    this.peer.pause();
+    void decision.then((answer) => {
+      if (this.ended || this.peer.isClosed) {
+        // Closed while the answer was on its way: undo an accepted registration.
+        if (answer === 'ok') this.ctx.directory.unregisterPhone(this.serverId, this);
+        return;
+      }
+      this.registeredAs(answer);
+      this.peer.resume();
+    });
+  }
+
+  private registeredAs(decision: RegisterDecision | 'unavailable'): void {
+    const { directory, metrics, log } = this.ctx;
     const fields = { server_id: this.serverId, remote: this.handshake.remote };
     if (decision === 'no_server') {
       this.closeReason = 'no_server_4404';
@@ -112,8 +108,14 @@ export class PhoneSession implements PhoneLink, PeerEvents {
       log.info('phone_register_at_cap', fields);
       return;
     }
+    if (decision === 'unavailable') {
+      // Counted as other_code: the default scrape has no cluster reasons (cluster families count why).
+      this.closeReason = 'other_code';
+      this.peer.close(CLOSE_TRY_AGAIN_LATER, CLUSTER_UNAVAILABLE_REASON);
+      return;
+    }
     this.registered = true;
-    this.binaryAtRegistration = registry.binaryFor(this.serverId);
+    this.binaryAtRegistration = directory.binaryFor(this.serverId);
     metrics.clientAccepted();
     log.info('phone_registered', {
       server_id: this.serverId,
@@ -134,6 +136,7 @@ export class PhoneSession implements PhoneLink, PeerEvents {
       metrics.droppedPhoneToBinary.closing++;
       return;
     }
+    this.prefix ??= connIdPrefix(this.connId);
     const envelope = wrapPhoneFrame(this.prefix, data, isBinary);
     if (envelope === null) {
       metrics.droppedPhoneToBinary.malformed_frame++;
@@ -146,7 +149,7 @@ export class PhoneSession implements PhoneLink, PeerEvents {
       this.closeWith(CLOSE_NORMAL, '', 'malformed_frame');
       return;
     }
-    const binary = this.ctx.registry.binaryFor(this.serverId);
+    const binary = this.ctx.directory.binaryFor(this.serverId);
     if (binary === undefined) {
       metrics.droppedPhoneToBinary.no_binary++;
       this.ctx.log.info('phone_forwarder_no_binary', { server_id: this.serverId, conn_id: this.connId });
@@ -192,7 +195,7 @@ export class PhoneSession implements PhoneLink, PeerEvents {
   deliver(frame: Buffer | null, closeCode: number): void {
     // Marked at enqueue time, even if the directive then overflows the budget.
     if (closeCode !== 0) this.closedByBinary = true;
-    const result = this.outbox.enqueue(frame, closeCode);
+    const result = this.outboxFor().enqueue(frame, closeCode);
     if (result !== 'ok') {
       this.ctx.log.info('binary_forwarder_phone_enqueue_failed', {
         server_id: this.serverId,
@@ -207,7 +210,41 @@ export class PhoneSession implements PhoneLink, PeerEvents {
   }
 
   onSendTimeout(): void {
-    this.outbox.sendTimedOut();
+    this.outbox?.sendTimedOut();
+  }
+
+  /** This phone's outbox, made on first use. */
+  private outboxFor(): Outbox {
+    if (this.outbox !== undefined) return this.outbox;
+    const { metrics, log } = this.ctx;
+    this.outbox = new Outbox(this.peer, {
+      onFrameWritten: (bytes) => {
+        metrics.framesBinaryToPhone++;
+        metrics.bytesForwardedBinaryToPhone += bytes;
+      },
+      onFramesDropped: (count, reason) => {
+        metrics.droppedBinaryToPhone[reason] += count;
+      },
+      onFailure: (code, reason, why) => this.closeWith(code, reason, why),
+      onDirective: (code) => {
+        this.closeWith(code, '', 'directive');
+        log.info('binary_forwarder_phone_closed', {
+          server_id: this.serverId,
+          conn_id: this.connId,
+          close_code: this.peer.relayCloseCode,
+        });
+      },
+      onDirectiveFrameFailed: (code, err) =>
+        log.info('binary_forwarder_close_frame_send_failed', {
+          server_id: this.serverId,
+          conn_id: this.connId,
+          close_code: code,
+          err: err.message,
+        }),
+    });
+    // Made after teardown (a frame raced the unregister): it is as stopped as it would have been.
+    if (this.ended) this.outbox.stop(this.closeReason === 'shutdown' ? 'shutdown' : 'phone_gone');
+    return this.outbox;
   }
 
   // ---- Teardown ----
@@ -237,10 +274,10 @@ export class PhoneSession implements PhoneLink, PeerEvents {
     this.ended = true;
     this.heartbeat.stop();
     if (!this.registered) return;
-    const { registry, log } = this.ctx;
+    const { directory, log } = this.ctx;
     // (a) Tell the binary, unless it asked for this close or the slot changed hands since.
     const binary = this.binaryAtRegistration;
-    if (!this.closedByBinary && binary !== undefined && registry.binaryFor(this.serverId) === binary) {
+    if (!this.closedByBinary && binary !== undefined && directory.binaryFor(this.serverId) === binary) {
       binary.notify(closeNotice(this.connId, noticeCode), (err) => {
         if (err !== undefined) {
           log.info('phone_close_notice_send_failed', {
@@ -253,9 +290,9 @@ export class PhoneSession implements PhoneLink, PeerEvents {
       });
     }
     // (b) unregister, (c) close the socket, (d) stop the outbox, (e) log.
-    registry.unregisterPhone(this.serverId, this);
+    directory.unregisterPhone(this.serverId, this);
     this.peer.close(CLOSE_NORMAL);
-    this.outbox.stop(this.closeReason === 'shutdown' ? 'shutdown' : 'phone_gone');
+    this.outbox?.stop(this.closeReason === 'shutdown' ? 'shutdown' : 'phone_gone');
     log.info('phone_unregistered', { server_id: this.serverId, conn_id: this.connId });
   }
 }

@@ -163,6 +163,25 @@ export class Registry<B, P extends RegisteredPhone> {
     return { binaries: [...this.binaries.values()], phones };
   }
 
+  /** Drops one slot without a grace window and returns what it held: a cluster engine moved the
+   * server-id to another instance (reclaim or takeover there) or this instance fenced itself.
+   * The caller closes what is returned. */
+  forget(serverId: string): { binary: B | undefined; phones: P[] } {
+    const grace = this.graces.get(serverId);
+    if (grace !== undefined) {
+      clearTimeout(grace.handle);
+      this.graces.delete(serverId);
+    }
+    const binary = this.binaries.get(serverId);
+    this.binaries.delete(serverId);
+    return { binary: grace === undefined ? binary : undefined, phones: this.takePhones(serverId) };
+  }
+
+  /** Every server-id with a slot here (connected or in grace). */
+  serverIds(): IterableIterator<string> {
+    return this.binaries.keys();
+  }
+
   /** Shutdown: cancels every grace timer and forgets every slot (nothing is persisted), so the
    * counts the final export reports are those of an empty relay. */
   dispose(): void {

@@ -64,6 +64,7 @@ const DEFAULTS: RelayConfig = {
   singleInstanceBypass: false,
   flyAppName: '',
   fcmCredentials: null,
+  cluster: null,
 };
 
 describe('drain delay and runtime metrics flags', () => {

@@ -32,8 +32,11 @@ import { sleep, waitFor } from '../helpers/wait.js';
 const { boot, track, defer } = useRelays();
 
 function outboxCharged(r: TestRelay, serverId: string, connId: string): number {
-  const phone = r.relay.registry.phoneFor(serverId, connId) as unknown as { outbox: { charged: number } } | undefined;
-  return phone === undefined ? 0 : phone.outbox.charged;
+  // The outbox is made on the phone's first frame from the binary: none yet means nothing charged.
+  const phone = r.relay.registry.phoneFor(serverId, connId) as unknown as
+    | { outbox: { charged: number } | undefined }
+    | undefined;
+  return phone?.outbox?.charged ?? 0;
 }
 
 function stamps(c: TestClient): number[] {
