@@ -2,7 +2,8 @@
 // bounded time (never a hang); a refused value is exit 2 with one line; the instance id is logged.
 
 import { describe, expect, it } from 'vitest';
-import { freePort, runDaemon } from '../helpers/daemon.js';
+import { runDaemon } from '../helpers/daemon.js';
+import { freePort } from '../helpers/ports.js';
 import { natsServerAvailable, startNats } from '../helpers/cluster.js';
 
 describe('cluster-mode boot', () => {

@@ -12,7 +12,7 @@ import {
   startNats,
   sumOf,
 } from '../helpers/cluster.js';
-import { binaryHeaders, phoneConnId, TestClient } from '../helpers/relay.js';
+import { binaryHeaders, phoneConnId, TestClient } from '../helpers/relays.js';
 import { sleep, waitFor } from '../helpers/wait.js';
 
 const available = natsServerAvailable();

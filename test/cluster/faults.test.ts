@@ -14,7 +14,7 @@ import {
   sumOf,
   upgradeStatusOf,
 } from '../helpers/cluster.js';
-import { binaryHeaders, phoneConnId, phoneHeaders, type TestClient } from '../helpers/relay.js';
+import { binaryHeaders, phoneConnId, phoneHeaders, type TestClient } from '../helpers/relays.js';
 import { sleep, waitFor } from '../helpers/wait.js';
 import type { Socket } from 'node:net';
 

@@ -10,7 +10,7 @@ import { ClusterRoleImpl } from '../../src/cluster/role.js';
 import { silentLogger } from '../../src/log.js';
 import { ClusterMetrics } from '../../src/metrics/cluster-metrics.js';
 import type { ClusterFactory } from '../../src/session/directory.js';
-import { connectBinary, connectPhone, phoneConnId, startRelay, type TestRelay } from '../helpers/relay.js';
+import { connectBinary, connectPhone, phoneConnId, startRelay, type TestRelay } from '../helpers/relays.js';
 
 const LEASE_MS = 3_000;
 const relays: TestRelay[] = [];

@@ -13,7 +13,7 @@ import {
   startNats,
   sumOf,
 } from '../helpers/cluster.js';
-import { phoneConnId, TestClient, binaryHeaders } from '../helpers/relay.js';
+import { binaryHeaders, phoneConnId, TestClient } from '../helpers/relays.js';
 import { sleep, waitFor } from '../helpers/wait.js';
 
 const available = natsServerAvailable();

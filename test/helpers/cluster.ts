@@ -6,8 +6,10 @@ import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { accepts, cleanEnv, type DaemonHandle, freePort, startDaemon } from './daemon.js';
-import { binaryHeaders, phoneHeaders, sampleValue, TestClient } from './relay.js';
+import { cleanEnv, type DaemonHandle, startDaemon } from './daemon.js';
+import { accepts, freePort } from './ports.js';
+import { binaryHeaders, phoneHeaders, TestClient } from './relays.js';
+import { sampleValue } from './scrape.js';
 import { waitFor, withTimeout } from './wait.js';
 
 /** True when nats-server is installed. Under CI it must be (.ci/run installs it). */
