@@ -5,8 +5,7 @@
 
 import { existsSync } from 'node:fs';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { cleanEnv, DAEMON_MAIN, type DaemonHandle, startDaemon } from '../helpers/daemon.js';
-import { httpGet } from '../helpers/http.js';
+import { DAEMON_MAIN, type DaemonHandle, startReadyDaemon } from '../helpers/daemon.js';
 import { accepts, freePort } from '../helpers/ports.js';
 import { binaryHeaders, phoneHeaders, TestClient } from '../helpers/relays.js';
 import { sleep, waitFor } from '../helpers/wait.js';
@@ -24,32 +23,10 @@ interface Running {
 /** The daemon with Node's inspector port moved to a free port of our own (NODE_OPTIONS), so the
  * check cannot be fooled by, or disturb, anything else using 9229. */
 async function startRunning(): Promise<Running> {
-  const port = await freePort();
-  const metricsPort = await freePort();
   const inspectPort = await freePort();
-  const d = startDaemon(
-    [
-      '--insecure-listen',
-      `127.0.0.1:${port}`,
-      '--metrics-listen',
-      `127.0.0.1:${metricsPort}`,
-      '--shutdown-timeout',
-      '2s',
-    ],
-    cleanEnv({ NODE_OPTIONS: `--inspect-port=127.0.0.1:${inspectPort}` }),
-  );
-  try {
-    await d.waitStderr('msg="starting metrics listener"', 10_000);
-    await waitFor(
-      async () => (await httpGet(`http://127.0.0.1:${port}/healthz`).catch(() => undefined))?.status === 200,
-      10_000,
-      'daemon /healthz',
-      50,
-    );
-  } catch (err) {
-    await d.stop();
-    throw err;
-  }
+  const { d, port } = await startReadyDaemon(['--shutdown-timeout', '2s'], {
+    env: { NODE_OPTIONS: `--inspect-port=127.0.0.1:${inspectPort}` },
+  });
   return { d, port, inspectPort };
 }
 

@@ -6,7 +6,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { afterEach } from 'vitest';
 import { httpGet } from './http.js';
-import { freePort } from './ports.js';
+import { accepts, freePort } from './ports.js';
 import { REPO_ROOT } from './repo.js';
 import { waitFor, withTimeout } from './wait.js';
 
@@ -128,8 +128,8 @@ export interface ReadyOptions {
 const READY_TIMEOUT_MS = 15_000;
 
 /** Starts the daemon with `--insecure-listen` and `--metrics-listen` on free loopback ports plus
- * `args`, and waits until /healthz answers 200. On failure the daemon is stopped and the error
- * carries its stderr. The caller stops it (withDaemon() does). */
+ * `args`, and waits until /healthz answers 200 and the metrics listener (started after the public
+ * one) accepts. On failure the daemon is stopped and the error carries its stderr. The caller stops it (withDaemon() does). */
 export async function startReadyDaemon(args: string[], options: ReadyOptions = {}): Promise<RunningDaemon> {
   const port = await freePort();
   const metricsPort = options.metricsListener === false ? 0 : await freePort();
@@ -149,7 +149,7 @@ export async function startReadyDaemon(args: string[], options: ReadyOptions = {
   };
   try {
     await waitFor(
-      async () => exited || (await healthy()),
+      async () => exited || ((await healthy()) && (metricsPort === 0 || (await accepts(metricsPort)))),
       options.readyTimeoutMs ?? READY_TIMEOUT_MS,
       'daemon /healthz',
       25,

@@ -11,10 +11,9 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { LOG_FIRST_LINES_PER_KEY } from '../../src/log-throttle.js';
-import { cleanEnv, DAEMON_MAIN, type DaemonHandle, startDaemon } from '../helpers/daemon.js';
+import { DAEMON_MAIN, type DaemonHandle, startReadyDaemon } from '../helpers/daemon.js';
 import { figure } from '../helpers/figures.js';
 import { httpGet } from '../helpers/http.js';
-import { freePort } from '../helpers/ports.js';
 import { binaryHeaders, phoneHeaders, TestClient, useRelays } from '../helpers/relays.js';
 import { sampleValue } from '../helpers/scrape.js';
 import { sleep, waitFor } from '../helpers/wait.js';
@@ -33,25 +32,8 @@ interface Running {
 }
 
 async function startRunning(extra: string[] = []): Promise<Running> {
-  const port = await freePort();
-  const metricsPort = await freePort();
-  const d = startDaemon(
-    ['--insecure-listen', `127.0.0.1:${port}`, '--metrics-listen', `127.0.0.1:${metricsPort}`, ...extra],
-    cleanEnv(),
-  );
-  try {
-    await d.waitStderr('msg="starting metrics listener"', 10_000);
-    await waitFor(
-      async () => (await httpGet(`http://127.0.0.1:${port}/healthz`).catch(() => undefined))?.status === 200,
-      10_000,
-      'daemon /healthz',
-      50,
-    );
-  } catch (err) {
-    await d.stop();
-    throw err;
-  }
-  const scrape = async (): Promise<string> => (await httpGet(`http://127.0.0.1:${metricsPort}/metrics`)).body;
+  const { d, port, metrics } = await startReadyDaemon(extra);
+  const scrape = async (): Promise<string> => (await httpGet(metrics)).body;
   return { d, port, scrape, metric: async (series) => sampleValue(await scrape(), series) };
 }
 
