@@ -6,7 +6,7 @@ import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { cleanEnv, type DaemonHandle, startDaemon } from './daemon.js';
+import { type DaemonHandle, startReadyDaemon } from './daemon.js';
 import { accepts, freePort } from './ports.js';
 import { binaryHeaders, phoneHeaders, TestClient } from './relays.js';
 import { sampleValue } from './scrape.js';
@@ -94,35 +94,17 @@ export async function startInstance(
   extraArgs: string[] = [],
   env: Record<string, string> = {},
 ): Promise<Instance> {
-  const port = await freePort();
-  const metricsPort = await freePort();
-  const daemon = startDaemon(
-    [
-      '--insecure-listen',
-      `127.0.0.1:${port}`,
-      '--metrics-listen',
-      `127.0.0.1:${metricsPort}`,
-      '--cluster',
-      natsUrl,
-      '--instance-id',
-      id,
-      '--log-format',
-      'json',
-      ...CLUSTER_TEST_ARGS,
-      ...extraArgs,
-    ],
-    cleanEnv(env),
+  const running = await startReadyDaemon(
+    ['--cluster', natsUrl, '--instance-id', id, '--log-format', 'json', ...CLUSTER_TEST_ARGS, ...extraArgs],
+    { env },
   );
-  await daemon.waitStderr('starting metrics listener', 15_000);
-  await waitFor(() => accepts(metricsPort, 500), 5_000, `metrics of ${id}`, 20);
-  const metricsUrl = `http://127.0.0.1:${metricsPort}/metrics`;
-  const scrape = async (): Promise<string> => (await fetch(metricsUrl)).text();
+  const scrape = async (): Promise<string> => (await fetch(running.metrics)).text();
   return {
     id,
-    port,
-    wsUrl: `ws://127.0.0.1:${port}`,
-    metricsUrl,
-    daemon,
+    port: running.port,
+    wsUrl: running.ws,
+    metricsUrl: running.metrics,
+    daemon: running.d,
     scrape,
     metric: async (series) => sampleValue(await scrape(), series),
   };
