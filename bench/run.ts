@@ -6,6 +6,7 @@
 //
 // Flags: --quick (CI: fewer repeats, shorter windows, no 100,000-phone scale run);
 //        --only=scale (just the scale run, merged into the existing latest.json);
+//        --only=idle (just the idle memory at 5,000 phones, relay and bare, printed; ~30 s);
 //        --scale-phones=N (fewer phones in the scale run, for trying it out).
 
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
@@ -18,6 +19,7 @@ import { type BenchResults, chartSvg, markdownReport, refreshDocs } from './repo
 
 const quick = process.argv.includes('--quick');
 const onlyScale = process.argv.includes('--only=scale');
+const onlyIdle = process.argv.includes('--only=idle');
 const scalePhonesArg = process.argv.find((a) => a.startsWith('--scale-phones='));
 const here = dirname(fileURLToPath(import.meta.url)); // dist/bench
 const repoRoot = join(here, '..', '..');
@@ -245,6 +247,24 @@ if (onlyScale) {
   process.exit(0);
 }
 
+if (onlyIdle) {
+  // Section 3's idle-memory part alone (about 30 s): fresh relay (metrics on) and bare forwarder.
+  const idleLoad = await startLoad();
+  const relay = await startServer('relay_on');
+  const bare = await startServer('bare');
+  const { memory } = await idleMemory(relay, bare, (command) => request(idleLoad, command), [5_000], PLAN.scrapes);
+  await stop(relay.child);
+  await stop(bare.child);
+  idleLoad.kill('SIGTERM');
+  const perConnection = (rss: number, heap: number): string => `${Math.round(rss)} B RSS / ${Math.round(heap)} B heap`;
+  process.stdout.write(
+    `Idle memory per connection at ${memory.idle_phones_measured} phones (${memory.connections_at_5000} connections): ` +
+      `relay ${perConnection(memory.rss_bytes_per_idle_phone!, memory.heap_bytes_per_idle_phone!)}, ` +
+      `bare ${perConnection(memory.bare_rss_bytes_per_idle_phone!, memory.bare_heap_bytes_per_idle_phone!)}\n`,
+  );
+  process.exit(0);
+}
+
 const loadgen = await startLoad();
 const load = (command: Command): Promise<Record<string, number>> => request(loadgen, command);
 const results: Record<string, unknown> = {};
@@ -363,48 +383,13 @@ for (const server of servers.values()) await stop(server.child);
 // with a fresh bare forwarder beside it for the same figures.
 const memServer = await startServer('relay_on');
 const bareServer = await startServer('bare');
-const memory: Record<string, number> = {};
-const scrapeAt0 = await scrapeSeries(memServer, PLAN.scrapes);
-await sleep(200);
-const base = await memStats(memServer);
-let scrapeAtMax = scrapeAt0;
-let lastCount = 0;
-for (const phones of PLAN.idle) {
-  const ids = Math.ceil(phones / 16);
-  await load({ cmd: 'teardown' });
-  await load({
-    cmd: 'connect',
-    topology: { target: 'relay', port: memServer.port, ids, phonesPerId: 16 },
-    concurrency: 64,
-  });
-  await sleep(500);
-  const after = await memStats(memServer);
-  const connections = after.live;
-  memory[`rss_bytes_per_connection_at_${phones}`] = (after.rss - base.rss) / connections;
-  memory[`heap_bytes_per_connection_at_${phones}`] = (after.heapUsed - base.heapUsed) / connections;
-  memory[`connections_at_${phones}`] = connections;
-  lastCount = phones;
-  scrapeAtMax = await scrapeSeries(memServer, PLAN.scrapes);
-}
-memory.rss_bytes_per_idle_phone = memory[`rss_bytes_per_connection_at_${lastCount}`]!;
-memory.heap_bytes_per_idle_phone = memory[`heap_bytes_per_connection_at_${lastCount}`]!;
-memory.idle_phones_measured = lastCount;
-memory.process_rss_bytes = rssBytes(memServer.child.pid!);
-await load({ cmd: 'teardown' });
-{
-  // The same idle phones on the bare forwarder: what any ws server pays per connection.
-  const bareBase = await memStats(bareServer);
-  await load({
-    cmd: 'connect',
-    topology: { target: 'bare', port: bareServer.port, ids: Math.ceil(lastCount / 16), phonesPerId: 16 },
-    concurrency: 64,
-  });
-  await sleep(500);
-  const after = await memStats(bareServer);
-  memory.bare_rss_bytes_per_idle_phone = (after.rss - bareBase.rss) / after.live;
-  memory.bare_heap_bytes_per_idle_phone = (after.heapUsed - bareBase.heapUsed) / after.live;
-  await load({ cmd: 'teardown' });
-}
+const { memory, scrapeAt0, scrapeAtMax, lastCount } = await idleMemory(
+  memServer,
+  bareServer,
+  load,
+  PLAN.idle,
+  PLAN.scrapes,
+);
 results.memory = memory;
 results.scrape = {
   ms_at_0: scrapeAt0.medianMs,
@@ -569,4 +554,64 @@ async function scaleRun(phones: number): Promise<Record<string, number>> {
     scaleLoad.kill('SIGTERM');
     await stop(relay.child);
   }
+}
+
+/** Section 3's idle memory: `counts` idle phones in turn (16 per server-id, with their binaries)
+ * on a fresh relay, then the last count on a fresh bare forwarder; per connection, from the
+ * growth of RSS and of the heap after a forced GC. Scrapes the relay at 0 and at each count. */
+async function idleMemory(
+  memServer: Server,
+  bareServer: Server,
+  load: (command: Command) => Promise<Record<string, number>>,
+  counts: readonly number[],
+  scrapes: number,
+): Promise<{
+  memory: Record<string, number>;
+  scrapeAt0: Awaited<ReturnType<typeof scrapeSeries>>;
+  scrapeAtMax: Awaited<ReturnType<typeof scrapeSeries>>;
+  lastCount: number;
+}> {
+  const memory: Record<string, number> = {};
+  const scrapeAt0 = await scrapeSeries(memServer, scrapes);
+  await sleep(200);
+  const base = await memStats(memServer);
+  let scrapeAtMax = scrapeAt0;
+  let lastCount = 0;
+  for (const phones of counts) {
+    const ids = Math.ceil(phones / 16);
+    await load({ cmd: 'teardown' });
+    await load({
+      cmd: 'connect',
+      topology: { target: 'relay', port: memServer.port, ids, phonesPerId: 16 },
+      concurrency: 64,
+    });
+    await sleep(500);
+    const after = await memStats(memServer);
+    const connections = after.live;
+    memory[`rss_bytes_per_connection_at_${phones}`] = (after.rss - base.rss) / connections;
+    memory[`heap_bytes_per_connection_at_${phones}`] = (after.heapUsed - base.heapUsed) / connections;
+    memory[`connections_at_${phones}`] = connections;
+    lastCount = phones;
+    scrapeAtMax = await scrapeSeries(memServer, scrapes);
+  }
+  memory.rss_bytes_per_idle_phone = memory[`rss_bytes_per_connection_at_${lastCount}`]!;
+  memory.heap_bytes_per_idle_phone = memory[`heap_bytes_per_connection_at_${lastCount}`]!;
+  memory.idle_phones_measured = lastCount;
+  memory.process_rss_bytes = rssBytes(memServer.child.pid!);
+  await load({ cmd: 'teardown' });
+  {
+    // The same idle phones on the bare forwarder: what any ws server pays per connection.
+    const bareBase = await memStats(bareServer);
+    await load({
+      cmd: 'connect',
+      topology: { target: 'bare', port: bareServer.port, ids: Math.ceil(lastCount / 16), phonesPerId: 16 },
+      concurrency: 64,
+    });
+    await sleep(500);
+    const after = await memStats(bareServer);
+    memory.bare_rss_bytes_per_idle_phone = (after.rss - bareBase.rss) / after.live;
+    memory.bare_heap_bytes_per_idle_phone = (after.heapUsed - bareBase.heapUsed) / after.live;
+    await load({ cmd: 'teardown' });
+  }
+  return { memory, scrapeAt0, scrapeAtMax, lastCount };
 }
