@@ -11,7 +11,7 @@ import { healthBody, readiness } from './http/health.js';
 import type { Logger } from './log.js';
 import { ThrottledLogger } from './log-throttle.js';
 import { RelayMetrics } from './metrics/metrics.js';
-import { CLOSE_HANDSHAKE_TIMEOUT_MS, MESSAGE_READ_TIMEOUT_MS } from './session/peer.js';
+import { CLOSE_HANDSHAKE_TIMEOUT_MS, MESSAGE_READ_TIMEOUT_MS, RelaySocket } from './session/peer.js';
 import { CLOSE_NORMAL, SHUTDOWN_CODE, SHUTDOWN_REASON } from './protocol/close-codes.js';
 import { PhoneSession } from './session/phone-session.js';
 import { PushWaker, type PushOptions } from './push/waker.js';
@@ -121,6 +121,8 @@ export class Relay implements RelayContext {
       // closeTimeout (ws >= 8.19) is missing from @types/ws.
       ...({ closeTimeout: CLOSE_HANDSHAKE_TIMEOUT_MS } as object),
       noServer: true,
+      // Each connection's WebSocket knows its Peer: one shared listener per event, no closures.
+      WebSocket: RelaySocket,
       clientTracking: false,
       maxPayload: MAX_MESSAGE_BYTES,
       perMessageDeflate: false,

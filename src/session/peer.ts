@@ -3,6 +3,10 @@
 // text-frame sends with a per-send deadline, exactly one close frame (guarded against codes `ws`
 // refuses), a per-message read deadline, and the ping/pong primitive behind the heartbeat and the
 // conflict probe.
+//
+// An idle connection holds no closure of its own here (docs/performance.md, "Idle memory"): the
+// socket listeners are shared functions that find their Peer through the RelaySocket they fire on,
+// timers carry the Peer as their argument, and the send bookkeeping is made on the first send.
 
 import type { Socket } from 'node:net';
 import WebSocket from 'ws';
@@ -69,6 +73,98 @@ interface WsReceiverState {
   on(event: 'conclude', listener: (code: number) => void): unknown;
 }
 
+/** What ws makes each accepted connection (the relay's WebSocketServer passes this class as its
+ * `WebSocket` option): a WebSocket that knows its Peer, so every listener below is one function
+ * shared by all connections instead of a closure per connection. */
+export class RelaySocket extends WebSocket {
+  peer: Peer | undefined = undefined;
+}
+
+/** ws's private symbol by which its socket and receiver point back at their WebSocket, found once
+ * on the first connection. */
+let wsBackLink: symbol | undefined;
+
+function findWsBackLink(holder: object, ws: WebSocket): symbol {
+  for (const symbol of Object.getOwnPropertySymbols(holder)) {
+    if ((holder as Record<symbol, unknown>)[symbol] === ws) return symbol;
+  }
+  throw new Error('ws internals changed: the socket does not point back at its WebSocket');
+}
+
+/** The Peer of one of the relay's WebSockets (set in the Peer's constructor). */
+function peerOfWs(ws: WebSocket): Peer {
+  return (ws as RelaySocket).peer!;
+}
+
+/** The Peer behind a socket or receiver (undefined once ws detached it on close). */
+function peerOf(holder: object): Peer | undefined {
+  return ((holder as Record<symbol, unknown>)[wsBackLink!] as RelaySocket | undefined)?.peer;
+}
+
+/** Outstanding sends of one peer, oldest first: callbacks complete in send order (one socket,
+ * FIFO writes). Made on the peer's first send: an idle connection never needs one. */
+class PendingSends {
+  callbacks: (SendCallback | undefined)[] = [];
+  tags: number[] = [];
+  starts: number[] = [];
+  head = 0;
+
+  get count(): number {
+    return this.callbacks.length - this.head;
+  }
+
+  push(done: SendCallback | undefined, tag: number, start: number): void {
+    this.callbacks.push(done);
+    this.tags.push(tag);
+    this.starts.push(start);
+  }
+
+  /** ws's write callback for this peer's frames: completes the oldest send. */
+  readonly onWritten = (err?: Error): void => {
+    const head = this.head;
+    if (head >= this.callbacks.length) return;
+    const done = this.callbacks[head];
+    const tag = this.tags[head]!;
+    this.callbacks[head] = undefined;
+    this.head = head + 1;
+    if (this.head === this.callbacks.length) {
+      this.callbacks.length = 0;
+      this.tags.length = 0;
+      this.starts.length = 0;
+      this.head = 0;
+    } else if (this.head >= 1024) {
+      this.callbacks.splice(0, this.head);
+      this.tags.splice(0, this.head);
+      this.starts.splice(0, this.head);
+      this.head = 0;
+    }
+    if (done !== undefined) done(err ?? undefined, tag);
+  };
+
+  /** Completes every pending send with `err`, oldest first; later socket callbacks for them
+   * find the queue empty and are ignored. */
+  failAll(err: Error): void {
+    const callbacks = this.callbacks;
+    const tags = this.tags;
+    const head = this.head;
+    const count = callbacks.length;
+    if (head >= count) return;
+    this.callbacks = [];
+    this.tags = [];
+    this.starts = [];
+    this.head = 0;
+    for (let i = head; i < count; i++) {
+      const done = callbacks[i];
+      if (done !== undefined) done(err, tags[i]!);
+    }
+  }
+
+  /** When the oldest pending send started (performance.now() clock). */
+  get oldestStart(): number {
+    return this.starts[this.head]!;
+  }
+}
+
 export class Peer {
   /** Code of the close frame the relay sent, or 0 while the relay has not closed. */
   relayCloseCode = 0;
@@ -78,19 +174,20 @@ export class Peer {
   private readonly socket: Socket;
   private readonly receiver: WsReceiverState | undefined;
 
-  // Outstanding sends, oldest first: callbacks complete in send order (one socket, FIFO writes).
-  private pendingCallbacks: (SendCallback | undefined)[] = [];
-  private pendingTags: number[] = [];
-  private pendingStarts: number[] = [];
-  private pendingHead = 0;
+  /** Made on the first send (idle connections never send). */
+  private sends: PendingSends | undefined;
   private sendTimer: ReturnType<typeof setTimeout> | undefined;
 
   private messageTimer: ReturnType<typeof setTimeout> | undefined;
   private paused = false;
+  private corked = false;
 
-  private pongWaiters: ((alive: boolean) => void)[] = [];
+  /** Made on the first probe (most connections are never probed). */
+  private pongWaiters: ((alive: boolean) => void)[] | undefined;
   /** Pongs written to ws whose write has not completed. */
   private pendingPongs = 0;
+  /** ws's write callback for pongs, made on the first ping the peer sends. */
+  private onPongWritten: (() => void) | undefined;
   private lastPongAt = 0;
 
   constructor(
@@ -104,30 +201,66 @@ export class Peer {
     this.socket = internals._socket;
     this.receiver = internals._receiver;
 
-    ws.on('message', (data: Buffer, isBinary: boolean) => this.events.onMessage(data, isBinary));
-    ws.on('pong', () => this.handlePong());
+    // The relay's WebSocketServer makes RelaySockets; anything else would leave the shared
+    // listeners without their Peer, so it fails here rather than on the first event.
+    if (!(ws instanceof RelaySocket))
+      throw new Error('Peer needs a RelaySocket (the WebSocketServer `WebSocket` option)');
+    ws.peer = this;
+    wsBackLink ??= findWsBackLink(this.socket, ws);
+
+    ws.on('message', Peer.onWsMessage);
+    ws.on('pong', Peer.onWsPong);
     // The relay answers pings itself (the server runs with autoPong off): ws's own limit drops TCP
     // without a close frame, which would look like the peer's abrupt end.
-    ws.on('ping', (data: Buffer) => this.handlePing(data));
-    ws.on('error', (err: Error) => {
-      // ws emits 'error' for socket errors and for protocol violations, after it sent the close
-      // frame itself (1002, 1007 or 1009): record that code as the relay's, since the relay's
-      // library sent it. 'close' always follows, which is where teardown happens.
-      const code = wsStatusCode(err);
-      if (code !== undefined && this.relayCloseCode === 0 && !this.closed) {
-        this.closed = true;
-        this.relayCloseCode = code;
-        this.stopTimers();
-      }
-    });
+    ws.on('ping', Peer.onWsPing);
+    ws.on('error', Peer.onWsError);
     // ws emits 'close' exactly once: `on` spares the per-connection wrapper `once` would add.
-    ws.on('close', (code: number) => this.handleClose(code));
+    ws.on('close', Peer.onWsClose);
     // The peer's close frame: ws answers it and then waits up to CLOSE_HANDSHAKE_TIMEOUT_MS for
     // TCP to end, which a peer may hold open (coder/websocket does). From here the connection is
     // the peer's close: nothing of the relay's (a heartbeat tick, a failed send) may relabel it.
-    this.receiver?.on('conclude', (code: number) => this.handleCloseFrame(code));
+    this.receiver?.on('conclude', Peer.onReceiverConclude);
     // Registered after ws's own 'data' listener, so the receiver has already consumed the chunk.
-    this.socket.on('data', () => this.checkMessageDeadline());
+    this.socket.on('data', Peer.onSocketData);
+  }
+
+  // ---- Listeners shared by every connection (`this` is what they fire on) ----
+
+  private static onWsMessage(this: WebSocket, data: Buffer, isBinary: boolean): void {
+    peerOfWs(this).events.onMessage(data, isBinary);
+  }
+
+  private static onWsPong(this: WebSocket): void {
+    peerOfWs(this).handlePong();
+  }
+
+  private static onWsPing(this: WebSocket, data: Buffer): void {
+    peerOfWs(this).handlePing(data);
+  }
+
+  private static onWsError(this: WebSocket, err: Error): void {
+    // ws emits 'error' for socket errors and for protocol violations, after it sent the close
+    // frame itself (1002, 1007 or 1009): record that code as the relay's, since the relay's
+    // library sent it. 'close' always follows, which is where teardown happens.
+    const peer = peerOfWs(this);
+    const code = wsStatusCode(err);
+    if (code !== undefined && peer.relayCloseCode === 0 && !peer.closed) {
+      peer.closed = true;
+      peer.relayCloseCode = code;
+      peer.stopTimers();
+    }
+  }
+
+  private static onWsClose(this: WebSocket, code: number): void {
+    peerOfWs(this).handleClose(code);
+  }
+
+  private static onReceiverConclude(this: object, code: number): void {
+    peerOf(this)?.handleCloseFrame(code);
+  }
+
+  private static onSocketData(this: Socket): void {
+    peerOf(this)?.checkMessageDeadline();
   }
 
   /** True once either side closed: the relay sent its close frame, the peer's close frame
@@ -160,7 +293,7 @@ export class Peer {
 
   /** Number of sends whose completion callback has not run yet. */
   get pendingSends(): number {
-    return this.pendingCallbacks.length - this.pendingHead;
+    return this.sends === undefined ? 0 : this.sends.count;
   }
 
   /** Sends one text frame. `done(err, tag)` runs once the socket accepted the bytes or the send
@@ -170,81 +303,41 @@ export class Peer {
       if (done !== undefined) process.nextTick(done, PEER_CLOSED, tag);
       return;
     }
+    this.sends ??= new PendingSends();
+    const sends = this.sends;
     const now = performance.now();
-    if (this.pendingSends === 0 && this.sendTimer === undefined) {
-      this.sendTimer = setTimeout(this.checkSendDeadline, SEND_TIMEOUT_MS);
+    if (sends.count === 0 && this.sendTimer === undefined) {
+      this.sendTimer = setTimeout(Peer.checkSendDeadline, SEND_TIMEOUT_MS, this);
     }
-    this.pendingCallbacks.push(done);
-    this.pendingTags.push(tag);
-    this.pendingStarts.push(now);
+    sends.push(done, tag, now);
     // Frames sent in the same tick leave in one writev instead of one syscall each; the socket
     // is uncorked before any I/O runs again, so batching adds no latency.
     if (!this.corked) {
       this.corked = true;
       this.socket.cork();
-      process.nextTick(this.uncork);
+      process.nextTick(Peer.uncork, this);
     }
-    this.ws.send(data, SEND_OPTIONS, this.onWritten);
+    this.ws.send(data, SEND_OPTIONS, sends.onWritten);
   }
 
-  private corked = false;
+  private static uncork(peer: Peer): void {
+    peer.corked = false;
+    peer.socket.uncork();
+  }
 
-  private readonly uncork = (): void => {
-    this.corked = false;
-    this.socket.uncork();
-  };
-
-  private readonly onWritten = (err?: Error): void => {
-    const head = this.pendingHead;
-    if (head >= this.pendingCallbacks.length) return;
-    const done = this.pendingCallbacks[head];
-    const tag = this.pendingTags[head]!;
-    this.pendingCallbacks[head] = undefined;
-    this.pendingHead = head + 1;
-    if (this.pendingHead === this.pendingCallbacks.length) {
-      this.pendingCallbacks.length = 0;
-      this.pendingTags.length = 0;
-      this.pendingStarts.length = 0;
-      this.pendingHead = 0;
-    } else if (this.pendingHead >= 1024) {
-      this.pendingCallbacks.splice(0, this.pendingHead);
-      this.pendingTags.splice(0, this.pendingHead);
-      this.pendingStarts.splice(0, this.pendingHead);
-      this.pendingHead = 0;
-    }
-    if (done !== undefined) done(err ?? undefined, tag);
-  };
-
-  private readonly checkSendDeadline = (): void => {
-    this.sendTimer = undefined;
-    if (this.closed || this.pendingSends === 0) return;
-    const age = performance.now() - this.pendingStarts[this.pendingHead]!;
+  private static checkSendDeadline(peer: Peer): void {
+    peer.sendTimer = undefined;
+    const sends = peer.sends;
+    if (peer.closed || sends === undefined || sends.count === 0) return;
+    const age = performance.now() - sends.oldestStart;
     if (age >= SEND_TIMEOUT_MS) {
       // Nothing still pending was written: report every one as failed now (Node would call
       // their callbacks without an error once the socket is destroyed), then let the owner close.
-      this.failPending(SEND_TIMED_OUT);
-      this.events.onSendTimeout();
+      sends.failAll(SEND_TIMED_OUT);
+      peer.events.onSendTimeout();
       return;
     }
-    this.sendTimer = setTimeout(this.checkSendDeadline, SEND_TIMEOUT_MS - age);
-  };
-
-  /** Completes every pending send with `err`, oldest first; later socket callbacks for them
-   * find the queue empty and are ignored. */
-  private failPending(err: Error): void {
-    const callbacks = this.pendingCallbacks;
-    const tags = this.pendingTags;
-    const head = this.pendingHead;
-    const count = callbacks.length;
-    if (head >= count) return;
-    this.pendingCallbacks = [];
-    this.pendingTags = [];
-    this.pendingStarts = [];
-    this.pendingHead = 0;
-    for (let i = head; i < count; i++) {
-      const done = callbacks[i];
-      if (done !== undefined) done(err, tags[i]!);
-    }
+    peer.sendTimer = setTimeout(Peer.checkSendDeadline, SEND_TIMEOUT_MS - age, peer);
   }
 
   /** Sends the one close frame of this connection (later calls are no-ops). A code `ws` refuses
@@ -320,10 +413,12 @@ export class Peer {
       const timer = setTimeout(() => finish(false), timeoutMs);
       const finish = (alive: boolean): void => {
         clearTimeout(timer);
-        const index = this.pongWaiters.indexOf(finish);
-        if (index >= 0) this.pongWaiters.splice(index, 1);
+        const waiters = this.pongWaiters;
+        const index = waiters === undefined ? -1 : waiters.indexOf(finish);
+        if (index >= 0) waiters!.splice(index, 1);
         resolve(alive);
       };
+      this.pongWaiters ??= [];
       this.pongWaiters.push(finish);
     });
   }
@@ -342,18 +437,17 @@ export class Peer {
       payload = Buffer.allocUnsafeSlow(data.length);
       data.copy(payload);
     }
+    this.onPongWritten ??= () => {
+      this.pendingPongs--;
+    };
     this.ws.pong(payload, false, this.onPongWritten);
   }
 
-  private readonly onPongWritten = (): void => {
-    this.pendingPongs--;
-  };
-
   private handlePong(): void {
     this.lastPongAt = performance.now();
-    if (this.pongWaiters.length === 0) return;
     const waiters = this.pongWaiters;
-    this.pongWaiters = [];
+    if (waiters === undefined || waiters.length === 0) return;
+    this.pongWaiters = undefined;
     for (const waiter of waiters) waiter(true);
   }
 
@@ -371,10 +465,10 @@ export class Peer {
     this.stopTimers();
     // Writes still pending when the socket is gone were not delivered; a destroyed socket's
     // callbacks arrive without an error, so fail them here and ignore those callbacks.
-    this.failPending(PEER_CLOSED);
+    this.sends?.failAll(PEER_CLOSED);
     const waiters = this.pongWaiters;
-    this.pongWaiters = [];
-    for (const waiter of waiters) waiter(false);
+    this.pongWaiters = undefined;
+    if (waiters !== undefined) for (const waiter of waiters) waiter(false);
     this.events.onClose(closedByRelay ? this.relayCloseCode : peerCode, closedByRelay);
   }
 
@@ -385,17 +479,17 @@ export class Peer {
     if (!midMessage) {
       this.clearMessageTimer();
     } else if (this.messageTimer === undefined) {
-      this.messageTimer = setTimeout(this.onMessageDeadline, this.messageReadTimeoutMs);
+      this.messageTimer = setTimeout(Peer.onMessageDeadline, this.messageReadTimeoutMs, this);
     }
   }
 
-  private readonly onMessageDeadline = (): void => {
-    this.messageTimer = undefined;
-    this.close(READ_TIMEOUT_CODE, READ_TIMEOUT_REASON);
+  private static onMessageDeadline(peer: Peer): void {
+    peer.messageTimer = undefined;
+    peer.close(READ_TIMEOUT_CODE, READ_TIMEOUT_REASON);
     // The peer is stuck inside a frame and cannot send a parseable close back: flush our close
     // frame and drop TCP now instead of waiting out the close handshake.
-    this.socket.destroySoon();
-  };
+    peer.socket.destroySoon();
+  }
 
   private clearMessageTimer(): void {
     if (this.messageTimer !== undefined) {
