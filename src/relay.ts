@@ -143,30 +143,34 @@ export class Relay implements RelayContext {
       health: () => healthBody(this),
       readiness: () => readiness(this.ready),
       onConnection: (ws, admitted, release) => {
-        const ended = (): void => {
-          this.sessions.delete(session);
-          release();
-          this.notifyEnded();
-        };
         const session: Session =
           admitted.endpoint === 'server'
             ? new BinarySession(
                 this,
                 ws,
                 { serverId: admitted.serverId, binaryVersion: admitted.label, remote: admitted.remote },
-                ended,
+                release,
+                this.endSession,
               )
             : new PhoneSession(
                 this,
                 ws,
                 { serverId: admitted.serverId, deviceName: admitted.label, remote: admitted.remote },
-                ended,
+                release,
+                this.endSession,
               );
         this.sessions.add(session);
         session.start();
       },
     });
   }
+
+  /** A session's handler ended: one function for every session (no closure per connection). */
+  private readonly endSession = (session: Session): void => {
+    this.sessions.delete(session);
+    session.releaseSlot();
+    this.notifyEnded();
+  };
 
   /** A grace window ran out and this instance settles it: plain 1000 with an empty reason (the
    * reference's deliberate choice), then the count. */

@@ -21,7 +21,7 @@ import {
 import { binaryConnId } from '../protocol/conn-id.js';
 import type { RelayContext } from './context.js';
 import { decodeBinaryEnvelope } from '../protocol/envelope.js';
-import { Heartbeat } from './heartbeat.js';
+import { Heartbeat, type HeartbeatOwner } from './heartbeat.js';
 import { closeReasonFor, type CloseReason } from '../metrics/metrics.js';
 import { Peer, type PeerEvents } from './peer.js';
 import type { BinaryLink, PhoneLink } from './links.js';
@@ -46,7 +46,7 @@ export interface BinaryHandshake {
   remote: string;
 }
 
-export class BinarySession implements BinaryLink, PeerEvents {
+export class BinarySession implements BinaryLink, PeerEvents, HeartbeatOwner {
   readonly peer: Peer;
   readonly connId: string;
   readonly serverId: string;
@@ -61,14 +61,19 @@ export class BinarySession implements BinaryLink, PeerEvents {
     private readonly ctx: RelayContext,
     ws: WebSocket,
     private readonly handshake: BinaryHandshake,
-    private readonly onEnded: () => void,
+    /** Gives back the connection-cap slot (called once the handler ended). */
+    readonly releaseSlot: () => void,
+    /** Shared by every session of the relay: the session is passed, no closure per connection. */
+    private readonly onEnded: (session: BinarySession) => void,
   ) {
     this.serverId = handshake.serverId;
     this.connId = binaryConnId(handshake.serverId);
     this.peer = new Peer(ws, this, ctx.timings.messageReadTimeoutMs);
-    this.heartbeat = new Heartbeat(this.peer, ctx.timings.heartbeatIntervalMs, () =>
-      this.closeWith(HEARTBEAT_TIMEOUT_CODE, HEARTBEAT_TIMEOUT_REASON, 'heartbeat_timeout'),
-    );
+    this.heartbeat = new Heartbeat(this.peer, ctx.timings.heartbeatIntervalMs, this);
+  }
+
+  heartbeatTimedOut(): void {
+    this.closeWith(HEARTBEAT_TIMEOUT_CODE, HEARTBEAT_TIMEOUT_REASON, 'heartbeat_timeout');
   }
 
   /** True while the conflict probe runs (shutdown closes such a connection with 1000). */
@@ -271,7 +276,7 @@ export class BinarySession implements BinaryLink, PeerEvents {
     }
     // Paused phones resume; their next sends fail fast and they disconnect.
     this.resumePhones();
-    this.onEnded();
+    this.onEnded(this);
   }
 
   /** Relay-initiated close; `why` is what the close counts as. */

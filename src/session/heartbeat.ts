@@ -11,6 +11,11 @@
 
 import type { Peer } from './peer.js';
 
+/** Who is told when the peer missed its pong (a session, itself: no closure per connection). */
+export interface HeartbeatOwner {
+  heartbeatTimedOut(): void;
+}
+
 /** Slots of a wheel: with the default interval one slot every ~940 ms. */
 export const HEARTBEAT_WHEEL_SLOTS = 32;
 
@@ -24,7 +29,7 @@ export class Heartbeat {
   constructor(
     private readonly peer: Peer,
     private readonly intervalMs: number,
-    private readonly onTimeout: () => void,
+    private readonly owner: HeartbeatOwner,
   ) {}
 
   start(): void {
@@ -55,13 +60,13 @@ export class Heartbeat {
     }
     if (this.pingSentAt >= 0 && this.peer.lastPong < this.pingSentAt) {
       this.stop();
-      this.onTimeout();
+      this.owner.heartbeatTimedOut();
       return;
     }
     this.pingSentAt = performance.now();
     if (!this.peer.ping()) {
       this.stop();
-      this.onTimeout();
+      this.owner.heartbeatTimedOut();
     }
   }
 }

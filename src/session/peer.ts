@@ -226,19 +226,19 @@ export class Peer {
 
   // ---- Listeners shared by every connection (`this` is what they fire on) ----
 
-  private static onWsMessage(this: WebSocket, data: Buffer, isBinary: boolean): void {
+  private static readonly onWsMessage = function (this: WebSocket, data: Buffer, isBinary: boolean): void {
     peerOfWs(this).events.onMessage(data, isBinary);
-  }
+  };
 
-  private static onWsPong(this: WebSocket): void {
+  private static readonly onWsPong = function (this: WebSocket): void {
     peerOfWs(this).handlePong();
-  }
+  };
 
-  private static onWsPing(this: WebSocket, data: Buffer): void {
+  private static readonly onWsPing = function (this: WebSocket, data: Buffer): void {
     peerOfWs(this).handlePing(data);
-  }
+  };
 
-  private static onWsError(this: WebSocket, err: Error): void {
+  private static readonly onWsError = function (this: WebSocket, err: Error): void {
     // ws emits 'error' for socket errors and for protocol violations, after it sent the close
     // frame itself (1002, 1007 or 1009): record that code as the relay's, since the relay's
     // library sent it. 'close' always follows, which is where teardown happens.
@@ -249,19 +249,19 @@ export class Peer {
       peer.relayCloseCode = code;
       peer.stopTimers();
     }
-  }
+  };
 
-  private static onWsClose(this: WebSocket, code: number): void {
+  private static readonly onWsClose = function (this: WebSocket, code: number): void {
     peerOfWs(this).handleClose(code);
-  }
+  };
 
-  private static onReceiverConclude(this: object, code: number): void {
+  private static readonly onReceiverConclude = function (this: object, code: number): void {
     peerOf(this)?.handleCloseFrame(code);
-  }
+  };
 
-  private static onSocketData(this: Socket): void {
+  private static readonly onSocketData = function (this: Socket): void {
     peerOf(this)?.checkMessageDeadline();
-  }
+  };
 
   /** True once either side closed: the relay sent its close frame, the peer's close frame
    * arrived, or the socket is gone. */

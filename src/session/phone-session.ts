@@ -25,7 +25,7 @@ import {
 import { phoneConnId } from '../protocol/conn-id.js';
 import type { RelayContext } from './context.js';
 import { closeNotice, connIdPrefix, wrapPhoneFrame } from '../protocol/envelope.js';
-import { Heartbeat } from './heartbeat.js';
+import { Heartbeat, type HeartbeatOwner } from './heartbeat.js';
 import { closeReasonFor, type CloseReason } from '../metrics/metrics.js';
 import { Outbox } from './outbox.js';
 import { Peer, type PeerEvents } from './peer.js';
@@ -38,7 +38,7 @@ export interface PhoneHandshake {
   remote: string;
 }
 
-export class PhoneSession implements PhoneLink, PeerEvents {
+export class PhoneSession implements PhoneLink, PeerEvents, HeartbeatOwner {
   readonly peer: Peer;
   readonly connId: string;
   readonly serverId: string;
@@ -61,14 +61,19 @@ export class PhoneSession implements PhoneLink, PeerEvents {
     private readonly ctx: RelayContext,
     ws: WebSocket,
     private readonly handshake: PhoneHandshake,
-    private readonly onEnded: () => void,
+    /** Gives back the connection-cap slot (called once the handler ended). */
+    readonly releaseSlot: () => void,
+    /** Shared by every session of the relay: the session is passed, no closure per connection. */
+    private readonly onEnded: (session: PhoneSession) => void,
   ) {
     this.serverId = handshake.serverId;
     this.connId = phoneConnId(handshake.serverId);
     this.peer = new Peer(ws, this, ctx.timings.messageReadTimeoutMs);
-    this.heartbeat = new Heartbeat(this.peer, ctx.timings.heartbeatIntervalMs, () =>
-      this.closeWith(HEARTBEAT_TIMEOUT_CODE, HEARTBEAT_TIMEOUT_REASON, 'heartbeat_timeout'),
-    );
+    this.heartbeat = new Heartbeat(this.peer, ctx.timings.heartbeatIntervalMs, this);
+  }
+
+  heartbeatTimedOut(): void {
+    this.closeWith(HEARTBEAT_TIMEOUT_CODE, HEARTBEAT_TIMEOUT_REASON, 'heartbeat_timeout');
   }
 
   /** Runs the registration; called once, right after the upgrade. */
@@ -160,9 +165,16 @@ export class PhoneSession implements PhoneLink, PeerEvents {
     binary.forward(this, envelope);
   }
 
-  /** Completion of one envelope send to the binary (bound once, no per-frame closure); `bytes`
-   * is the envelope's length. */
-  readonly onForwarded = (err: Error | undefined, bytes: number): void => {
+  /** Completion of one envelope send to the binary; `bytes` is the envelope's length. Made on the
+   * phone's first frame (an idle phone never needs it), then the same function for every frame. */
+  get onForwarded(): (err: Error | undefined, bytes: number) => void {
+    this.forwarded ??= (err, bytes) => this.forwardResult(err, bytes);
+    return this.forwarded;
+  }
+
+  private forwarded: ((err: Error | undefined, bytes: number) => void) | undefined;
+
+  private forwardResult(err: Error | undefined, bytes: number): void {
     const metrics = this.ctx.metrics;
     if (err === undefined) {
       metrics.framesPhoneToBinary++;
@@ -178,7 +190,7 @@ export class PhoneSession implements PhoneLink, PeerEvents {
       err: err.message,
     });
     this.closeWith(CLOSE_NORMAL, '', 'forward_failed');
-  };
+  }
 
   pauseReading(): void {
     this.peer.pause();
@@ -266,7 +278,7 @@ export class PhoneSession implements PhoneLink, PeerEvents {
   onClose(code: number, closedByRelay: boolean): void {
     this.teardown(closedByRelay || code !== CLOSE_ABNORMAL ? code : CLOSE_GOING_AWAY);
     this.ctx.metrics.connectionClosed('client', this.closeReason ?? closeReasonFor(code, closedByRelay));
-    this.onEnded();
+    this.onEnded(this);
   }
 
   private teardown(noticeCode: number): void {

@@ -42,7 +42,7 @@ describe('heartbeat wheel', () => {
   it('200 heartbeats of one interval run on one timer, which goes away with the last', () => {
     const before = timers();
     for (let i = 0; i < 200; i++) {
-      const h = new Heartbeat(fakePeer(true).peer, INTERVAL_MS, () => {});
+      const h = new Heartbeat(fakePeer(true).peer, INTERVAL_MS, { heartbeatTimedOut: () => {} });
       h.start();
       started.push(h);
     }
@@ -55,7 +55,7 @@ describe('heartbeat wheel', () => {
     const peers = Array.from({ length: 20 }, () => fakePeer(true));
     const t0 = performance.now();
     for (const { peer } of peers) {
-      const h = new Heartbeat(peer, INTERVAL_MS, () => {});
+      const h = new Heartbeat(peer, INTERVAL_MS, { heartbeatTimedOut: () => {} });
       h.start();
       started.push(h);
     }
@@ -71,7 +71,7 @@ describe('heartbeat wheel', () => {
   it('a peer that never answers times out once, on the tick after its first ping', async () => {
     const { peer, pings } = fakePeer(false);
     let timeouts = 0;
-    const h = new Heartbeat(peer, INTERVAL_MS, () => timeouts++);
+    const h = new Heartbeat(peer, INTERVAL_MS, { heartbeatTimedOut: () => timeouts++ });
     started.push(h);
     h.start();
     await waitFor(() => timeouts === 1, 5_000, 'heartbeat timeout');
