@@ -220,7 +220,7 @@ export function createPipeline(deps: PipelineDeps): {
       deps.wss.handleUpgrade(req, socket, head, (ws) => {
         // From here the WebSocket owns the socket: ws handles its errors and the handler releases
         // the slot when it ends (exactly once), so neither listener nor this request's closures
-        // stay alive per connection (docs/performance.md, "Idle memory").
+        // stay alive per connection (docs/performance.md, "Where the targets stand").
         socket.off('error', ignoreSocketError);
         socket.off('close', release);
         deps.onConnection(ws, admitted, releaseSlot);

@@ -4,9 +4,10 @@
 // refuses), a per-message read deadline, and the ping/pong primitive behind the heartbeat and the
 // conflict probe.
 //
-// An idle connection holds no closure of its own here (docs/performance.md, "Idle memory"): the
-// socket listeners are shared functions that find their Peer through the RelaySocket they fire on,
-// timers carry the Peer as their argument, and the send bookkeeping is made on the first send.
+// An idle connection holds no closure of its own here (idle memory in
+// docs/performance.md, "Where the targets stand"): the socket listeners are shared functions that
+// find their Peer through the RelaySocket they fire on, timers carry the Peer as their argument,
+// and the send bookkeeping and its callbacks are made on the first send.
 
 import type { Socket } from 'node:net';
 import WebSocket from 'ws';
@@ -181,6 +182,9 @@ export class Peer {
   private messageTimer: ReturnType<typeof setTimeout> | undefined;
   private paused = false;
   private corked = false;
+  /** Uncorks the socket at the end of the tick; made on the first send (a closure, not an
+   * argument to nextTick: that would allocate an array on every corked tick). */
+  private uncorker: (() => void) | undefined;
 
   /** Made on the first probe (most connections are never probed). */
   private pongWaiters: ((alive: boolean) => void)[] | undefined;
@@ -315,14 +319,13 @@ export class Peer {
     if (!this.corked) {
       this.corked = true;
       this.socket.cork();
-      process.nextTick(Peer.uncork, this);
+      this.uncorker ??= () => {
+        this.corked = false;
+        this.socket.uncork();
+      };
+      process.nextTick(this.uncorker);
     }
     this.ws.send(data, SEND_OPTIONS, sends.onWritten);
-  }
-
-  private static uncork(peer: Peer): void {
-    peer.corked = false;
-    peer.socket.uncork();
   }
 
   private static checkSendDeadline(peer: Peer): void {

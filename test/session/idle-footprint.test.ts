@@ -1,8 +1,9 @@
-// What an idle connection keeps on the relay (docs/performance.md, "Idle memory"): the listeners
-// the relay puts on a connection's WebSocket, socket and ws receiver are the same functions for
-// every connection (no closure per connection), the upgrade pipeline's own socket listeners are
-// gone once the handshake completed, and the connection-cap slot is still given back exactly once
-// when the connection ends. Real connections against an in-process relay.
+// What an idle connection keeps on the relay (idle memory in
+// docs/performance.md, "Where the targets stand"): the listeners the relay puts on a connection's
+// WebSocket, socket and ws receiver are the same functions for every connection (no closure per
+// connection), the upgrade pipeline's own socket listeners are gone once the handshake
+// completed, and the connection-cap slot is still given back exactly once when the connection
+// ends. Real connections against an in-process relay.
 
 import type { Socket } from 'node:net';
 import type { EventEmitter } from 'node:events';
