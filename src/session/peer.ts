@@ -12,6 +12,7 @@ import {
   READ_TIMEOUT_CODE,
   READ_TIMEOUT_REASON,
 } from '../protocol/close-codes.js';
+import { sendsDirectly, writeTextFrame } from './text-frame.js';
 
 /** Every outbound send must complete within this long (docs/operations.md, "Timeouts and limits"). */
 export const SEND_TIMEOUT_MS = 10_000;
@@ -166,9 +167,22 @@ export class Peer {
   /** Sends one text frame. `done(err, tag)` runs once the socket accepted the bytes or the send
    * failed; callbacks run in send order. */
   send(data: Buffer, done: SendCallback | undefined, tag = 0): void {
+    if (this.beginSend(done, tag)) this.ws.send(data, SEND_OPTIONS, this.onWritten);
+  }
+
+  /** Sends one text frame carrying head + body + tail, like send(Buffer.concat(...)) but without
+   * the copy (src/session/text-frame.ts): the three stay referenced until `done` runs. */
+  sendJoined(head: Buffer, body: Buffer, tail: Buffer, done: SendCallback | undefined, tag = 0): void {
+    if (!this.beginSend(done, tag)) return;
+    if (sendsDirectly(this.ws)) writeTextFrame(this.socket, head, body, tail, this.onWritten);
+    else this.ws.send(Buffer.concat([head, body, tail]), SEND_OPTIONS, this.onWritten);
+  }
+
+  /** The bookkeeping of one send; false (and `done` failed) when the peer is closed. */
+  private beginSend(done: SendCallback | undefined, tag: number): boolean {
     if (this.closed || this.ws.readyState !== WebSocket.OPEN) {
       if (done !== undefined) process.nextTick(done, PEER_CLOSED, tag);
-      return;
+      return false;
     }
     const now = performance.now();
     if (this.pendingSends === 0 && this.sendTimer === undefined) {
@@ -184,7 +198,7 @@ export class Peer {
       this.socket.cork();
       process.nextTick(this.uncork);
     }
-    this.ws.send(data, SEND_OPTIONS, this.onWritten);
+    return true;
   }
 
   private corked = false;

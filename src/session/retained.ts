@@ -8,6 +8,19 @@
 /** Copy a frame out when its backing store is larger than this many times the frame. */
 export const RETAINED_COPY_RATIO = 2;
 
+/** A frame handed to a socket in the same call (not queued) stays a view of its backing store up
+ * to this many times its size instead of being copied: the socket's window bounds how many such
+ * frames are in flight, and what one pins is charged (retainedBytes) or bounded by that window. */
+export const IN_FLIGHT_VIEW_RATIO = 4;
+
+/** Frames below this are always copied: the copy costs less than the extra writes of a view. */
+export const IN_FLIGHT_VIEW_MIN_BYTES = 4096;
+
+/** True when `frame`, about to be written at once, may be written as the view it is. */
+export function mayWriteAsView(frame: Buffer): boolean {
+  return frame.length >= IN_FLIGHT_VIEW_MIN_BYTES && frame.buffer.byteLength <= IN_FLIGHT_VIEW_RATIO * frame.length;
+}
+
 /** `frame`, or an unpooled copy of it when its backing store is mostly bytes it does not need.
  * Unpooled: a copy from Node's shared 8 KiB pool would pin a pool slab the same way. */
 export function ownedFrame(frame: Buffer): Buffer {
