@@ -5,8 +5,8 @@
 //
 // Usage: node dist/bench/throughput-ab.js [--rounds=5] [--sizes=16384] [--ms=1000] [--dirs=p2b,b2p]
 //          [--topologies=1 phone,...] [--prof=dir] [--bare] name=path/to/dist ...
-// where each path/to/dist is a built tree (the directory holding bench/relay-process.js), e.g.
-// `base=/tmp/base/dist new=dist`.
+// where each path/to/dist is a built tree (the directory holding bench/relay-process.js) with the
+// project's node_modules beside it, e.g. `base=/tmp/base/dist new=dist`.
 
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { cpus } from 'node:os';
@@ -25,7 +25,7 @@ const directions = flag('dirs', 'p2b,b2p').split(',') as ('p2b' | 'b2p')[];
 const topologyNames = flag('topologies', '')
   .split(',')
   .filter((t) => t !== '');
-/** Write a `--cpu-prof` profile of every relay target into this directory. */
+/** Write a `--cpu-prof` profile of every target into this directory (one subdirectory each). */
 const profDir = flag('prof', '');
 const targets = process.argv
   .slice(2)
@@ -40,10 +40,18 @@ const TOPOLOGIES = [
 ];
 const PIN = cpus().length >= 2 && spawnSync('taskset', ['-c', '0', 'true']).status === 0;
 
+/** Every process this run started, ended with it (also when it fails). */
+const children: ChildProcess[] = [];
+process.on('exit', () => {
+  for (const child of children) child.kill('SIGTERM');
+});
+
 function startNode(script: string, args: string[], cpu: number, nodeArgs: string[] = []): ChildProcess {
   const argv = [process.execPath, ...nodeArgs, script, ...args];
   const command = PIN ? ['taskset', '-c', String(cpu), ...argv] : argv;
-  return spawn(command[0]!, command.slice(1), { stdio: ['ignore', 'pipe', 'inherit', 'ipc'] });
+  const child = spawn(command[0]!, command.slice(1), { stdio: ['ignore', 'pipe', 'inherit', 'ipc'] });
+  children.push(child);
+  return child;
 }
 
 function ready(child: ChildProcess, what: string): Promise<number> {
@@ -90,7 +98,7 @@ const servers = await Promise.all(
   targets.map(async (t) => {
     const script =
       t.name === 'bare' ? join(t.dist, 'bench', 'bare-forwarder.js') : join(t.dist, 'bench', 'relay-process.js');
-    const prof = profDir !== '' && t.name !== 'bare' ? ['--cpu-prof', `--cpu-prof-dir=${profDir}/${t.name}`] : [];
+    const prof = profDir !== '' ? ['--cpu-prof', `--cpu-prof-dir=${profDir}/${t.name}`] : [];
     const child = startNode(script, t.name === 'bare' ? ['0'] : ['0', 'off'], 0, prof);
     return { ...t, child, port: await ready(child, t.name) };
   }),
@@ -132,4 +140,4 @@ for (const [key, byTarget] of samples) {
   const cells = servers.map((s) => median(byTarget.get(s.name)!).toFixed(2));
   process.stdout.write(`${key} | ${cells.join(' | ')}\n`);
 }
-for (const s of [...servers.map((x) => x.child), loadgen]) s.kill('SIGTERM');
+process.exit(0); // ends every child (above)
