@@ -1,8 +1,9 @@
 // Micro-benchmark of what the relay does per 16 KiB frame on the send side, over a real loopback
-// socket (docs/performance.md, "16 KiB"): the old and new ways of sending a phone's envelope to a
-// binary and a binary's frame to a phone, interleaved, CPU time per frame (process.cpuUsage, user
-// + system, so the kernel's share of each write counts too). The receiving end is a raw socket
-// that discards what it reads; it runs in this process too and costs the same in every variant.
+// socket (docs/performance.md, "Where the targets stand"): the old and new ways of sending a
+// phone's envelope to a binary and a binary's frame to a phone, interleaved, CPU time per frame
+// (process.cpuUsage, user + system, so the kernel's share of each write counts too). The receiving
+// end is a raw socket that discards what it reads; it runs in this process too and costs the same
+// in every variant.
 //
 // Usage: npx tsc -p . && node --expose-gc dist/bench/send-path.js [frames per round]
 

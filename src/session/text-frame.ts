@@ -1,9 +1,9 @@
 // One unfragmented WebSocket text frame whose payload is three buffers, written to the socket
-// without joining them (docs/performance.md, "16 KiB"). A phone's envelope is `{"conn_id":…,"frame":`
-// + the phone's bytes as received + `}`; ws's Sender takes one buffer per frame, so sending it
-// through ws means a fresh copy of every large frame. The bytes on the wire are exactly the frame
-// ws would write (RFC 6455 section 5.2: FIN, text opcode, no mask from a server, the shortest
-// length encoding): only the copy is gone.
+// without joining them (docs/performance.md, "Where the targets stand"). A phone's envelope is
+// `{"conn_id":…,"frame":` + the phone's bytes as received + `}`; ws's Sender takes one buffer per
+// frame, so sending it through ws means a fresh copy of every large frame. The bytes on the wire
+// are exactly the frame ws would write (RFC 6455 section 5.2: FIN, text opcode, no mask from a
+// server, the shortest length encoding): only the copy is gone.
 //
 // The caller must hold what ws's own send requires: the connection is OPEN and ws's Sender has
 // nothing queued (sendsDirectly), so these bytes cannot overtake a frame ws is still holding back.

@@ -1,9 +1,9 @@
-// Large frames on the wire (docs/protocol.md, "Envelopes"; docs/performance.md, "16 KiB"): the
-// relay writes a large phone frame's envelope around the phone's bytes as received, and sends a
-// large binary-to-phone frame as the view of the binary's message it is, instead of copying
-// either. Neither may change a byte or the framing: every envelope is one unfragmented text frame
-// with the shortest length encoding, exactly what ws writes. Checked with raw-frame readers on
-// both sides (every byte after the upgrade) and with real ws clients.
+// Large frames on the wire: the relay writes a large phone frame's envelope around the phone's
+// bytes as received, and sends a large binary-to-phone frame as the view of the binary's message
+// it is, instead of copying either (docs/performance.md, "Where the targets stand"). Neither may
+// change a byte or the framing (docs/protocol.md, "Envelopes"): every envelope is one unfragmented
+// text frame with the shortest length encoding, exactly what ws writes. Checked with raw-frame
+// readers on both sides (every byte after the upgrade) and with real ws clients.
 
 import { describe, expect, it } from 'vitest';
 import { binaryHeaders, phoneHeaders, type TestRelay, useRelays } from '../helpers/relays.js';

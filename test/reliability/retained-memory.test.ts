@@ -222,9 +222,10 @@ describe('retained memory of large phone frames written as views to a stalled bi
     figure('retained by 16 KiB views of 64 KiB reads waiting for a stalled binary (KiB)', Math.round(grown / 1024));
     expect(phoneSession.peer.isPaused).toBe(true);
     expect(binarySession.peer.isClosed).toBe(false);
-    // The phone is held back at 512 KiB or 64 frames waiting (docs/decisions.md, "Phones are
-    // paused above 512 KiB queued towards their binary"); a view pins at most 4 x its bytes
-    // (IN_FLIGHT_VIEW_RATIO), about 2 MiB, plus the pool slabs of the small envelopes.
+    // The phone is held back at 512 KiB or 64 frames waiting, see
+    // docs/decisions.md, "Phones are paused above 512 KiB queued towards their binary";
+    // a view pins at most 4 x its bytes (IN_FLIGHT_VIEW_RATIO), about 2 MiB, plus the pool slabs
+    // of the small envelopes.
     expect(grown).toBeLessThan(IN_FLIGHT_VIEW_RATIO * BINARY_SEND_HIGH_WATER_BYTES + 0.5 * MiB);
   });
 });
