@@ -3,7 +3,11 @@
 // a 1-byte frame padded into a 200 KiB envelope pins all 200 KiB. Before a frame is queued it is
 // copied out when its backing store is more than twice its size, and what is charged against the
 // phone's budget is the backing store that stays alive, so a queue never keeps more memory than
-// it is charged for (within a factor of two when two big frames share one chunk).
+// it is charged for (within a factor of two when two big frames share one chunk). A large frame
+// written to its socket at once is the exception (mayWriteAsView): it may stay a view of up to 4x
+// its size, because a window bounds how many are in flight: towards a phone it is charged for all
+// of it, towards a binary the pause at 512 KiB / 64 frames bounds it
+// (docs/decisions.md, "Large frames in flight stay views of the message they arrived in").
 
 /** Copy a frame out when its backing store is larger than this many times the frame. */
 export const RETAINED_COPY_RATIO = 2;
@@ -13,7 +17,9 @@ export const RETAINED_COPY_RATIO = 2;
  * frames are in flight, and what one pins is charged (retainedBytes) or bounded by that window. */
 export const IN_FLIGHT_VIEW_RATIO = 4;
 
-/** Frames below this are always copied: the copy costs less than the extra writes of a view. */
+/** Frames below this are handled as before (copied when they are a small part of their buffer):
+ * a small copy costs less than the extra write of a phone envelope in three pieces, and than
+ * charging a small frame to a phone for a whole socket read. */
 export const IN_FLIGHT_VIEW_MIN_BYTES = 4096;
 
 /** True when `frame`, about to be written at once, may be written as the view it is. */
