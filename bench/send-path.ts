@@ -5,7 +5,7 @@
 // end is a raw socket that discards what it reads; it runs in this process too and costs the same
 // in every variant.
 //
-// Usage: npx tsc -p . && node --expose-gc dist/bench/send-path.js [frames per round]
+// Usage: npx tsc -p . && node --expose-gc dist/bench/send-path.js [frames per round] [frame bytes]
 
 import { connect, type Socket } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
@@ -14,7 +14,7 @@ import { ownedFrame } from '../src/session/retained.js';
 import { writeTextFrame } from '../src/session/text-frame.js';
 
 const FRAMES = Number(process.argv[2] ?? 40_000);
-const FRAME_BYTES = 16 * 1024;
+const FRAME_BYTES = Number(process.argv[3] ?? 16 * 1024);
 /** Frames per socket read the relay gets them in (a 64 KiB read holds about four). */
 const PER_CHUNK = 4;
 const ROUNDS = 7;
@@ -102,7 +102,9 @@ for (let round = 0; round < ROUNDS; round++) {
     results.set(name, [...(results.get(name) ?? []), await run(send, FRAMES)]);
   }
 }
-process.stdout.write(`CPU µs per 16 KiB frame (user + system), median of ${ROUNDS} interleaved rounds of ${FRAMES}\n`);
+process.stdout.write(
+  `CPU µs per ${FRAME_BYTES}-byte frame (user + system), median of ${ROUNDS} interleaved rounds of ${FRAMES}\n`,
+);
 for (const [name, values] of results) {
   const sorted = [...values].sort((a, b) => a - b);
   process.stdout.write(
