@@ -12,7 +12,6 @@ import type { Logger } from '../log.js';
 import type { Endpoint, RelayMetrics, UpgradeRejection } from '../metrics/metrics.js';
 import type { RateLimiter } from './rate-limiter.js';
 import { rateLimitKey } from './rate-limit-key.js';
-import { firstHeaderValues } from './first-header.js';
 import { HEALTH_HEADERS } from './health.js';
 import { missingHost } from './listeners.js';
 import {
@@ -31,14 +30,11 @@ export const HEALTH_PATH = '/healthz';
 export const READY_PATH = '/readyz';
 
 /** Headers that must be present and non-empty, per endpoint
- * (docs/protocol.md, "Request headers and what the relay does with each"), then the endpoint's
- * label header (may be absent): the server-id first, the label last. */
-const GATE_HEADERS: Record<Endpoint, readonly string[]> = {
-  server: ['x-pyrycode-server', 'x-pyrycode-version', 'user-agent', 'x-pyrycode-version'],
-  client: ['x-pyrycode-server', 'x-pyrycode-token', 'user-agent', 'x-pyrycode-device-name'],
+ * (docs/protocol.md, "Request headers and what the relay does with each"). */
+const REQUIRED_HEADERS: Record<Endpoint, readonly string[]> = {
+  server: ['x-pyrycode-server', 'x-pyrycode-version', 'user-agent'],
+  client: ['x-pyrycode-server', 'x-pyrycode-token', 'user-agent'],
 };
-/** How many of GATE_HEADERS are required (the rest is the label). */
-const REQUIRED_HEADER_COUNT = 3;
 
 /** What passed the header gate. Only these values leave the pipeline; the token never does. */
 export interface AdmittedRequest {
@@ -115,14 +111,13 @@ export function createPipeline(deps: PipelineDeps): {
       deps.metrics.headersRejected(endpoint); // deliberately not logged (no log amplification)
       return null;
     };
-    // The first value of each, as req.headersDistinct[name][0] would give it.
-    const values = firstHeaderValues(req.rawHeaders, GATE_HEADERS[endpoint]);
-    for (let i = 0; i < REQUIRED_HEADER_COUNT; i++) {
-      const value = values[i];
+    const headers = req.headersDistinct;
+    for (const name of REQUIRED_HEADERS[endpoint]) {
+      const value = headers[name]?.[0];
       if (value === undefined || value.trim() === '') return headersRefused();
     }
     // Not valid UTF-8, or longer than MAX_SERVER_ID_BYTES: refused like a missing header.
-    const serverId = decodeServerId(values[0]!);
+    const serverId = decodeServerId(headers['x-pyrycode-server']![0]!);
     if (serverId === null) return headersRefused();
     if (deps.unavailable?.(endpoint, serverId) === true) {
       // Cluster mode with the engine unreachable or this instance fenced (counted by the cluster).
@@ -130,10 +125,11 @@ export function createPipeline(deps: PipelineDeps): {
       reject(503);
       return null;
     }
+    const labelHeader = endpoint === 'server' ? 'x-pyrycode-version' : 'x-pyrycode-device-name';
     return {
       endpoint,
       serverId,
-      label: headerText(values[REQUIRED_HEADER_COUNT] ?? ''),
+      label: headerText(headers[labelHeader]?.[0] ?? ''),
       remote,
     };
   };
