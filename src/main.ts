@@ -59,7 +59,8 @@ async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
       return EXIT_REFUSED;
   }
   const config = outcome.config;
-  const log = createLogger(config.logFormat);
+  // One write per event-loop turn for the lines of that turn (a connection burst logs a line each).
+  const log = createLogger(config.logFormat, process.stderr, { coalesce: true });
   bootLog = log;
 
   const refusal = preflight(config, readProcessFacts());
