@@ -88,6 +88,9 @@ export interface LogSink {
 
 /** Unwritten log output allowed before lines are dropped. */
 export const MAX_PENDING_LOG_BYTES = 1024 * 1024;
+/** A coalesced batch is written once it holds this many characters, well below the bound above,
+ * so coalescing never drops a line the sink itself would have taken. */
+export const MAX_COALESCED_LOG_CHARS = 64 * 1024;
 
 /** Sinks that already have the error guard (process.stderr is shared by every logger). */
 const guardedSinks = new WeakSet<object>();
@@ -126,6 +129,8 @@ export function createLogger(
       ? (text: string): void => {
           if (batch === '') setImmediate(flush);
           batch += text;
+          // A turn that logs a lot (thousands of sockets closing at once) writes as it goes.
+          if (batch.length >= MAX_COALESCED_LOG_CHARS) flush();
         }
       : (text: string): void => {
           sink.write(text);
@@ -135,7 +140,7 @@ export function createLogger(
     return format === 'json' ? jsonLine(time, level, event, fields) : textLine(time, level, event, fields);
   };
   const emit = (level: LogLevel, event: string, fields?: LogFields): void => {
-    // The unwritten bound counts this turn's batch too.
+    // The unwritten bound counts this turn's batch too (at most MAX_COALESCED_LOG_CHARS).
     if ((sink.writableLength ?? 0) + batch.length > MAX_PENDING_LOG_BYTES) {
       dropped++;
       unreported++;

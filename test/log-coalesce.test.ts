@@ -5,7 +5,7 @@
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { createLogger, MAX_PENDING_LOG_BYTES } from '../src/log.js';
+import { createLogger, MAX_COALESCED_LOG_CHARS, MAX_PENDING_LOG_BYTES } from '../src/log.js';
 import { REPO_ROOT } from './helpers/repo.js';
 
 const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
@@ -66,6 +66,26 @@ describe('coalesced logger', () => {
       'level=INFO msg=first_line_fits\n',
       'level=WARN msg=log_dropped count=2\nlevel=INFO msg=after\n',
     ]);
+  });
+
+  it('a turn that logs more than MAX_COALESCED_LOG_CHARS writes as it goes and drops nothing', async () => {
+    const writes: string[] = [];
+    // A file sink: no writableLength (process.stderr on a file is written synchronously).
+    const log = createLogger('text', { write: (text: string) => writes.push(text) }, { coalesce: true });
+    const lines = 20_000; // about 2.6 MB of lines in one turn, more than MAX_PENDING_LOG_BYTES
+    for (let i = 0; i < lines; i++) {
+      log.info('phone_unregistered', { server_id: 'burst', conn_id: `client-burst-${i}`, remote: '127.0.0.1' });
+    }
+    expect(writes.length).toBeGreaterThan(1);
+    for (const w of writes) expect(w.length).toBeLessThan(MAX_COALESCED_LOG_CHARS + 200);
+    await nextTurn();
+    const all = writes
+      .join('')
+      .split('\n')
+      .filter((l) => l !== '');
+    expect(all).toHaveLength(lines);
+    expect(log.droppedLines).toBe(0);
+    expect(all.every((l, i) => l.endsWith(`conn_id=client-burst-${i} remote=127.0.0.1`))).toBe(true);
   });
 
   it('lines of the last turn are written when the process exits', () => {
