@@ -99,7 +99,7 @@ export interface LoggerOptions {
   /** Lines logged in one turn of the event loop leave in one write at the end of the turn (and
    * at process exit) instead of one write each. The daemon sets it for stderr: a write to a file
    * or pipe is a system call of a few microseconds, and a burst of connections logs a line each
-   * (docs/performance.md, "Upgrades"). Every line, its order and its fields stay the same. */
+   * (docs/performance.md, "Where the targets stand"). Every line, its order and its fields stay the same. */
   coalesce?: boolean;
 }
 

@@ -234,7 +234,7 @@ function endpointCellsOf<V extends string>(
  * full, stable shape from the first second. The cells are plain integers that an observable
  * counter reads at collection time, like the frame counts: `add(key)` is an increment, not an SDK
  * call that hashes the attribute set (about 3 % of the CPU of accepting a connection when these
- * were synchronous Counters; docs/performance.md, "Upgrades"). The scrape is the same: a
+ * were synchronous Counters; docs/performance.md, "Where the targets stand"). The scrape is the same: a
  * cumulative monotonic sum either way. */
 class LabelledCounter<K extends string> {
   private readonly index = new Map<K, number>();
