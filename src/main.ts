@@ -394,7 +394,10 @@ function stableInstanceId(port: number): string {
 main(process.argv.slice(2), process.env).then(
   (code) => process.exit(code),
   (err: unknown) => {
-    process.stderr.write(`pyrycode-relay: fatal: ${errText(err)}\n`);
+    // Written from an exit listener registered now, so it follows the log lines of this turn,
+    // which the coalescing logger's earlier exit listener writes first.
+    const text = `pyrycode-relay: fatal: ${errText(err)}\n`;
+    process.once('exit', () => process.stderr.write(text));
     process.exit(EXIT_LISTENER_FAILED);
   },
 );
