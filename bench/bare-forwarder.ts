@@ -8,7 +8,7 @@
 //
 // Usage: node dist/bench/bare-forwarder.js PORT   (prints "ready <port>" on stdout)
 // IPC: 'mem' answers RSS and heap after a forced GC (run with --expose-gc) and the live count;
-// 'live' just the live count.
+// 'live' just the live count; 'cpu' the CPU time used so far (user + system, µs, all threads).
 
 import { createServer } from 'node:http';
 import type { Socket } from 'node:net';
@@ -91,7 +91,10 @@ server.on('upgrade', (req, socket, head) => {
 });
 
 process.on('message', (msg: unknown) => {
-  if (msg === 'live') {
+  if (msg === 'cpu') {
+    const c = process.cpuUsage();
+    process.send?.({ cpuUs: c.user + c.system });
+  } else if (msg === 'live') {
     process.send?.({ live });
   } else if (msg === 'mem') {
     (globalThis as { gc?: () => void }).gc?.();

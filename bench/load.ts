@@ -2,6 +2,8 @@
 // phones against either the relay (routing envelopes) or the bare forwarder (raw frames) on
 // 127.0.0.1 only, and every run is bounded in connections and time.
 
+import { createHash } from 'node:crypto';
+import { connect as connectTcp, type Socket } from 'node:net';
 import WebSocket from 'ws';
 
 type Target = 'relay' | 'bare';
@@ -20,7 +22,15 @@ export type Command =
   | { cmd: 'setup'; topology: Topology }
   | { cmd: 'throughput'; direction: 'p2b' | 'b2p' | 'echo'; frameBytes: number; warmupMs: number; measureMs: number }
   | { cmd: 'latency'; ratePerSec: number; frameBytes: number; warmupMs: number; measureMs: number }
-  | { cmd: 'connect'; topology: Topology; concurrency: number; limitMs?: number }
+  | {
+      cmd: 'connect';
+      topology: Topology;
+      concurrency: number;
+      limitMs?: number;
+      /** 'ws' (default): full ws clients, as a real phone; 'raw': the cheap handshake-only client
+       * below, so the server, not the load generator, limits an upgrade-rate run. */
+      client?: 'ws' | 'raw';
+    }
   | { cmd: 'teardown'; limitMs?: number };
 
 /** The bench client masks with zeros so its own CPU goes to moving frames (never do this in a real client). */
@@ -84,6 +94,101 @@ async function pool<T>(count: number, concurrency: number, task: (i: number) => 
   });
   await Promise.all(workers);
   return results;
+}
+
+/** The raw client's one Sec-WebSocket-Key (RFC 6455's sample nonce) and the accept value a correct
+ * server answers with, computed here rather than copied. */
+const RAW_KEY = 'dGhlIHNhbXBsZSBub25jZQ==';
+const RAW_ACCEPT = createHash('sha1').update(`${RAW_KEY}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest('base64');
+const SWITCHING_PROTOCOLS = 'HTTP/1.1 101 Switching Protocols\r\n';
+/** A handshake answer longer than this without its blank line is refused. */
+const MAX_ANSWER_BYTES = 8 * 1024;
+/** Sockets opened by the raw client, held until teardown. */
+let rawSockets: Socket[] = [];
+const discard = (): void => {};
+
+function rawRequest(path: string, headers: Record<string, string>): Buffer {
+  let text = `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n`;
+  text += `Sec-WebSocket-Key: ${RAW_KEY}\r\nSec-WebSocket-Version: 13\r\n`;
+  for (const [name, value] of Object.entries(headers)) text += `${name}: ${value}\r\n`;
+  return Buffer.from(`${text}\r\n`, 'latin1');
+}
+
+/** True when the answer's header block has exactly the expected Sec-WebSocket-Accept. */
+function acceptMatches(head: string): boolean {
+  for (const line of head.split('\r\n')) {
+    const colon = line.indexOf(':');
+    if (colon < 0) continue;
+    if (line.slice(0, colon).trim().toLowerCase() !== 'sec-websocket-accept') continue;
+    return line.slice(colon + 1).trim() === RAW_ACCEPT;
+  }
+  return false;
+}
+
+/** A handshake-only client: one pre-built request, the exact 101 status line and accept value
+ * checked, then the socket is held open (whatever the server sends later is discarded). It does
+ * none of a ws client's per-connection work (key generation, request object, SHA-1 check, frame
+ * parser), so an upgrade-rate run measures the server. */
+function openRaw(port: number, request: Buffer, localAddress?: string): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = connectTcp({ host: '127.0.0.1', port, noDelay: true, ...(localAddress ? { localAddress } : {}) });
+    let head = '';
+    let settled = false;
+    const fail = (message: string): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      socket.destroy();
+      reject(new Error(message));
+    };
+    const timer = setTimeout(() => fail(`raw connect timeout on port ${port}`), 10_000);
+    const onData = (chunk: Buffer): void => {
+      head += chunk.toString('latin1');
+      const end = head.indexOf('\r\n\r\n');
+      if (end < 0) {
+        if (head.length > MAX_ANSWER_BYTES) fail('handshake answer without an end');
+        return;
+      }
+      socket.off('data', onData);
+      socket.on('data', discard);
+      if (!head.startsWith(SWITCHING_PROTOCOLS)) {
+        fail(`handshake refused: ${head.slice(0, head.indexOf('\r\n'))}`);
+      } else if (!acceptMatches(head.slice(0, end))) {
+        fail('wrong or missing Sec-WebSocket-Accept');
+      } else {
+        settled = true;
+        clearTimeout(timer);
+        resolve(socket);
+      }
+    };
+    socket.on('data', onData);
+    socket.on('error', (err) => fail(err.message));
+    socket.on('close', () => fail('closed during the handshake'));
+    socket.write(request);
+  });
+}
+
+/** The same connections as setup() (binaries first, then their phones), made by the raw client. */
+async function rawSetup(t: Topology, concurrency: number): Promise<{ connectMs: number }> {
+  await teardown();
+  const sources = t.localAddresses ?? [];
+  const source = (n: number): string | undefined => (sources.length === 0 ? undefined : sources[n % sources.length]);
+  const runId = Math.random().toString(16).slice(2, 8);
+  const idOf = (i: number): string => `bench-${runId}-${i}`;
+  const binaryRequests = Array.from({ length: t.ids }, (_, i) =>
+    rawRequest('/v1/server', { 'X-Pyrycode-Server': idOf(i), 'X-Pyrycode-Version': 'bench', 'User-Agent': 'bench' }),
+  );
+  const phoneRequests = Array.from({ length: t.ids }, (_, i) =>
+    rawRequest('/v1/client', { 'X-Pyrycode-Server': idOf(i), 'X-Pyrycode-Token': 'bench', 'User-Agent': 'bench' }),
+  );
+  const started = performance.now();
+  const binaries = await pool(t.ids, concurrency, (i) => openRaw(t.port, binaryRequests[i]!, source(i)));
+  const phones = await pool(t.ids * t.phonesPerId, concurrency, (n) =>
+    openRaw(t.port, phoneRequests[Math.floor(n / t.phonesPerId)]!, source(t.ids + n)),
+  );
+  const connectMs = performance.now() - started;
+  rawSockets = [...binaries, ...phones];
+  return { connectMs };
 }
 
 /** Opens every binary, then every phone, `concurrency` handshakes in flight at any moment. */
@@ -336,6 +441,18 @@ async function teardown(): Promise<void> {
   const all: WebSocket[] = [];
   for (const group of groups) all.push(group.binary, ...group.phones);
   groups = [];
+  const raw = rawSockets;
+  rawSockets = [];
+  await Promise.all(
+    raw.map(
+      (socket) =>
+        new Promise<void>((resolve) => {
+          if (socket.destroyed) return resolve();
+          socket.once('close', () => resolve());
+          socket.destroy();
+        }),
+    ),
+  );
   await Promise.all(
     all.map(
       (ws) =>
@@ -358,7 +475,10 @@ async function handle(command: Command): Promise<unknown> {
       return setup(command.topology);
     case 'connect': {
       // Connections only (idle holding, upgrade rate): no frame is sent.
-      const { connectMs } = await setup(command.topology, command.concurrency, false);
+      const { connectMs } =
+        command.client === 'raw'
+          ? await rawSetup(command.topology, command.concurrency)
+          : await setup(command.topology, command.concurrency, false);
       const connections = command.topology.ids * (command.topology.phonesPerId + 1);
       return { connectMs, connections, perSec: connections / (connectMs / 1000) };
     }

@@ -5,6 +5,7 @@
 // Usage: node --expose-gc dist/bench/relay-process.js PORT METRICS_PORT|off [HEARTBEAT_MS]
 // Prints "ready <port> <metricsPort>" on stdout.
 // IPC: 'mem' -> RSS, heap (after a forced GC), counts, live connections; 'live' -> live connections;
+//      'cpu' -> CPU time used so far (user + system, µs, all threads);
 //      'eld-start' -> starts recording event-loop delay; 'eld-stop' -> its p99 and max in ms.
 
 import { monitorEventLoopDelay } from 'node:perf_hooks';
@@ -54,6 +55,9 @@ process.on('message', (msg: unknown) => {
   } else if (msg === 'eld-stop') {
     loopDelay.disable();
     process.send?.({ p99Ms: loopDelay.percentile(99) / 1e6, maxMs: loopDelay.max / 1e6 });
+  } else if (msg === 'cpu') {
+    const c = process.cpuUsage();
+    process.send?.({ cpuUs: c.user + c.system });
   } else if (msg === 'live') {
     process.send?.({ live: relay.liveConnections });
   } else if (msg === 'mem') {

@@ -6,11 +6,13 @@
 //
 // Flags: --quick (CI: fewer repeats, shorter windows, no 100,000-phone scale run);
 //        --only=scale (just the scale run, merged into the existing latest.json);
-//        --only=idle (just the idle memory at 5,000 phones, relay and bare, printed; ~30 s);
+//        --only=idle (just the idle memory at 5,000 phones, relay and bare, printed; about 10 s);
+//        --only=upgrades (just the upgrade-rate runs, merged into the existing latest.json);
 //        --scale-phones=N (fewer phones in the scale run, for trying it out).
 
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { connect as connectTcp, createServer as createTcpServer } from 'node:net';
 import { cpus, platform, release, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -20,6 +22,7 @@ import { type BenchResults, chartSvg, markdownReport, refreshDocs } from './repo
 const quick = process.argv.includes('--quick');
 const onlyScale = process.argv.includes('--only=scale');
 const onlyIdle = process.argv.includes('--only=idle');
+const onlyUpgrades = process.argv.includes('--only=upgrades');
 const scalePhonesArg = process.argv.find((a) => a.startsWith('--scale-phones='));
 const here = dirname(fileURLToPath(import.meta.url)); // dist/bench
 const repoRoot = join(here, '..', '..');
@@ -265,6 +268,26 @@ if (onlyIdle) {
   process.exit(0);
 }
 
+if (onlyUpgrades) {
+  const relay = await startServer('relay_on');
+  const bare = await startServer('bare');
+  const upgradeLoad = await startLoad();
+  const upgrades = await upgradeSection(upgradeLoad, relay, bare);
+  await stop(relay.child);
+  await stop(bare.child);
+  upgradeLoad.kill('SIGTERM');
+  const previous = (existsSync(resultsPath) ? JSON.parse(readFileSync(resultsPath, 'utf8')) : {}) as BenchResults;
+  previous.upgrades = upgrades;
+  if (previous.ratios !== undefined) {
+    previous.ratios.upgrades_vs_bare = upgrades.accepted_per_sec! / upgrades.bare_accepted_per_sec!;
+    previous.ratios.upgrades_per_core_vs_bare =
+      upgrades.bare_server_cpu_us_per_upgrade! / upgrades.server_cpu_us_per_upgrade!;
+  }
+  writeFileSync(resultsPath, JSON.stringify(previous, null, 2) + '\n');
+  process.stdout.write(`Upgrades: ${JSON.stringify(upgrades, null, 2)}\n`);
+  process.exit(0);
+}
+
 const loadgen = await startLoad();
 const load = (command: Command): Promise<Record<string, number>> => request(loadgen, command);
 const results: Record<string, unknown> = {};
@@ -400,30 +423,7 @@ results.scrape = {
   cpu_ms_per_scrape: scrapeAtMax.cpuMsPerScrape,
 };
 
-// Upgrade rate: binaries, then their phones, 64 handshakes in flight at any moment, against the
-// relay and against the bare ws server (which accepts and holds), interleaved.
-const upgradeIds = Math.ceil(PLAN.upgrades / 17);
-const upgradeRuns: Record<'bare' | 'relay', number[]> = { bare: [], relay: [] };
-let upgradeConnections = 0;
-for (let repeat = 0; repeat < PLAN.upgradeRepeats; repeat++) {
-  for (const target of ['bare', 'relay'] as const) {
-    const server = target === 'bare' ? bareServer : memServer;
-    const run = await load({
-      cmd: 'connect',
-      topology: { target, port: server.port, ids: upgradeIds, phonesPerId: 16 },
-      concurrency: 64,
-    });
-    upgradeRuns[target].push(run.perSec!);
-    upgradeConnections = run.connections!;
-    await load({ cmd: 'teardown' });
-    await settle(server);
-  }
-}
-results.upgrades = {
-  accepted_per_sec: median(upgradeRuns.relay),
-  bare_accepted_per_sec: median(upgradeRuns.bare),
-  connections: upgradeConnections,
-};
+results.upgrades = await upgradeSection(loadgen, memServer, bareServer);
 await stop(memServer.child);
 await stop(bareServer.child);
 loadgen.kill('SIGTERM');
@@ -458,6 +458,7 @@ results.ratios = {
   per_core_vs_bare_128_min: Math.min(...perCoreVsBare(' 128 B')),
   per_core_vs_bare_16k_min: Math.min(...perCoreVsBare(' 16384 B')),
   upgrades_vs_bare: upgradesResult.accepted_per_sec! / upgradesResult.bare_accepted_per_sec!,
+  upgrades_per_core_vs_bare: upgradesResult.bare_server_cpu_us_per_upgrade! / upgradesResult.server_cpu_us_per_upgrade!,
   p99_relay_vs_bare: latency.relay_on!.p99Ms! / latency.bare!.p99Ms!,
 };
 const pkg = JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { version: string };
@@ -614,4 +615,152 @@ async function idleMemory(
     await load({ cmd: 'teardown' });
   }
   return { memory, scrapeAt0, scrapeAtMax, lastCount };
+}
+
+/** A server an upgrade-rate run connects to: its port, its CPU meter and how to wait until it
+ * holds none of the previous run's connections. */
+interface UpgradeTarget {
+  name: 'relay' | 'bare' | 'reference';
+  port: number;
+  /** CPU time the server process has used so far, µs. */
+  cpuUs(): Promise<number>;
+  settle(): Promise<void>;
+}
+
+/** CPU of one of our node servers: process.cpuUsage() over IPC (µs resolution, all threads). */
+function nodeCpuUs(server: Server): () => Promise<number> {
+  return async () => (await request<{ cpuUs: number }>(server.child, 'cpu')).cpuUs;
+}
+
+/**
+ * Upgrade rate: binaries, then their phones, 64 handshakes in flight at any moment, against the
+ * relay, the bare ws server (which accepts and holds) and, when RELAY_BENCH_REFERENCE_CMD names
+ * one, an external reference server; interleaved, median of the repeats.
+ *
+ * Each repeat makes two runs per server. The raw client (bench/load.ts, handshake only) is cheap
+ * enough that the server limits it: its accepted/s and the server's CPU per accepted upgrade (per
+ * core capacity = 1 / CPU per upgrade) are the figures. The ws client run (a full client per
+ * connection, as before) is kept beside them so figures stay comparable with earlier runs and the
+ * Go reference's 3,841/s, which was measured that way.
+ */
+async function upgradeSection(loader: ChildProcess, relay: Server, bare: Server): Promise<Record<string, number>> {
+  const load = (command: Command): Promise<Record<string, number>> => request(loader, command);
+  const targets: UpgradeTarget[] = [
+    { name: 'bare', port: bare.port, cpuUs: nodeCpuUs(bare), settle: () => settle(bare) },
+    { name: 'relay', port: relay.port, cpuUs: nodeCpuUs(relay), settle: () => settle(relay) },
+  ];
+  const reference = await startReference();
+  if (reference !== null) targets.push(reference.target);
+  const ids = Math.ceil(PLAN.upgrades / 17);
+  const series = (): Record<UpgradeTarget['name'], number[]> => ({ relay: [], bare: [], reference: [] });
+  const raw = series();
+  const ws = series();
+  const cpu = series();
+  let connections = 0;
+  try {
+    // One discarded run per server first: a fresh process pays its JIT warm-up on its first
+    // thousand handshakes (about twice the CPU per upgrade of the runs after it).
+    for (const t of targets) {
+      const topology: Topology = { target: t.name === 'relay' ? 'relay' : 'bare', port: t.port, ids, phonesPerId: 16 };
+      await load({ cmd: 'connect', topology, concurrency: 64, client: 'raw' });
+      await load({ cmd: 'teardown' });
+      await t.settle();
+    }
+    for (let repeat = 0; repeat < PLAN.upgradeRepeats; repeat++) {
+      for (const t of targets) {
+        const topology: Topology = {
+          target: t.name === 'relay' ? 'relay' : 'bare',
+          port: t.port,
+          ids,
+          phonesPerId: 16,
+        };
+        const cpu0 = await t.cpuUs();
+        const run = await load({ cmd: 'connect', topology, concurrency: 64, client: 'raw' });
+        const cpu1 = await t.cpuUs();
+        connections = run.connections!;
+        raw[t.name].push(run.perSec!);
+        cpu[t.name].push((cpu1 - cpu0) / connections);
+        await load({ cmd: 'teardown' });
+        await t.settle();
+        const full = await load({ cmd: 'connect', topology, concurrency: 64, client: 'ws' });
+        ws[t.name].push(full.perSec!);
+        await load({ cmd: 'teardown' });
+        await t.settle();
+      }
+    }
+  } finally {
+    if (reference !== null) await stop(reference.child);
+  }
+  const out: Record<string, number> = {
+    accepted_per_sec: median(raw.relay),
+    bare_accepted_per_sec: median(raw.bare),
+    server_cpu_us_per_upgrade: median(cpu.relay),
+    bare_server_cpu_us_per_upgrade: median(cpu.bare),
+    per_core_upgrades_per_sec: 1e6 / median(cpu.relay),
+    bare_per_core_upgrades_per_sec: 1e6 / median(cpu.bare),
+    ws_client_accepted_per_sec: median(ws.relay),
+    bare_ws_client_accepted_per_sec: median(ws.bare),
+    connections,
+  };
+  if (reference !== null) {
+    out.reference_accepted_per_sec = median(raw.reference);
+    out.reference_server_cpu_us_per_upgrade = median(cpu.reference);
+    out.reference_ws_client_accepted_per_sec = median(ws.reference);
+  }
+  return out;
+}
+
+/**
+ * The optional external reference server (e.g. the Go reference relay, built outside the
+ * repository): RELAY_BENCH_REFERENCE_CMD is a shell command with `{port}` where its listen port
+ * goes. It runs pinned to the servers' CPU; its CPU comes from /proc (10 ms ticks); absent by
+ * default and in CI.
+ */
+async function startReference(): Promise<{ child: ChildProcess; target: UpgradeTarget } | null> {
+  const template = process.env.RELAY_BENCH_REFERENCE_CMD;
+  if (template === undefined || template === '') return null;
+  const port = await freeTcpPort();
+  // `exec` keeps the pid: /proc/<pid>/stat is the server's own CPU.
+  const shell = ['sh', '-c', `exec ${template.replaceAll('{port}', String(port))}`];
+  const command = PIN ? ['taskset', '-c', '0', ...shell] : shell;
+  const child = spawn(command[0]!, command.slice(1), { stdio: ['ignore', 'ignore', 'inherit'] });
+  const until = performance.now() + 15_000;
+  while (!(await tcpOpen(port))) {
+    if (child.exitCode !== null || performance.now() > until) throw new Error('reference server did not start');
+    await sleep(100);
+  }
+  const pid = child.pid!;
+  return {
+    child,
+    target: {
+      name: 'reference',
+      port,
+      cpuUs: async () => cpuSeconds(pid) * 1e6,
+      // Nothing to ask it: give its closes a moment on the shared core.
+      settle: () => sleep(1_000),
+    },
+  };
+}
+
+function freeTcpPort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = createTcpServer();
+    probe.once('error', reject);
+    probe.listen(0, '127.0.0.1', () => {
+      const address = probe.address();
+      const port = typeof address === 'object' && address !== null ? address.port : 0;
+      probe.close(() => resolve(port));
+    });
+  });
+}
+
+function tcpOpen(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connectTcp({ host: '127.0.0.1', port });
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
 }

@@ -88,11 +88,26 @@ export interface LogSink {
 
 /** Unwritten log output allowed before lines are dropped. */
 export const MAX_PENDING_LOG_BYTES = 1024 * 1024;
+/** A coalesced batch is written once it holds this many characters, well below the bound above,
+ * so coalescing never drops a line the sink itself would have taken. */
+export const MAX_COALESCED_LOG_CHARS = 64 * 1024;
 
 /** Sinks that already have the error guard (process.stderr is shared by every logger). */
 const guardedSinks = new WeakSet<object>();
 
-export function createLogger(format: LogFormat = 'text', sink: LogSink = process.stderr): Logger {
+export interface LoggerOptions {
+  /** Lines logged in one turn of the event loop leave in one write at the end of the turn (and
+   * at process exit) instead of one write each. The daemon sets it for stderr: a write to a file
+   * or pipe is a system call of a few microseconds, and a burst of connections logs a line each
+   * (docs/performance.md, "Where the targets stand"). Every line, its order and its fields stay the same. */
+  coalesce?: boolean;
+}
+
+export function createLogger(
+  format: LogFormat = 'text',
+  sink: LogSink = process.stderr,
+  options: LoggerOptions = {},
+): Logger {
   // A reader that went away (EPIPE) must not crash the relay through an unhandled 'error' event.
   if (typeof sink.on === 'function' && !guardedSinks.has(sink)) {
     guardedSinks.add(sink);
@@ -100,21 +115,42 @@ export function createLogger(format: LogFormat = 'text', sink: LogSink = process
   }
   let dropped = 0;
   let unreported = 0;
+  /** Lines of this turn not yet handed to the sink (coalesce only). */
+  let batch = '';
+  const flush = (): void => {
+    if (batch === '') return;
+    const text = batch;
+    batch = '';
+    sink.write(text);
+  };
+  if (options.coalesce === true) process.on('exit', flush);
+  const write =
+    options.coalesce === true
+      ? (text: string): void => {
+          if (batch === '') setImmediate(flush);
+          batch += text;
+          // A turn that logs a lot (thousands of sockets closing at once) writes as it goes.
+          if (batch.length >= MAX_COALESCED_LOG_CHARS) flush();
+        }
+      : (text: string): void => {
+          sink.write(text);
+        };
   const line = (level: LogLevel, event: string, fields?: LogFields): string => {
     const time = new Date().toISOString();
     return format === 'json' ? jsonLine(time, level, event, fields) : textLine(time, level, event, fields);
   };
   const emit = (level: LogLevel, event: string, fields?: LogFields): void => {
-    if ((sink.writableLength ?? 0) > MAX_PENDING_LOG_BYTES) {
+    // The unwritten bound counts this turn's batch too (at most MAX_COALESCED_LOG_CHARS).
+    if ((sink.writableLength ?? 0) + batch.length > MAX_PENDING_LOG_BYTES) {
       dropped++;
       unreported++;
       return;
     }
     if (unreported > 0) {
-      sink.write(line('WARN', 'log_dropped', { count: unreported }));
+      write(line('WARN', 'log_dropped', { count: unreported }));
       unreported = 0;
     }
-    sink.write(line(level, event, fields));
+    write(line(level, event, fields));
   };
   return {
     info: (event, fields) => emit('INFO', event, fields),

@@ -59,7 +59,8 @@ async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
       return EXIT_REFUSED;
   }
   const config = outcome.config;
-  const log = createLogger(config.logFormat);
+  // One write per event-loop turn for the lines of that turn (a connection burst logs a line each).
+  const log = createLogger(config.logFormat, process.stderr, { coalesce: true });
   bootLog = log;
 
   const refusal = preflight(config, readProcessFacts());
@@ -393,7 +394,10 @@ function stableInstanceId(port: number): string {
 main(process.argv.slice(2), process.env).then(
   (code) => process.exit(code),
   (err: unknown) => {
-    process.stderr.write(`pyrycode-relay: fatal: ${errText(err)}\n`);
+    // Written from an exit listener registered now, so it follows the log lines of this turn,
+    // which the coalescing logger's earlier exit listener writes first.
+    const text = `pyrycode-relay: fatal: ${errText(err)}\n`;
+    process.once('exit', () => process.stderr.write(text));
     process.exit(EXIT_LISTENER_FAILED);
   },
 );

@@ -6,6 +6,7 @@
 // They only turn calls into records; role.ts numbers, batches, sends and checks them.
 
 import type { CloseReason } from '../metrics/metrics.js';
+import { joinEnvelope } from '../protocol/envelope.js';
 import type { BinaryLink, PhoneLink } from '../session/links.js';
 
 /** What the proxies need from the cluster role. */
@@ -78,6 +79,11 @@ export class RemoteBinary implements BinaryLink {
     this.sender.binaryFrame(this, phone, envelope);
   }
 
+  /** The record carries the envelope in one piece. */
+  forwardJoined(phone: PhoneLink, prefix: Buffer, frame: Buffer): void {
+    this.sender.binaryFrame(this, phone, joinEnvelope(prefix, frame));
+  }
+
   drained(): void {}
 
   notify(notice: Buffer, done: (err: Error | undefined) => void): void {
@@ -105,6 +111,7 @@ export class RemoteIncumbent implements BinaryLink {
   }
 
   forward(): void {}
+  forwardJoined(): void {}
   drained(): void {}
   notify(_notice: Buffer, done: (err: Error | undefined) => void): void {
     done(undefined);

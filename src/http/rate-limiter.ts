@@ -40,6 +40,10 @@ export class RateLimiter {
   private readonly maxBuckets: number;
   private readonly now: () => number;
   private sweeper: ReturnType<typeof setInterval> | undefined;
+  /** The key last placed at the most recently used end. While it has a bucket, that bucket is the
+   * newest entry, so a burst from one address (a proxy without --trust-x-forwarded-for, a NAT)
+   * skips the delete-and-reinsert that would leave the order as it is. */
+  private newestKey: string | undefined;
 
   constructor(options: RateLimiterOptions) {
     this.burst = options.burst;
@@ -61,11 +65,15 @@ export class RateLimiter {
       if (this.buckets.size >= this.maxBuckets && !this.evictIdle(now)) return 'table_full';
       // The first request creates a bucket holding burst-1 tokens and is allowed.
       this.buckets.set(key, { tokens: this.burst - 1, refillAnchorMs: now, lastPollMs: now });
+      this.newestKey = key;
       return 'allow';
     }
-    // Move to the most recently used end.
-    this.buckets.delete(key);
-    this.buckets.set(key, bucket);
+    // Move to the most recently used end (where it already is when it was the last key).
+    if (key !== this.newestKey) {
+      this.buckets.delete(key);
+      this.buckets.set(key, bucket);
+      this.newestKey = key;
+    }
     bucket.lastPollMs = now;
     const intervals = Math.floor((now - bucket.refillAnchorMs) / this.refillIntervalMs);
     if (intervals > 0) {

@@ -4,10 +4,11 @@
 // - Plain integer tallies owned by the core (hot path and live counts). OTel observable
 //   instruments read them at collection time, and /healthz reads the same numbers: one source of
 //   truth, ~2 ns per increment, independent of how many readers are attached.
-// - Synchronous OTel Counters for control-plane events (a few per connection at most), with
-//   frozen attribute objects built once. Paired series move together through composite event
-//   methods, so `register_failures_total` and the matching `ws_upgrade_attempts_total` cells can
-//   never disagree.
+// - Labelled control-plane counts (a few per connection at most): plain integer cells too, read
+//   by observable counters with frozen attribute objects built once (LabelledCounter). Paired
+//   series move together through composite event methods, so `register_failures_total` and the
+//   matching `ws_upgrade_attempts_total` cells can never disagree. Rare unlabelled events (grace
+//   expiries and reclaims, a full rate-limit table) stay synchronous OTel Counters.
 //
 // Label values are constants. Nothing taken from a header, an id or a payload becomes a label.
 // Instruments are created in sorted name order and cells pre-bound at 0 in sorted label order, so
@@ -229,24 +230,28 @@ function endpointCellsOf<V extends string>(
   );
 }
 
-/** A synchronous counter whose every cell exists from boot: the counter is created, then each
- * cell's attributes are frozen once and added 0 in the given order, so the scrape has its full,
- * stable shape from the first second. `add(key)` moves one cell. */
+/** A labelled counter whose every cell exists from boot, in the given order, so the scrape has its
+ * full, stable shape from the first second. The cells are plain integers that an observable
+ * counter reads at collection time, like the frame counts: `add(key)` is an increment, not an SDK
+ * call that hashes the attribute set (about 3 % of the CPU of accepting a connection when these
+ * were synchronous Counters; docs/performance.md, "Where the targets stand"). The scrape is the same: a
+ * cumulative monotonic sum either way. */
 class LabelledCounter<K extends string> {
-  private readonly counter: Counter;
-  private readonly cells = new Map<K, Attributes>();
+  private readonly index = new Map<K, number>();
+  private readonly counts: number[];
 
   constructor(meter: Meter, name: string, description: string, cells: readonly Cell<K>[]) {
-    this.counter = meter.createCounter(name, { description });
-    for (const [key, attributes] of cells) {
-      const frozen = Object.freeze(attributes);
-      this.cells.set(key, frozen);
-      this.counter.add(0, frozen);
-    }
+    const attributes = cells.map(([, attrs]) => Object.freeze(attrs));
+    for (const [i, [key]] of cells.entries()) this.index.set(key, i);
+    this.counts = cells.map(() => 0);
+    meter.createObservableCounter(name, { description }).addCallback((result: ObservableResult) => {
+      for (let i = 0; i < attributes.length; i++) result.observe(this.counts[i]!, attributes[i]);
+    });
   }
 
   add(key: K): void {
-    this.counter.add(1, this.cells.get(key));
+    const i = this.index.get(key);
+    if (i !== undefined) this.counts[i]!++;
   }
 }
 

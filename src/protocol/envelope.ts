@@ -92,20 +92,27 @@ export function closeNotice(connId: string, closeCode: number): Buffer {
   return Buffer.from('{"conn_id":' + goJsonString(connId) + ',"close_code":' + String(closeCode) + '}', 'utf8');
 }
 
-/** Reused out-parameter for scanValue; wrapPhoneFrame is synchronous, so sharing is safe. */
+/** Reused out-parameter for scanValue; the wrapping functions are synchronous, so sharing is safe. */
 const wrapStats: CompactStats = { spaces: 0, htmlExtra: 0 };
 
+/** The byte that closes every phone envelope. Shared and never written to: a send may hold it. */
+export const ENVELOPE_SUFFIX: Buffer = Buffer.from('}');
+
+/** {@link phoneEnvelope}'s answer when the envelope is exactly `prefix` + the payload as received +
+ * {@link ENVELOPE_SUFFIX}: the caller may send those three pieces without joining them. */
+export const PAYLOAD_AS_IS = 1;
+
 /**
- * Wrap one phone message for the binary: `{"conn_id":"…","frame":<payload>}`.
- * Returns null when the payload is not exactly one valid JSON value (empty, invalid syntax, trailing
- * garbage, depth > 10000) or, when `isBinaryOpcode` is true, not valid UTF-8 (text frames were
- * already UTF-8-validated by the ws library).
- *
- * The frame bytes are those Go's json.Marshal emits for a json.RawMessage: compacted, and inside
- * strings < > & U+2028 U+2029 escaped. Nothing else changes (escapes, number spelling, key order,
- * duplicate keys). One scan validates and measures; an already-compact payload is copied as is.
+ * The envelope for one phone message, or PAYLOAD_AS_IS when the payload needs no change (already
+ * compact, nothing to HTML-escape: the common case), or null when it is not exactly one valid JSON
+ * value (see {@link wrapPhoneFrame}). One scan validates and measures; a payload that Go's encoder
+ * would change is compacted/escaped into a new buffer.
  */
-export function wrapPhoneFrame(prefix: Buffer, payload: Buffer, isBinaryOpcode: boolean): Buffer | null {
+export function phoneEnvelope(
+  prefix: Buffer,
+  payload: Buffer,
+  isBinaryOpcode: boolean,
+): Buffer | typeof PAYLOAD_AS_IS | null {
   if (isBinaryOpcode && !isUtf8(payload)) return null;
   const n = payload.length;
   const vs = skipWhitespace(payload, 0, n);
@@ -117,21 +124,39 @@ export function wrapPhoneFrame(prefix: Buffer, payload: Buffer, isBinaryOpcode: 
     endMirror();
   }
   if (ve < 0 || skipWhitespace(payload, ve, n) !== n) return null;
-
+  if (vs === 0 && ve === n && wrapStats.spaces === 0 && wrapStats.htmlExtra === 0) return PAYLOAD_AS_IS;
   const p = prefix.length;
-  if (vs === 0 && ve === n && wrapStats.spaces === 0 && wrapStats.htmlExtra === 0) {
-    // Fast path: the payload is already exactly what Go would emit.
-    const out = Buffer.allocUnsafe(p + n + 1);
-    prefix.copy(out, 0);
-    payload.copy(out, p);
-    out[p + n] = 0x7d; // }
-    return out;
-  }
   const out = Buffer.allocUnsafe(p + (ve - vs) - wrapStats.spaces + wrapStats.htmlExtra + 1);
   prefix.copy(out, 0);
   const off = writeCompact(payload, vs, ve, out, p);
   out[off] = 0x7d;
   return out;
+}
+
+/** `prefix` + `payload` + `}` in one new buffer: the envelope of a payload sent as is. */
+export function joinEnvelope(prefix: Buffer, payload: Buffer): Buffer {
+  const p = prefix.length;
+  const n = payload.length;
+  const out = Buffer.allocUnsafe(p + n + 1);
+  prefix.copy(out, 0);
+  payload.copy(out, p);
+  out[p + n] = 0x7d; // }
+  return out;
+}
+
+/**
+ * Wrap one phone message for the binary: `{"conn_id":"…","frame":<payload>}`.
+ * Returns null when the payload is not exactly one valid JSON value (empty, invalid syntax, trailing
+ * garbage, depth > 10000) or, when `isBinaryOpcode` is true, not valid UTF-8 (text frames were
+ * already UTF-8-validated by the ws library).
+ *
+ * The frame bytes are those Go's json.Marshal emits for a json.RawMessage: compacted, and inside
+ * strings < > & U+2028 U+2029 escaped. Nothing else changes (escapes, number spelling, key order,
+ * duplicate keys). An already-compact payload is copied as is.
+ */
+export function wrapPhoneFrame(prefix: Buffer, payload: Buffer, isBinaryOpcode: boolean): Buffer | null {
+  const envelope = phoneEnvelope(prefix, payload, isBinaryOpcode);
+  return envelope === PAYLOAD_AS_IS ? joinEnvelope(prefix, payload) : envelope;
 }
 
 // ---------------------------------------------------------------------------------------------

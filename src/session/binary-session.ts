@@ -20,7 +20,7 @@ import {
 } from '../protocol/close-codes.js';
 import { binaryConnId } from '../protocol/conn-id.js';
 import type { RelayContext } from './context.js';
-import { decodeBinaryEnvelope } from '../protocol/envelope.js';
+import { decodeBinaryEnvelope, ENVELOPE_SUFFIX } from '../protocol/envelope.js';
 import { Heartbeat, type HeartbeatOwner } from './heartbeat.js';
 import { closeReasonFor, type CloseReason } from '../metrics/metrics.js';
 import { Peer, type PeerEvents } from './peer.js';
@@ -172,6 +172,16 @@ export class BinarySession implements BinaryLink, PeerEvents, HeartbeatOwner {
   /** Sends one envelope for `phone`; its callback reports success or failure. */
   forward(phone: PhoneLink, envelope: Buffer): void {
     this.peer.send(envelope, phone.onForwarded, envelope.length);
+    this.holdBackIfBackedUp(phone);
+  }
+
+  forwardJoined(phone: PhoneLink, prefix: Buffer, frame: Buffer): void {
+    const length = prefix.length + frame.length + ENVELOPE_SUFFIX.length;
+    this.peer.sendJoined(prefix, frame, ENVELOPE_SUFFIX, phone.onForwarded, length);
+    this.holdBackIfBackedUp(phone);
+  }
+
+  private holdBackIfBackedUp(phone: PhoneLink): void {
     const backedUp =
       this.peer.bufferedAmount > BINARY_SEND_HIGH_WATER_BYTES || this.peer.pendingSends > BINARY_SEND_HIGH_WATER_FRAMES;
     if (backedUp && !this.peer.isClosed) {

@@ -7,7 +7,7 @@
 import type { BinaryFrameDrop } from '../metrics/metrics.js';
 import { BACKLOG_FULL_REASON, OUTBOX_FAILURE_CODE, WRITE_FAILED_REASON } from '../protocol/close-codes.js';
 import type { Peer } from './peer.js';
-import { ownedFrame, retainedBytes } from './retained.js';
+import { mayWriteAsView, ownedFrame, retainedBytes } from './retained.js';
 
 /** Bytes one phone may have queued or in flight: what its items keep alive (src/session/retained.ts),
  * not just their lengths. */
@@ -73,8 +73,13 @@ export class Outbox {
       if (frame !== null) this.hooks.onFramesDropped(1, this.stopReason === 'shutdown' ? 'shutdown' : 'phone_gone');
       return 'closed';
     }
-    // A small frame cut from a big envelope is copied out, so the item keeps alive what it is charged for.
-    if (frame !== null) frame = ownedFrame(frame);
+    // A small frame cut from a big envelope is copied out, so the item keeps alive what it is
+    // charged for. A large one that goes to the socket right now (nothing queued before it, room
+    // in the window) stays the view it is: the window bounds what such frames pin, and each is
+    // charged its whole backing store until its write completes.
+    if (frame !== null && !(this.head === this.frames.length && this.socketHasRoom() && mayWriteAsView(frame))) {
+      frame = ownedFrame(frame);
+    }
     const charge = retainedBytes(frame) + OUTBOX_ITEM_OVERHEAD_BYTES;
     if (this.chargedBytes + charge > this.budgetBytes) {
       if (frame !== null) this.hooks.onFramesDropped(1, 'backlog_full');
@@ -119,14 +124,15 @@ export class Outbox {
     else this.hooks.onFailure(OUTBOX_FAILURE_CODE, reason, why);
   }
 
+  /** True while the socket window takes another write. */
+  private socketHasRoom(): boolean {
+    const peer = this.peer;
+    return peer.bufferedAmount < OUTBOX_SOCKET_WINDOW_BYTES && peer.pendingSends < OUTBOX_SOCKET_WINDOW_FRAMES;
+  }
+
   private pump(): void {
     const peer = this.peer;
-    while (
-      !this.stopped &&
-      this.head < this.frames.length &&
-      peer.bufferedAmount < OUTBOX_SOCKET_WINDOW_BYTES &&
-      peer.pendingSends < OUTBOX_SOCKET_WINDOW_FRAMES
-    ) {
+    while (!this.stopped && this.head < this.frames.length && this.socketHasRoom()) {
       const index = this.head++;
       const frame = this.frames[index]!;
       const code = this.codes[index]!;

@@ -17,6 +17,7 @@ import {
   READ_TIMEOUT_CODE,
   READ_TIMEOUT_REASON,
 } from '../protocol/close-codes.js';
+import { sendsDirectly, writeTextFrame } from './text-frame.js';
 
 /** Every outbound send must complete within this long (docs/operations.md, "Timeouts and limits"). */
 export const SEND_TIMEOUT_MS = 10_000;
@@ -303,9 +304,25 @@ export class Peer {
   /** Sends one text frame. `done(err, tag)` runs once the socket accepted the bytes or the send
    * failed; callbacks run in send order. */
   send(data: Buffer, done: SendCallback | undefined, tag = 0): void {
+    const sends = this.beginSend(done, tag);
+    if (sends !== undefined) this.ws.send(data, SEND_OPTIONS, sends.onWritten);
+  }
+
+  /** Sends one text frame carrying head + body + tail, like send(Buffer.concat(...)) but without
+   * the copy (src/session/text-frame.ts): the three stay referenced until `done` runs. */
+  sendJoined(head: Buffer, body: Buffer, tail: Buffer, done: SendCallback | undefined, tag = 0): void {
+    const sends = this.beginSend(done, tag);
+    if (sends === undefined) return;
+    if (sendsDirectly(this.ws)) writeTextFrame(this.socket, head, body, tail, sends.onWritten);
+    else this.ws.send(Buffer.concat([head, body, tail]), SEND_OPTIONS, sends.onWritten);
+  }
+
+  /** The bookkeeping of one send: the pending sends whose callback the write gets, or undefined
+   * (and `done` failed) when the peer is closed. */
+  private beginSend(done: SendCallback | undefined, tag: number): PendingSends | undefined {
     if (this.closed || this.ws.readyState !== WebSocket.OPEN) {
       if (done !== undefined) process.nextTick(done, PEER_CLOSED, tag);
-      return;
+      return undefined;
     }
     this.sends ??= new PendingSends();
     const sends = this.sends;
@@ -325,7 +342,7 @@ export class Peer {
       };
       process.nextTick(this.uncorker);
     }
-    this.ws.send(data, SEND_OPTIONS, sends.onWritten);
+    return sends;
   }
 
   private static checkSendDeadline(peer: Peer): void {

@@ -24,7 +24,8 @@ import {
 } from '../protocol/close-codes.js';
 import { phoneConnId } from '../protocol/conn-id.js';
 import type { RelayContext } from './context.js';
-import { closeNotice, connIdPrefix, wrapPhoneFrame } from '../protocol/envelope.js';
+import { closeNotice, connIdPrefix, joinEnvelope, PAYLOAD_AS_IS, phoneEnvelope } from '../protocol/envelope.js';
+import { mayWriteAsView } from './retained.js';
 import { Heartbeat, type HeartbeatOwner } from './heartbeat.js';
 import { closeReasonFor, type CloseReason } from '../metrics/metrics.js';
 import { Outbox } from './outbox.js';
@@ -148,7 +149,7 @@ export class PhoneSession implements PhoneLink, PeerEvents, HeartbeatOwner {
       return;
     }
     this.prefix ??= connIdPrefix(this.connId);
-    const envelope = wrapPhoneFrame(this.prefix, data, isBinary);
+    const envelope = phoneEnvelope(this.prefix, data, isBinary);
     if (envelope === null) {
       metrics.droppedPhoneToBinary.malformed_frame++;
       // Only the offending sender pays: one warn line, then this phone is dropped.
@@ -168,7 +169,11 @@ export class PhoneSession implements PhoneLink, PeerEvents, HeartbeatOwner {
       return;
     }
     this.forwardTarget = binary;
-    binary.forward(this, envelope);
+    if (envelope !== PAYLOAD_AS_IS) binary.forward(this, envelope);
+    // A large frame is written around the phone's bytes as they arrived instead of into a copy
+    // (src/session/retained.ts says when a view may be held until its write completes).
+    else if (mayWriteAsView(data)) binary.forwardJoined(this, this.prefix, data);
+    else binary.forward(this, joinEnvelope(this.prefix, data));
   }
 
   /** Completion of one envelope send to the binary; `bytes` is the envelope's length. Made on the

@@ -10,16 +10,19 @@ import {
   connectBinary,
   connectPhone,
   phoneConnId,
+  phoneHeaders,
   type TestClient,
   type TestRelay,
   useRelays,
 } from '../helpers/relays.js';
 import { fullGc, MiB } from '../helpers/resources.js';
-import { underlying } from '../helpers/ws-frames.js';
+import { clientFrame, RawWs, underlying } from '../helpers/ws-frames.js';
 import { waitFor } from '../helpers/wait.js';
 import { OUTBOX_BUDGET_BYTES, OUTBOX_SOCKET_WINDOW_BYTES } from '../../src/session/outbox.js';
+import { BINARY_SEND_HIGH_WATER_BYTES } from '../../src/session/binary-session.js';
+import { IN_FLIGHT_VIEW_RATIO } from '../../src/session/retained.js';
 
-const { boot } = useRelays();
+const { boot, track } = useRelays();
 
 const PAD_BYTES = 180 * 1024; // envelopes stay under the 256 KiB message limit
 
@@ -174,6 +177,56 @@ describe('retained memory of envelopes waiting for a slow binary', () => {
     // At most BINARY_SEND_HIGH_WATER_FRAMES waiting frames, each pinning its header's and its
     // envelope's pool slab: about 1 MiB; 500 rounds pinned 4,000 KiB before the count existed.
     expect(grown).toBeLessThan(1.5 * MiB);
+  });
+});
+
+describe('retained memory of large phone frames written as views to a stalled binary', () => {
+  it('16 KiB frames, each a quarter of the socket read it arrived in, pin at most 4 x what is held towards the binary', async () => {
+    const r = await boot();
+    const binary = await connectBinary(r, 'view-slow');
+    const phone = track(await RawWs.open(r.port, '/v1/client', phoneHeaders('view-slow')));
+    phone.sendText('{"hello":1}');
+    await waitFor(() => binary.messages.length === 1, 3_000, 'the hello envelope');
+    const connId = (JSON.parse(binary.messages[0]!) as { conn_id: string }).conn_id;
+    const phoneSession = r.relay.registry.phoneFor('view-slow', connId)!;
+    const binarySession = r.relay.registry.binaryFor('view-slow')!;
+
+    underlying(binary).pause();
+    const fill = clientFrame(0x1, Buffer.from(`"${'h'.repeat(64 * 1024)}"`));
+    for (let i = 0; binarySession.peer.bufferedAmount === 0; i++) {
+      if (i >= 2_000) throw new Error('2,000 x 64 KiB and the socket to the binary never backed up');
+      phone.write(fill);
+      await waitFor(() => r.relay.metrics.framesReceivedPhoneToBinary >= i + 2, 5_000, 'fill frame read');
+    }
+    const baseline = arrayBuffersAfterGc();
+    // Each write is one socket read of about 64 KiB: a compact 16 KiB frame (written as a view of
+    // the read) and 47 KiB of whitespace around `1` (compacted into an envelope of its own).
+    const view = clientFrame(0x1, Buffer.from(`"${'v'.repeat(16 * 1024 - 2)}"`));
+    const padded = clientFrame(0x1, Buffer.from(` ${' '.repeat(47 * 1024)}1 `));
+    const MAX_ROUNDS = 500;
+    let rounds = 0;
+    let received = r.relay.metrics.framesReceivedPhoneToBinary;
+    for (; rounds < MAX_ROUNDS && !phoneSession.peer.isPaused; rounds++) {
+      phone.write(Buffer.concat([view, padded]));
+      await waitFor(
+        () => r.relay.metrics.framesReceivedPhoneToBinary >= received + 2,
+        5_000,
+        `round ${rounds + 1} read by the relay`,
+        1,
+      );
+      received += 2;
+    }
+    const grown = arrayBuffersAfterGc() - baseline;
+    figure('rounds until the phone was held back', rounds);
+    figure('bytes waiting in the socket to the stalled binary', binarySession.peer.bufferedAmount);
+    figure('retained by 16 KiB views of 64 KiB reads waiting for a stalled binary (KiB)', Math.round(grown / 1024));
+    expect(phoneSession.peer.isPaused).toBe(true);
+    expect(binarySession.peer.isClosed).toBe(false);
+    // The phone is held back at 512 KiB or 64 frames waiting, see
+    // docs/decisions.md, "Phones are paused above 512 KiB queued towards their binary";
+    // a view pins at most 4 x its bytes (IN_FLIGHT_VIEW_RATIO), about 2 MiB, plus the pool slabs
+    // of the small envelopes.
+    expect(grown).toBeLessThan(IN_FLIGHT_VIEW_RATIO * BINARY_SEND_HIGH_WATER_BYTES + 0.5 * MiB);
   });
 });
 
