@@ -81,6 +81,11 @@ export class ClusterRoleImpl implements ClusterRole, Directory, LinkSender, Clus
   private readonly self: string;
   /** Slots homed here, with their epoch. */
   private readonly homed = new Map<string, Homed>();
+  /** Server-ids whose directory write from this instance (a claim, a reclaim, a takeover) is in
+   * flight, resolved once its outcome is installed. A probe arriving meanwhile waits for it: the
+   * write may already be in the directory, and answering 'absent' then let a simultaneous claim
+   * elsewhere reclaim the slot from under the binary that won it (1011 instead of 4409). */
+  private readonly writing = new Map<string, Promise<void>>();
   private readonly keyToServer = new Map<string, string>();
   /** At the home: proxies of phones held elsewhere, by conn_id. */
   private readonly proxies = new Map<string, RemotePhone>();
@@ -181,9 +186,14 @@ export class ClusterRoleImpl implements ClusterRole, Directory, LinkSender, Clus
         const entry = await store.get(key);
         if (this.homed.has(serverId)) return this.local.claim(serverId, binary);
         if (entry === null) {
-          const revision = await store.create(key, this.self, this.options.boot);
-          if (revision === null) continue;
-          return this.install(serverId, key, revision, binary, false, undefined);
+          const written = this.startWrite(serverId);
+          try {
+            const revision = await store.create(key, this.self, this.options.boot);
+            if (revision === null) continue;
+            return this.install(serverId, key, revision, binary, false, undefined);
+          } finally {
+            written();
+          }
         }
         const state = await this.probeHome(serverId, entry);
         if (this.homed.has(serverId)) return this.local.claim(serverId, binary);
@@ -192,9 +202,14 @@ export class ClusterRoleImpl implements ClusterRole, Directory, LinkSender, Clus
           return { kind: 'held', incumbent: new RemoteIncumbent(key, entry.revision, state.state === 'alive') };
         }
         // In grace at its home, or the home (or its slot) is gone: a reclaim.
-        const revision = await store.update(key, this.self, this.options.boot, entry.revision);
-        if (revision === null) continue;
-        return this.install(serverId, key, revision, binary, true, state.graceStartedAtMs);
+        const written = this.startWrite(serverId);
+        try {
+          const revision = await store.update(key, this.self, this.options.boot, entry.revision);
+          if (revision === null) continue;
+          return this.install(serverId, key, revision, binary, true, state.graceStartedAtMs);
+        } finally {
+          written();
+        }
       }
       return { kind: 'unavailable' };
     } catch {
@@ -217,6 +232,7 @@ export class ClusterRoleImpl implements ClusterRole, Directory, LinkSender, Clus
     binary: BinaryLink,
     incumbent: RemoteIncumbent,
   ): Promise<TakeoverDecision<BinaryLink, PhoneLink> | DirectoryUnavailable> {
+    const written = this.startWrite(serverId);
     try {
       const revision = await this.options.store.update(incumbent.key, this.self, this.options.boot, incumbent.revision);
       if (revision === null || this.homed.has(serverId)) return { kind: 'conflict' };
@@ -225,7 +241,24 @@ export class ClusterRoleImpl implements ClusterRole, Directory, LinkSender, Clus
       return { kind: 'claimed', evicted: decision.evicted, displaced: undefined };
     } catch {
       return { kind: 'unavailable' };
+    } finally {
+      written();
     }
+  }
+
+  /** Marks a directory write for `serverId` as in flight; the returned function ends it (after its
+   * outcome is installed). Writes are single key-value operations, never a probe, so a probe that
+   * waits for one cannot wait on itself. */
+  private startWrite(serverId: string): () => void {
+    let end!: () => void;
+    const settled = new Promise<void>((resolve) => {
+      end = resolve;
+    });
+    this.writing.set(serverId, settled);
+    return () => {
+      if (this.writing.get(serverId) === settled) this.writing.delete(serverId);
+      end();
+    };
   }
 
   /** The directory now names this instance at `epoch`: hold the slot locally and tell everyone
@@ -620,6 +653,8 @@ export class ClusterRoleImpl implements ClusterRole, Directory, LinkSender, Clus
   }
 
   private async answerProbe(serverId: string): Promise<ProbeReply> {
+    // A claim of ours may be in the directory already, its answer on its way back here.
+    for (let write = this.writing.get(serverId); write !== undefined; write = this.writing.get(serverId)) await write;
     if (!this.homed.has(serverId) || this.fenced) return { state: 'absent' };
     const graceStartedAtMs = this.local.graceStartedAt(serverId);
     if (graceStartedAtMs !== undefined) return { state: 'grace', graceStartedAtMs };
