@@ -42,7 +42,7 @@ const PLAN = quick
   : {
       warmupMs: 500,
       measureMs: 2_000,
-      repeats: 3,
+      repeats: 5,
       idle: [1_000, 5_000],
       upgrades: 128 * 17,
       upgradeRepeats: 5,
@@ -314,7 +314,10 @@ for (const topo of TOPOLOGIES) {
   const samples = new Map<string, Record<TargetName, number[]>>();
   const cpuSamples = new Map<string, Record<TargetName, number[]>>();
   for (let repeat = 0; repeat < PLAN.repeats; repeat++) {
-    for (const target of TARGETS) {
+    // The order of the targets turns with each repeat, so whatever drifts within a repeat (the load
+    // generator's heap, the machine) does not always land on the same target.
+    const order = TARGETS.map((_, i) => TARGETS[(i + repeat) % TARGETS.length]!);
+    for (const target of order) {
       const topology: Topology = {
         target: target === 'bare' ? 'bare' : 'relay',
         port: servers.get(target)!.port,
