@@ -12,10 +12,12 @@
 
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { connect as connectTcp, createServer as createTcpServer } from 'node:net';
+import { connect as connectTcp } from 'node:net';
 import { cpus, platform, release, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { freePort } from '../test/helpers/ports.js';
+import { cpuSeconds, median, request } from './child-process.js';
 import type { Command, Topology } from './load.js';
 import { type BenchResults, chartSvg, markdownReport, refreshDocs } from './report.js';
 
@@ -162,25 +164,6 @@ function stop(child: ChildProcess): Promise<void> {
   });
 }
 
-function request<T>(child: ChildProcess, message: unknown, timeoutMs = 90_000): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
-    child.once('message', (reply: unknown) => {
-      clearTimeout(timer);
-      const r = reply as { result?: T; error?: string };
-      if (r.error !== undefined) reject(new Error(r.error));
-      else resolve((r.result ?? reply) as T);
-    });
-    child.send(message as object);
-  });
-}
-
-/** CPU seconds (user + system) a process has used, from /proc. */
-function cpuSeconds(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
-}
-
 function rssBytes(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return Number(m?.[1] ?? 0) * 1024;
@@ -190,11 +173,6 @@ function rssBytes(pid: number): number {
 function fileLimit(pid: number): number {
   const m = /^Max open files\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/limits`, 'utf8'));
   return Number(m?.[1] ?? 1024);
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)]!;
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -722,7 +700,7 @@ async function upgradeSection(loader: ChildProcess, relay: Server, bare: Server)
 async function startReference(): Promise<{ child: ChildProcess; target: UpgradeTarget } | null> {
   const template = process.env.RELAY_BENCH_REFERENCE_CMD;
   if (template === undefined || template === '') return null;
-  const port = await freeTcpPort();
+  const port = await freePort();
   // `exec` keeps the pid: /proc/<pid>/stat is the server's own CPU.
   const shell = ['sh', '-c', `exec ${template.replaceAll('{port}', String(port))}`];
   const command = PIN ? ['taskset', '-c', '0', ...shell] : shell;
@@ -743,18 +721,6 @@ async function startReference(): Promise<{ child: ChildProcess; target: UpgradeT
       settle: () => sleep(1_000),
     },
   };
-}
-
-function freeTcpPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = createTcpServer();
-    probe.once('error', reject);
-    probe.listen(0, '127.0.0.1', () => {
-      const address = probe.address();
-      const port = typeof address === 'object' && address !== null ? address.port : 0;
-      probe.close(() => resolve(port));
-    });
-  });
 }
 
 function tcpOpen(port: number): Promise<boolean> {

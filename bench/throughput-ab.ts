@@ -10,9 +10,9 @@
 
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { cpus } from 'node:os';
-import { readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { cpuSeconds, median, request } from './child-process.js';
 import type { Command } from './load.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -71,29 +71,9 @@ function ready(child: ChildProcess, what: string): Promise<number> {
   });
 }
 
-function request<T>(child: ChildProcess, message: unknown): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('no answer within 60 s')), 60_000);
-    child.once('message', (reply: unknown) => {
-      clearTimeout(timer);
-      const r = reply as { result?: T; error?: string };
-      if (r.error !== undefined) reject(new Error(r.error));
-      else resolve((r.result ?? reply) as T);
-    });
-    child.send(message as object);
-  });
-}
-
-function cpuSeconds(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / 100;
-}
-
-const median = (v: number[]): number => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)]!;
-
 const loadgen = startNode(join(here, 'load.js'), [], 1);
 await ready(loadgen, 'load generator');
-const load = (command: Command): Promise<Record<string, number>> => request(loadgen, command);
+const load = (command: Command): Promise<Record<string, number>> => request(loadgen, command, 60_000);
 const servers = await Promise.all(
   targets.map(async (t) => {
     const script =
