@@ -1,6 +1,7 @@
 // Which address a request counts against (docs/operations.md, "Behind a TLS-terminating proxy").
 
 import type { IncomingMessage } from 'node:http';
+import { firstHeader } from './first-header.js';
 
 /** The connection's remote host, as the socket reports it (no canonicalisation). '' if unknown. */
 export function remoteHost(req: IncomingMessage): string {
@@ -12,7 +13,7 @@ export function remoteHost(req: IncomingMessage): string {
  * '' means unattributable, which the limiter always denies. */
 export function clientIp(req: IncomingMessage, trustXForwardedFor: boolean): string {
   if (trustXForwardedFor) {
-    const xff = req.headersDistinct['x-forwarded-for']?.[0];
+    const xff = firstHeader(req, 'x-forwarded-for');
     if (xff !== undefined) {
       const comma = xff.indexOf(',');
       const first = (comma < 0 ? xff : xff.slice(0, comma)).trim();

@@ -7,6 +7,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { WebSocket, WebSocketServer } from 'ws';
 import { clientIp, remoteHost } from './client-ip.js';
+import { firstHeader } from './first-header.js';
 import type { ConnCap } from './conn-cap.js';
 import type { Logger } from '../log.js';
 import type { Endpoint, RelayMetrics, UpgradeRejection } from '../metrics/metrics.js';
@@ -114,13 +115,12 @@ export function createPipeline(deps: PipelineDeps): {
       deps.metrics.headersRejected(endpoint); // deliberately not logged (no log amplification)
       return null;
     };
-    const headers = req.headersDistinct;
     for (const name of REQUIRED_HEADERS[endpoint]) {
-      const value = headers[name]?.[0];
+      const value = firstHeader(req, name);
       if (value === undefined || value.trim() === '') return headersRefused();
     }
     // Not valid UTF-8, or longer than MAX_SERVER_ID_BYTES: refused like a missing header.
-    const serverId = decodeServerId(headers['x-pyrycode-server']![0]!);
+    const serverId = decodeServerId(firstHeader(req, 'x-pyrycode-server')!);
     if (serverId === null) return headersRefused();
     if (deps.unavailable?.(endpoint, serverId) === true) {
       // Cluster mode with the engine unreachable or this instance fenced (counted by the cluster).
@@ -132,7 +132,7 @@ export function createPipeline(deps: PipelineDeps): {
     return {
       endpoint,
       serverId,
-      label: headerText(headers[labelHeader]?.[0] ?? ''),
+      label: headerText(firstHeader(req, labelHeader) ?? ''),
       remote,
     };
   };

@@ -791,3 +791,63 @@ describe('close reasons never echo the server-id', () => {
     for (const s of seen) expect(s.reason).not.toContain(id);
   });
 });
+
+// ---------------------------------------------------------------------------------------------
+// Repeated request headers: the first value counts, as the reference's Header.Get reads it
+// ---------------------------------------------------------------------------------------------
+
+describe('repeated request headers', () => {
+  const repeated = (value: string[]): string => value as unknown as string; // Node writes one line per value
+
+  it('a binary sending X-Pyrycode-Server twice claims the first value; a phone naming it is routed', async () => {
+    const r = await boot();
+    const b = client(r, '/v1/server', binaryHeaders('x', { 'X-Pyrycode-Server': repeated(['first-id', 'second-id']) }));
+    await b.open();
+    await waitFor(() => r.relay.registry.binaryFor('first-id') !== undefined, 3_000, 'claim of first-id');
+    expect(r.relay.registry.binaryFor('second-id')).toBeUndefined();
+    expect(r.relay.registry.binaryFor('first-id, second-id')).toBeUndefined();
+    const p = client(r, '/v1/client', phoneHeaders('x', { 'X-Pyrycode-Server': repeated(['first-id', 'other-id']) }));
+    await p.open();
+    p.send('{"a":1}');
+    const envelope = JSON.parse(await b.message(1)) as { conn_id: string; frame: unknown };
+    expect(envelope.conn_id).toMatch(/^client-first-id-[0-9a-f]{8}$/);
+    expect(envelope.frame).toEqual({ a: 1 });
+  });
+
+  it('a value with a comma in one line is kept whole (400 only when the first value is empty)', async () => {
+    const r = await boot();
+    const b = client(r, '/v1/server', binaryHeaders('a, b'));
+    await b.open();
+    await waitFor(() => r.relay.registry.binaryFor('a, b') !== undefined, 3_000, 'claim of "a, b"');
+    // An empty first line is a missing header even when a later line has a value.
+    const refused = await rawHttp(
+      r.port,
+      requestText('GET', '/v1/server', [
+        ...WS_HANDSHAKE,
+        ['X-Pyrycode-Server', ''],
+        ['X-Pyrycode-Server', 'later-id'],
+        ['X-Pyrycode-Version', '1.2.3'],
+        ['User-Agent', 'pyry-test/1'],
+      ]),
+    );
+    expect(refused.status).toBe(400);
+  });
+
+  it('with --trust-x-forwarded-for the first X-Forwarded-For line is the rate-limit key', async () => {
+    const r = await boot({ trustXForwardedFor: true, rateLimitBurst: 1 });
+    const plain = (xff: string[]): Promise<ParsedResponse> =>
+      rawHttp(
+        r.port,
+        requestText('GET', '/v1/client', [
+          ...xff.map((v): [string, string] => ['X-Forwarded-For', v]),
+          ['X-Pyrycode-Server', 'srv'],
+          ['X-Pyrycode-Token', 'tok'],
+          ['User-Agent', 'phone-test/1'],
+        ]),
+      );
+    // Passed every gate but is not an upgrade: 426. The second request shares the first line's key.
+    expect((await plain(['198.51.100.1', '198.51.100.2'])).status).toBe(426);
+    expect((await plain(['198.51.100.1', '198.51.100.3'])).status).toBe(429);
+    expect((await plain(['198.51.100.2', '198.51.100.1'])).status).toBe(426);
+  });
+});
