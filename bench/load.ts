@@ -20,7 +20,17 @@ export interface Topology {
 
 export type Command =
   | { cmd: 'setup'; topology: Topology }
-  | { cmd: 'throughput'; direction: 'p2b' | 'b2p' | 'echo'; frameBytes: number; warmupMs: number; measureMs: number }
+  | {
+      cmd: 'throughput';
+      direction: 'p2b' | 'b2p' | 'echo';
+      frameBytes: number;
+      warmupMs: number;
+      measureMs: number;
+      /** Offer exactly this many frames per second (spread over the groups, sent every millisecond)
+       * instead of as many as the window allows: every target then sees the same arrival pattern,
+       * so CPU per frame compares the servers' work, not how their pace shaped the batches. */
+      ratePerSec?: number;
+    }
   | { cmd: 'latency'; ratePerSec: number; frameBytes: number; warmupMs: number; measureMs: number }
   | {
       cmd: 'connect';
@@ -298,7 +308,8 @@ async function throughput(
   frameBytes: number,
   warmupMs: number,
   measureMs: number,
-): Promise<{ framesPerSec: number; frames: number; seconds: number; totalFrames: number }> {
+  ratePerSec?: number,
+): Promise<{ framesPerSec: number; frames: number; seconds: number; totalFrames: number; offered: number }> {
   const frame = payload(frameBytes);
   const window = windowFrames(frameBytes, groups.length);
   const flows: Flow[] = [];
@@ -351,19 +362,40 @@ async function throughput(
     };
   }
   let running = true;
+  let offered = 0;
+  /** Sends one frame of `flow` if its window allows; false when it does not. */
+  const sendOne = (flow: Flow): boolean => {
+    if (flow.sent - flow.received >= window) return false;
+    const ws = flow.senders[flow.turn++ % flow.senders.length]!;
+    if (ws.bufferedAmount >= SEND_WINDOW_BYTES || ws.readyState !== WebSocket.OPEN) return false;
+    ws.send(flow.next(flow.turn), SEND);
+    flow.sent++;
+    return true;
+  };
   const pump = (): void => {
     if (!running) return;
-    for (const flow of flows) {
-      while (flow.sent - flow.received < window) {
-        const ws = flow.senders[flow.turn++ % flow.senders.length]!;
-        if (ws.bufferedAmount >= SEND_WINDOW_BYTES || ws.readyState !== WebSocket.OPEN) break;
-        ws.send(flow.next(flow.turn), SEND);
-        flow.sent++;
-      }
-    }
+    for (const flow of flows) while (sendOne(flow));
     setImmediate(pump);
   };
-  pump();
+  let paced: NodeJS.Timeout | undefined;
+  if (ratePerSec === undefined) {
+    pump();
+  } else {
+    // Paced: every millisecond, the frames due since the last tick, taken from the groups in turn.
+    // A frame the window refuses is not made up later (the server fell behind; `offered` says so).
+    let credit = 0;
+    let last = performance.now();
+    let nextFlow = 0;
+    paced = setInterval(() => {
+      const now = performance.now();
+      credit += ((now - last) * ratePerSec) / 1000;
+      last = now;
+      for (; credit >= 1; credit--) {
+        offered++;
+        sendOne(flows[nextFlow++ % flows.length]!);
+      }
+    }, 1);
+  }
   await sleep(warmupMs);
   const startCount = received;
   const start = performance.now();
@@ -371,12 +403,13 @@ async function throughput(
   const frames = received - startCount;
   const seconds = (performance.now() - start) / 1000;
   running = false;
+  clearInterval(paced);
   // Drain: wait until everything sent has arrived (bounded), so runs do not bleed into each other.
   const drainUntil = performance.now() + 5_000;
   while (flows.some((f) => f.received < f.sent) && performance.now() < drainUntil) await sleep(10);
   onBinaryMessage = undefined;
   onPhoneMessage = undefined;
-  return { framesPerSec: frames / seconds, frames, seconds, totalFrames: received };
+  return { framesPerSec: frames / seconds, frames, seconds, totalFrames: received, offered };
 }
 
 async function latency(
@@ -483,7 +516,7 @@ async function handle(command: Command): Promise<unknown> {
       return { connectMs, connections, perSec: connections / (connectMs / 1000) };
     }
     case 'throughput':
-      return throughput(command.direction, command.frameBytes, command.warmupMs, command.measureMs);
+      return throughput(command.direction, command.frameBytes, command.warmupMs, command.measureMs, command.ratePerSec);
     case 'latency':
       return latency(command.ratePerSec, command.frameBytes, command.warmupMs, command.measureMs);
     case 'teardown':
