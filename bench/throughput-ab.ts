@@ -19,6 +19,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { cpuSeconds, median, request } from './child-process.js';
 import type { Command } from './load.js';
+import { NODE_FLAGS } from '../src/node-flags.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const flag = (name: string, fallback: string): string =>
@@ -65,7 +66,9 @@ process.on('exit', () => {
  * target's name), e.g. to count its system calls. */
 function startNode(script: string, args: string[], cpu: number, nodeArgs: string[] = [], name = ''): ChildProcess {
   const wrap = name !== '' && process.env.AB_WRAP ? process.env.AB_WRAP.replaceAll('{name}', name).split(' ') : [];
-  const argv = [...wrap, process.execPath, ...nodeArgs, script, ...args];
+  // Servers run with the daemon's own Node flags (src/node-flags.ts), the load generator without.
+  const flags = name !== '' ? NODE_FLAGS : [];
+  const argv = [...wrap, process.execPath, ...flags, ...nodeArgs, script, ...args];
   const command = PIN ? ['taskset', '-c', String(cpu), ...argv] : argv;
   const child = spawn(command[0]!, command.slice(1), { stdio: ['ignore', 'pipe', 'inherit', 'ipc'] });
   children.push(child);

@@ -5,7 +5,8 @@
 // (µs, process.cpuUsage() over IPC), the median over rounds. Loopback only, bounded in time.
 //
 // Usage: node dist/bench/upgrade-ab.js [--rounds=7] [--connections=2176] [--prof=dir] [--bare]
-//          name=path/to/dist ...
+//          name=path/to/dist ...   (a name starting with "bare" runs that tree's bare ws server;
+//          AB_WRAP as in throughput-ab.ts)
 // where each path/to/dist is a built tree (the directory holding bench/relay-process.js) with the
 // project's node_modules beside it, e.g. `base=/tmp/base/dist new=dist`.
 
@@ -15,6 +16,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { median, request } from './child-process.js';
 import type { Command } from './load.js';
+import { NODE_FLAGS } from '../src/node-flags.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const flag = (name: string, fallback: string): string =>
@@ -29,6 +31,8 @@ const targets = process.argv
   .filter((a) => !a.startsWith('--') && a.includes('='))
   .map((a) => ({ name: a.split('=')[0]!, dist: resolve(a.split('=')[1]!) }));
 if (process.argv.includes('--bare')) targets.unshift({ name: 'bare', dist: join(here, '..') });
+/** A target whose name starts with "bare" runs that tree's bare forwarder (e.g. bare2=dist). */
+const isBare = (name: string): boolean => name.startsWith('bare');
 const PIN = cpus().length >= 2 && spawnSync('taskset', ['-c', '0', 'true']).status === 0;
 
 /** Every process this run started, ended with it (also when it fails). */
@@ -41,7 +45,9 @@ process.on('exit', () => {
  * target's name), e.g. to count its system calls. */
 function startNode(script: string, args: string[], cpu: number, nodeArgs: string[] = [], name = ''): ChildProcess {
   const wrap = name !== '' && process.env.AB_WRAP ? process.env.AB_WRAP.replaceAll('{name}', name).split(' ') : [];
-  const argv = [...wrap, process.execPath, ...nodeArgs, script, ...args];
+  // Servers run with the daemon's own Node flags (src/node-flags.ts), the load generator without.
+  const flags = name !== '' ? NODE_FLAGS : [];
+  const argv = [...wrap, process.execPath, ...flags, ...nodeArgs, script, ...args];
   const command = PIN ? ['taskset', '-c', String(cpu), ...argv] : argv;
   const child = spawn(command[0]!, command.slice(1), { stdio: ['ignore', 'pipe', 'inherit', 'ipc'] });
   children.push(child);
@@ -70,10 +76,11 @@ await ready(loadgen, 'load generator');
 const load = (command: Command): Promise<Record<string, number>> => request(loadgen, command, 60_000);
 const servers = await Promise.all(
   targets.map(async (t) => {
-    const script =
-      t.name === 'bare' ? join(t.dist, 'bench', 'bare-forwarder.js') : join(t.dist, 'bench', 'relay-process.js');
+    const script = isBare(t.name)
+      ? join(t.dist, 'bench', 'bare-forwarder.js')
+      : join(t.dist, 'bench', 'relay-process.js');
     const prof = profDir !== '' ? ['--cpu-prof', `--cpu-prof-dir=${profDir}/${t.name}`] : [];
-    const child = startNode(script, t.name === 'bare' ? ['0'] : ['0', 'off'], 0, prof, t.name);
+    const child = startNode(script, isBare(t.name) ? ['0'] : ['0', 'off'], 0, prof, t.name);
     return { ...t, child, port: await ready(child, t.name) };
   }),
 );
@@ -87,12 +94,13 @@ async function settle(child: ChildProcess): Promise<void> {
 }
 
 const samples = new Map<string, number[]>();
-// Round 0 warms every process up (a fresh process pays its JIT on its first thousand handshakes)
-// and is not counted.
-for (let round = 0; round <= rounds; round++) {
+// Rounds 0 and 1 warm every process up (a fresh process pays its JIT on its first few thousand
+// handshakes) and are not counted.
+const WARMUP_ROUNDS = 2;
+for (let round = 1 - WARMUP_ROUNDS; round <= rounds; round++) {
   for (const server of servers) {
     const topology = {
-      target: server.name === 'bare' ? 'bare' : 'relay',
+      target: isBare(server.name) ? 'bare' : 'relay',
       port: server.port,
       ids,
       phonesPerId: 16,

@@ -1,4 +1,4 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --initial-old-space-size=64
 // The daemon's composition root: flags -> checks -> telemetry -> relay -> listeners -> signals.
 // Exit codes: 0 after a signal-triggered drain (or --version/--help), 1 when a listener fails,
 // 2 when the configuration is refused.

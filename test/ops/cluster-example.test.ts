@@ -47,7 +47,8 @@ describe('docs/ops/cluster example', () => {
 
   it('the flags of its ExecStart= parse, with the instance name as --instance-id', () => {
     const unit = readFileSync(join(DIR, 'pyrycode-relay@.service'), 'utf8').replace(/\\\n/g, ' ');
-    const exec = /^ExecStart=\S+ \S+ (.*)$/m.exec(unit)![1]!;
+    // ExecStart=<node> <node flags> <script> <relay flags>
+    const exec = /^ExecStart=\S+ (?:--\S+ )*\S+ (.*)$/m.exec(unit)![1]!;
     const argv = exec
       .replace('$' + '{RELAY_LISTEN}', '127.0.0.1:8081')
       .replace('$' + '{RELAY_METRICS}', '127.0.0.1:9101')

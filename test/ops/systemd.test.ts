@@ -16,6 +16,7 @@ import { formatListenAddress } from '../../src/config/addresses.js';
 import { parseConfig } from '../../src/config/parse.js';
 import { parseDuration } from '../../src/duration.js';
 import { preflight } from '../../src/config/preflight.js';
+import { NODE_FLAGS } from '../../src/node-flags.js';
 
 const UNIT_PATH = fileURLToPath(new URL('../../docs/ops/pyrycode-relay.service', import.meta.url));
 const PROMETHEUS_YML = fileURLToPath(new URL('../../docs/ops/prometheus.yml', import.meta.url));
@@ -80,7 +81,13 @@ function systemdSeconds(value: string): number {
 }
 
 const execStart = setting('ExecStart') ?? '';
-const [nodeBinary, script, ...relayArgs] = execStart.split(' ');
+const [nodeBinary, ...afterNode] = execStart.split(' ');
+/** Node's own flags come between the binary and the script (src/node-flags.ts). */
+const nodeFlags = afterNode.slice(
+  0,
+  afterNode.findIndex((t) => !t.startsWith('--')),
+);
+const [script, ...relayArgs] = afterNode.slice(nodeFlags.length);
 const environment = Object.fromEntries(
   (service.get('Environment') ?? []).map((e) => {
     const eq = e.indexOf('=');
@@ -150,6 +157,7 @@ describe('docs/ops/pyrycode-relay.service content', () => {
 
   it("starts the relay with a command line it accepts in production mode, and that systemd's capabilities pass its preflight", () => {
     expect(nodeBinary).toMatch(/^\/\S+\/node$/);
+    expect(nodeFlags).toEqual(NODE_FLAGS);
     expect(script).toBe('/opt/pyrycode-relay/dist/src/main.js');
     expect(environment.PYRYCODE_RELAY_PRODUCTION).toBe('1');
     const outcome = parseConfig(relayArgs, environment, '/nonexistent');
