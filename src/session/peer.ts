@@ -76,10 +76,20 @@ interface WsReceiverState {
 }
 
 /** What ws makes each accepted connection (the relay's WebSocketServer passes this class as its
- * `WebSocket` option): a WebSocket that knows its Peer, so every listener below is one function
- * shared by all connections instead of a closure per connection. */
+ * `WebSocket` option): a WebSocket that knows its Peer and hands it ws's events itself. ws
+ * announces everything through `emit`; the events a Peer handles go straight to it, so no
+ * listener is registered per connection and no message passes through EventEmitter's dispatch.
+ * Listeners someone else adds still get every event, after the Peer. */
 export class RelaySocket extends WebSocket {
   peer: Peer | undefined = undefined;
+
+  // ws emits at most two arguments ('message': data, isBinary; 'close': code, reason).
+  override emit(event: string | symbol, a?: unknown, b?: unknown): boolean {
+    const peer = this.peer;
+    if (peer !== undefined) Peer.handleWsEvent(peer, event, a, b);
+    // An 'error' nobody listens to must not throw: the Peer handled it.
+    return this.listenerCount(event) > 0 ? super.emit(event, a, b) : peer !== undefined;
+  }
 }
 
 /** ws's private symbol by which its socket and receiver point back at their WebSocket, found once
@@ -91,11 +101,6 @@ function findWsBackLink(holder: object, ws: WebSocket): symbol {
     if ((holder as Record<symbol, unknown>)[symbol] === ws) return symbol;
   }
   throw new Error('ws internals changed: the socket does not point back at its WebSocket');
-}
-
-/** The Peer of one of the relay's WebSockets (set in the Peer's constructor). */
-function peerOfWs(ws: WebSocket): Peer {
-  return (ws as RelaySocket).peer!;
 }
 
 /** The Peer behind a socket or receiver (undefined once ws detached it on close). */
@@ -213,15 +218,8 @@ export class Peer {
     ws.peer = this;
     wsBackLink ??= findWsBackLink(this.socket, ws);
 
-    ws.on('message', Peer.onWsMessage);
-    ws.on('pong', Peer.onWsPong);
-    // The relay answers pings itself (the server runs with autoPong off): ws's own limit drops TCP
-    // without a close frame, which would look like the peer's abrupt end.
-    ws.on('ping', Peer.onWsPing);
-    ws.on('error', Peer.onWsError);
-    // ws emits 'close' exactly once: `on` spares the per-connection wrapper `once` would add.
-    ws.on('close', Peer.onWsClose);
-    // The peer's close frame: ws answers it and then waits up to CLOSE_HANDSHAKE_TIMEOUT_MS for
+    // ws's 'message', 'pong', 'ping', 'error' and 'close' reach handleWsEvent through
+    // RelaySocket.emit. The peer's close frame: ws answers it and then waits up to CLOSE_HANDSHAKE_TIMEOUT_MS for
     // TCP to end, which a peer may hold open (coder/websocket does). From here the connection is
     // the peer's close: nothing of the relay's (a heartbeat tick, a failed send) may relabel it.
     this.receiver?.on('conclude', Peer.onReceiverConclude);
@@ -229,36 +227,40 @@ export class Peer {
     this.socket.on('data', Peer.onSocketData);
   }
 
-  // ---- Listeners shared by every connection (`this` is what they fire on) ----
+  // ---- ws's events (RelaySocket.emit) and the listeners shared by every connection ----
 
-  private static readonly onWsMessage = function (this: WebSocket, data: Buffer, isBinary: boolean): void {
-    peerOfWs(this).events.onMessage(data, isBinary);
-  };
-
-  private static readonly onWsPong = function (this: WebSocket): void {
-    peerOfWs(this).handlePong();
-  };
-
-  private static readonly onWsPing = function (this: WebSocket, data: Buffer): void {
-    peerOfWs(this).handlePing(data);
-  };
-
-  private static readonly onWsError = function (this: WebSocket, err: Error): void {
-    // ws emits 'error' for socket errors and for protocol violations, after it sent the close
-    // frame itself (1002, 1007 or 1009): record that code as the relay's, since the relay's
-    // library sent it. 'close' always follows, which is where teardown happens.
-    const peer = peerOfWs(this);
-    const code = wsStatusCode(err);
-    if (code !== undefined && peer.relayCloseCode === 0 && !peer.closed) {
-      peer.closed = true;
-      peer.relayCloseCode = code;
-      peer.stopTimers();
+  /** One event ws announced on this peer's WebSocket. */
+  static handleWsEvent(peer: Peer, event: string | symbol, a: unknown, b: unknown): void {
+    switch (event) {
+      case 'message':
+        peer.events.onMessage(a as Buffer, b as boolean);
+        return;
+      case 'pong':
+        peer.handlePong();
+        return;
+      case 'ping':
+        // The relay answers pings itself (the server runs with autoPong off): ws's own limit drops
+        // TCP without a close frame, which would look like the peer's abrupt end.
+        peer.handlePing(a as Buffer);
+        return;
+      case 'error': {
+        // ws emits 'error' for socket errors and for protocol violations, after it sent the close
+        // frame itself (1002, 1007 or 1009): record that code as the relay's, since the relay's
+        // library sent it. 'close' always follows, which is where teardown happens.
+        const code = wsStatusCode(a as Error);
+        if (code !== undefined && peer.relayCloseCode === 0 && !peer.closed) {
+          peer.closed = true;
+          peer.relayCloseCode = code;
+          peer.stopTimers();
+        }
+        return;
+      }
+      case 'close':
+        // Exactly once per connection.
+        peer.handleClose(a as number);
+        return;
     }
-  };
-
-  private static readonly onWsClose = function (this: WebSocket, code: number): void {
-    peerOfWs(this).handleClose(code);
-  };
+  }
 
   private static readonly onReceiverConclude = function (this: object, code: number): void {
     peerOf(this)?.handleCloseFrame(code);

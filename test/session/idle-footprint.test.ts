@@ -1,13 +1,15 @@
 // What an idle connection keeps on the relay (idle memory in
-// docs/performance.md, "Where the targets stand"): the listeners the relay puts on a connection's
-// WebSocket, socket and ws receiver are the same functions for every connection (no closure per
-// connection), the upgrade pipeline's own socket listeners are gone once the handshake
+// docs/performance.md, "Where the targets stand"): the relay puts no listener on a connection's
+// WebSocket (ws's events reach the Peer through RelaySocket.emit), the ones on its socket and ws
+// receiver are the same functions for every connection (no closure per connection), the upgrade
+// pipeline's own socket listeners are gone once the handshake
 // completed, and the connection-cap slot is still given back exactly once when the connection
 // ends. Real connections against an in-process relay.
 
 import type { Socket } from 'node:net';
 import type { EventEmitter } from 'node:events';
 import { describe, expect, it } from 'vitest';
+import { RelaySocket } from '../../src/session/peer.js';
 import { useRelays } from '../helpers/relays.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -22,7 +24,7 @@ function internals(ws: unknown): { socket: Socket; receiver: EventEmitter } {
 const WS_EVENTS = ['message', 'ping', 'pong', 'error', 'close'] as const;
 
 describe('an idle connection holds no listener of its own', () => {
-  it('a binary and three phones: one listener per ws event, the same function on every connection; the socket keeps only ws listeners and one shared deadline check', async () => {
+  it('a binary and three phones: no listener on any ws event (RelaySocket.emit hands them to the Peer); the socket keeps only ws listeners and one shared deadline check', async () => {
     const r = await boot();
     const clients = [await binary(r, 'idle-1'), await phone(r, 'idle-1'), await phone(r, 'idle-1')];
     clients.push(await phone(r, 'idle-1'));
@@ -31,10 +33,9 @@ describe('an idle connection holds no listener of its own', () => {
     expect(sessions.length).toBe(4);
     const [first, ...others] = sessions.map((s) => s.peer.ws);
 
-    for (const event of WS_EVENTS) {
-      expect(first!.listeners(event), `'${event}' on the WebSocket`).toHaveLength(1);
-      for (const ws of others)
-        expect(ws.listeners(event), `'${event}' on another WebSocket`).toEqual(first!.listeners(event));
+    for (const ws of [first!, ...others]) {
+      expect(ws).toBeInstanceOf(RelaySocket);
+      for (const event of WS_EVENTS) expect(ws.listeners(event), `'${event}' on the WebSocket`).toEqual([]);
     }
 
     const a = internals(first);
@@ -61,5 +62,25 @@ describe('an idle connection holds no listener of its own', () => {
     clients[0]!.close(1000);
     await waitFor(() => r.relay.liveConnections === 0, 3_000, 'the binary to end');
     expect(r.relay.cap.used).toBe(0);
+  });
+});
+
+describe('RelaySocket.emit', () => {
+  it('a listener someone else adds to a WebSocket still gets its events, after the Peer routed them', async () => {
+    const r = await boot();
+    const b = await binary(r, 'emit-1');
+    const p = await phone(r, 'emit-1');
+    const { phones } = r.relay.registry.snapshot();
+    const seen: string[] = [];
+    phones[0]!.peer.ws.on('message', (data: Buffer, isBinary: boolean) => seen.push(`${data.toString()} ${isBinary}`));
+    phones[0]!.peer.ws.on('close', (code: number) => seen.push(`close ${code}`));
+    p.send('{"n":1}');
+    const envelope = JSON.parse(await b.message(1)) as { frame: unknown };
+    expect(envelope.frame).toEqual({ n: 1 });
+    expect(seen).toEqual(['{"n":1} false']);
+    p.close(1000);
+    await waitFor(() => seen.length === 2, 3_000, "the extra 'close' listener");
+    expect(seen[1]).toBe('close 1000');
+    await waitFor(() => r.relay.liveConnections === 1, 3_000, 'the phone to end');
   });
 });
