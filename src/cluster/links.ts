@@ -79,7 +79,7 @@ export class RemoteBinary implements BinaryLink {
     this.sender.binaryFrame(this, phone, envelope);
   }
 
-  /** The record carries the envelope in one piece. */
+  /** The record carries the envelope in one piece (a copy, whatever `copyFrame` says). */
   forwardJoined(phone: PhoneLink, prefix: Buffer, frame: Buffer): void {
     this.sender.binaryFrame(this, phone, joinEnvelope(prefix, frame));
   }

@@ -175,9 +175,9 @@ export class BinarySession implements BinaryLink, PeerEvents, HeartbeatOwner {
     this.holdBackIfBackedUp(phone);
   }
 
-  forwardJoined(phone: PhoneLink, prefix: Buffer, frame: Buffer): void {
+  forwardJoined(phone: PhoneLink, prefix: Buffer, frame: Buffer, copyFrame: boolean): void {
     const length = prefix.length + frame.length + ENVELOPE_SUFFIX.length;
-    this.peer.sendJoined(prefix, frame, ENVELOPE_SUFFIX, phone.onForwarded, length);
+    this.peer.sendJoined(prefix, frame, ENVELOPE_SUFFIX, phone.onForwarded, length, copyFrame);
     this.holdBackIfBackedUp(phone);
   }
 

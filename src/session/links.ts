@@ -26,8 +26,9 @@ export interface BinaryLink {
   /** Sends one envelope for `phone`; `phone.onForwarded` reports success or failure. */
   forward(phone: PhoneLink, envelope: Buffer): void;
   /** Sends the envelope `prefix` + `frame` + `}` for `phone` without joining the pieces first
-   * (`frame` is already what Go would emit); reported like forward. */
-  forwardJoined(phone: PhoneLink, prefix: Buffer, frame: Buffer): void;
+   * (`frame` is already what Go would emit); reported like forward. With `copyFrame` the frame
+   * must not stay referenced after the call (it is a small part of a larger buffer). */
+  forwardJoined(phone: PhoneLink, prefix: Buffer, frame: Buffer, copyFrame: boolean): void;
   /** After each completed forward (and close notice): lets paused phones go once the socket drained. */
   drained(): void;
   /** Sends a close notice (not counted as a forwarded frame). */

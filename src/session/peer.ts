@@ -311,11 +311,20 @@ export class Peer {
   }
 
   /** Sends one text frame carrying head + body + tail, like send(Buffer.concat(...)) but without
-   * the copy (src/session/text-frame.ts): the three stay referenced until `done` runs. */
-  sendJoined(head: Buffer, body: Buffer, tail: Buffer, done: SendCallback | undefined, tag = 0): void {
+   * the copy (src/session/text-frame.ts): the three stay referenced until `done` runs. With
+   * `copyBody` they are copied into the frame at once instead (nothing stays referenced), still
+   * one allocation and one write fewer than joining them and sending through ws. */
+  sendJoined(
+    head: Buffer,
+    body: Buffer,
+    tail: Buffer,
+    done: SendCallback | undefined,
+    tag = 0,
+    copyBody = false,
+  ): void {
     const sends = this.beginSend(done, tag);
     if (sends === undefined) return;
-    if (sendsDirectly(this.ws)) writeTextFrame(this.socket, head, body, tail, sends.onWritten);
+    if (sendsDirectly(this.ws)) writeTextFrame(this.socket, head, body, tail, sends.onWritten, copyBody);
     else this.ws.send(Buffer.concat([head, body, tail]), SEND_OPTIONS, sends.onWritten);
   }
 

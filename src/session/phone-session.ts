@@ -24,7 +24,7 @@ import {
 } from '../protocol/close-codes.js';
 import { phoneConnId } from '../protocol/conn-id.js';
 import type { RelayContext } from './context.js';
-import { closeNotice, connIdPrefix, joinEnvelope, PAYLOAD_AS_IS, phoneEnvelope } from '../protocol/envelope.js';
+import { closeNotice, connIdPrefix, PAYLOAD_AS_IS, phoneEnvelope } from '../protocol/envelope.js';
 import { mayWriteAsView } from './retained.js';
 import { Heartbeat, type HeartbeatOwner } from './heartbeat.js';
 import { closeReasonFor, type CloseReason } from '../metrics/metrics.js';
@@ -170,10 +170,10 @@ export class PhoneSession implements PhoneLink, PeerEvents, HeartbeatOwner {
     }
     this.forwardTarget = binary;
     if (envelope !== PAYLOAD_AS_IS) binary.forward(this, envelope);
-    // A large frame is written around the phone's bytes as they arrived instead of into a copy
-    // (src/session/retained.ts says when a view may be held until its write completes).
-    else if (mayWriteAsView(data)) binary.forwardJoined(this, this.prefix, data);
-    else binary.forward(this, joinEnvelope(this.prefix, data));
+    // Written around the phone's bytes as they arrived: a large frame as the view it is (src/session/
+    // retained.ts says when a view may be held until its write completes), any other copied
+    // straight into the one buffer of its WebSocket frame.
+    else binary.forwardJoined(this, this.prefix, data, !mayWriteAsView(data));
   }
 
   /** Completion of one envelope send to the binary; `bytes` is the envelope's length. Made on the

@@ -31,30 +31,33 @@ export function sendsDirectly(ws: WebSocket): boolean {
 }
 
 /** Writes one text frame carrying head + body + tail; `done` runs when the last byte was handed
- * to the kernel (or the write failed), as ws's send callback does. The frame header shares one
- * small allocation with `head`; `body` and `tail` are written as they are and must not change
- * until then. */
+ * to the kernel (or the write failed), as ws's send callback does. With `copyBody` the whole
+ * frame is one new buffer (a small frame, or one that must not keep the buffer it is a view of
+ * alive): one allocation and one write, where joining the envelope and sending it through ws took
+ * two of each. Without it the frame header shares one small allocation with `head`, and `body`
+ * and `tail` are written as they are and must not change until `done`. */
 export function writeTextFrame(
   socket: Socket,
   head: Buffer,
   body: Buffer,
   tail: Buffer,
   done: (err?: Error) => void,
+  copyBody = false,
 ): void {
   const length = head.length + body.length + tail.length;
   const headerBytes = length <= MAX_SHORT_LENGTH ? 2 : length <= 0xffff ? 4 : 10;
-  const first = Buffer.allocUnsafe(headerBytes + head.length);
-  first[0] = FIN_TEXT;
-  if (headerBytes === 2) {
-    first[1] = length;
-  } else if (headerBytes === 4) {
-    first[1] = LENGTH_16;
-    first.writeUInt16BE(length, 2);
-  } else {
-    first[1] = LENGTH_64;
-    first.writeUInt32BE(0, 2);
-    first.writeUInt32BE(length, 6); // messages are far below 4 GiB
+  if (copyBody) {
+    const frame = Buffer.allocUnsafe(headerBytes + length);
+    writeHeader(frame, length, headerBytes);
+    head.copy(frame, headerBytes);
+    body.copy(frame, headerBytes + head.length);
+    tail.copy(frame, headerBytes + head.length + body.length);
+    // Node passes null or undefined for success; callers take a missing error either way.
+    socket.write(frame, done as (err?: Error | null) => void);
+    return;
   }
+  const first = Buffer.allocUnsafe(headerBytes + head.length);
+  writeHeader(first, length, headerBytes);
   head.copy(first, headerBytes);
   socket.cork();
   socket.write(first);
@@ -62,4 +65,19 @@ export function writeTextFrame(
   // Node passes null or undefined for success; callers take a missing error either way.
   socket.write(tail, done as (err?: Error | null) => void);
   socket.uncork();
+}
+
+/** FIN + text opcode and the shortest encoding of `length` (RFC 6455 section 5.2), no mask. */
+function writeHeader(frame: Buffer, length: number, headerBytes: number): void {
+  frame[0] = FIN_TEXT;
+  if (headerBytes === 2) {
+    frame[1] = length;
+  } else if (headerBytes === 4) {
+    frame[1] = LENGTH_16;
+    frame.writeUInt16BE(length, 2);
+  } else {
+    frame[1] = LENGTH_64;
+    frame.writeUInt32BE(0, 2);
+    frame.writeUInt32BE(length, 6); // messages are far below 4 GiB
+  }
 }

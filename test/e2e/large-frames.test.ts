@@ -43,6 +43,13 @@ function compactFrame(bytes: number, seq: number): Buffer {
 /** Sizes around the view threshold, the 16-bit/64-bit length boundary of the envelope, and the
  * largest the relay accepts from a phone (256 KiB messages; the envelope adds ~50 bytes). */
 const SIZES = [
+  // Small frames (copied into one frame buffer): envelopes across the 7-bit/16-bit length boundary
+  // (the prefix is 47 bytes here, so 77 and 78 make 125- and 126-byte envelopes).
+  16,
+  77,
+  78,
+  79,
+  1_000,
   IN_FLIGHT_VIEW_MIN_BYTES - 1,
   IN_FLIGHT_VIEW_MIN_BYTES,
   16 * 1024,
@@ -69,7 +76,7 @@ async function receivedBytes(raw: RawWs, bytes: number, what: string): Promise<v
 }
 
 describe('large phone frames reach the binary byte for byte, one text frame each', () => {
-  it('compact frames of 4 KiB - 256 KiB, a frame to compact and a binary-opcode frame, sent in one TCP write and one by one: exactly the envelope bytes and framing ws writes', async () => {
+  it('compact frames of 16 B - 256 KiB (copied below 4 KiB, views above), a frame to compact and a binary-opcode frame, sent in one TCP write and one by one: exactly the envelope bytes and framing ws writes', async () => {
     const r = await boot();
     const { binary, phone, connId } = await rawPair(r, 'large-p2b');
     const prefix = `{"conn_id":"${connId}","frame":`;
