@@ -53,8 +53,9 @@ export function markdownReport(r: BenchResults): string {
   const ratios = r.ratios;
   const plan = r.meta.plan;
   const lines: string[] = [];
-  const noisy = (ratio: number, floor: number): string =>
-    ratio >= TARGETS.metricsOnVsOff
+  /** A missed ratio at or above the A/A floor is within what two identical relays differed by. */
+  const noisy = (ratio: number, floor: number, target: number = TARGETS.metricsOnVsOff): string =>
+    ratio >= target
       ? 'met'
       : ratio >= floor
         ? '**missed**, inside the A/A noise floor (see below)'
@@ -67,8 +68,8 @@ export function markdownReport(r: BenchResults): string {
     '',
     '| Target | Measured | |',
     '|---|---|---|',
-    `| 128 B: relay per-core capacity ≥ ${TARGETS.perCore128} × the corked bare forwarder, every scenario | lowest ${ratios.per_core_vs_bare_128_min!.toFixed(3)}; A/A noise floor: lowest ${ratios.a_a_noise_per_core_min!.toFixed(3)} | ${pass(ratios.per_core_vs_bare_128_min! >= TARGETS.perCore128)} |`,
-    `| 16 KiB: relay per-core capacity ≥ ${TARGETS.perCore16k} × the bare forwarder, every scenario | lowest ${ratios.per_core_vs_bare_16k_min!.toFixed(3)} | ${pass(ratios.per_core_vs_bare_16k_min! >= TARGETS.perCore16k)} |`,
+    `| 128 B: relay per-core capacity ≥ ${TARGETS.perCore128} × the corked bare forwarder, every scenario | lowest ${ratios.per_core_vs_bare_128_min!.toFixed(3)}; A/A noise floor: lowest ${ratios.a_a_noise_per_core_min!.toFixed(3)} | ${noisy(ratios.per_core_vs_bare_128_min!, ratios.a_a_noise_per_core_min!, TARGETS.perCore128)} |`,
+    `| 16 KiB: relay per-core capacity ≥ ${TARGETS.perCore16k} × the bare forwarder, every scenario | lowest ${ratios.per_core_vs_bare_16k_min!.toFixed(3)}; A/A noise floor: lowest ${ratios.a_a_noise_per_core_min!.toFixed(3)} | ${noisy(ratios.per_core_vs_bare_16k_min!, ratios.a_a_noise_per_core_min!, TARGETS.perCore16k)} |`,
     `| idle memory ≤ 10 KiB RSS per connection at 5,000 phones | ${fmt(r.memory.rss_bytes_per_idle_phone!)} B at ${r.memory.idle_phones_measured} phones (bare forwarder: ${fmt(r.memory.bare_rss_bytes_per_idle_phone!)} B) | ${pass(r.memory.rss_bytes_per_idle_phone! <= TARGETS.rssPerPhoneBytes)} |`,
     upgradeRow(r),
   );

@@ -281,6 +281,8 @@ for (const target of TARGETS) servers.set(target, await startServer(target));
 const throughput: Record<string, Record<TargetName, number>> = {};
 /** Server CPU microseconds per forwarded frame: independent of how fast the load generator is. */
 const cpuPerFrame: Record<string, Record<TargetName, number>> = {};
+/** Every repeat's CPU per frame, in the order the repeats ran: the spread behind each median. */
+const cpuPerFrameSamples: Record<string, Record<TargetName, number[]>> = {};
 const emptySamples = (): Record<TargetName, number[]> => ({
   bare: [],
   relay_off: [],
@@ -335,10 +337,12 @@ for (const topo of TOPOLOGIES) {
   for (const [key, entry] of samples) {
     throughput[key] = medians(entry);
     cpuPerFrame[key] = medians(cpuSamples.get(key)!);
+    cpuPerFrameSamples[key] = cpuSamples.get(key)!;
   }
 }
 results.throughput_frames_per_sec = throughput;
 results.server_cpu_us_per_frame = cpuPerFrame;
+results.server_cpu_us_per_frame_samples = cpuPerFrameSamples;
 
 // 2. Round-trip latency (phone -> binary -> echo -> phone, 128 B) at half of the measured
 // round-trip peak; both targets run at the same rate: half of the lower of the two peaks.
