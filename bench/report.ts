@@ -55,11 +55,7 @@ export function markdownReport(r: BenchResults): string {
   const lines: string[] = [];
   /** A missed ratio at or above the A/A floor is within what two identical relays differed by. */
   const noisy = (ratio: number, floor: number, target: number = TARGETS.metricsOnVsOff): string =>
-    ratio >= target
-      ? 'met'
-      : ratio >= floor
-        ? '**missed**, inside the A/A noise floor (see below)'
-        : '**missed**';
+    ratio >= target ? 'met' : ratio >= floor ? '**missed**, inside the A/A noise floor (see below)' : '**missed**';
   lines.push(
     `Measured ${String(r.meta.date).slice(0, 10)} on ${String(r.meta.cpus)} × ${String(r.meta.cpu_model)}, Node ${String(r.meta.node)}, ` +
       `${String(r.meta.pinned)}; ${String(r.meta.mode)} run, median of ${String(plan.repeats)} interleaved repeats, ${Number(plan.measureMs) / 1000} s each.`,
