@@ -647,31 +647,27 @@ async function upgradeSection(loader: ChildProcess, relay: Server, bare: Server)
   const ws = series();
   const cpu = series();
   let connections = 0;
+  /** Binaries first, then 16 phones each (the bare server takes the same connections). */
+  const topologyOf = (t: UpgradeTarget): Topology => ({
+    target: t.name === 'relay' ? 'relay' : 'bare',
+    port: t.port,
+    ids,
+    phonesPerId: 16,
+  });
   try {
     // Two discarded runs per server first: a fresh process pays its JIT warm-up on its first few
     // thousand handshakes (the first run after one discarded run still cost about twice the CPU
     // per upgrade of the runs after it).
     for (let warmup = 0; warmup < 2; warmup++) {
       for (const t of targets) {
-        const topology: Topology = {
-          target: t.name === 'relay' ? 'relay' : 'bare',
-          port: t.port,
-          ids,
-          phonesPerId: 16,
-        };
-        await load({ cmd: 'connect', topology, concurrency: 64, client: 'raw' });
+        await load({ cmd: 'connect', topology: topologyOf(t), concurrency: 64, client: 'raw' });
         await load({ cmd: 'teardown' });
         await t.settle();
       }
     }
     for (let repeat = 0; repeat < PLAN.upgradeRepeats; repeat++) {
       for (const t of targets) {
-        const topology: Topology = {
-          target: t.name === 'relay' ? 'relay' : 'bare',
-          port: t.port,
-          ids,
-          phonesPerId: 16,
-        };
+        const topology = topologyOf(t);
         const cpu0 = await t.cpuUs();
         const run = await load({ cmd: 'connect', topology, concurrency: 64, client: 'raw' });
         const cpu1 = await t.cpuUs();
