@@ -220,10 +220,12 @@ async function rawScraper(port: number): Promise<{ scrape(): Promise<{ ms: numbe
           const end = all.indexOf('\r\n\r\n');
           if (end < 0) return;
           const head = all.toString('latin1', 0, end);
-          if (!head.startsWith('HTTP/1.1 200 ')) return finish(new Error(`scrape: ${head.split('\r\n')[0]}`));
           const length = /\r\ncontent-length: *(\d+)/i.exec(head);
-          if (length === null) return finish(new Error('scrape: no Content-Length'));
-          if (received >= end + 4 + Number(length[1])) {
+          if (!head.startsWith('HTTP/1.1 200 ')) {
+            finish(new Error(`scrape: ${head.split('\r\n')[0]}`));
+          } else if (length === null) {
+            finish(new Error('scrape: no Content-Length'));
+          } else if (received >= end + 4 + Number(length[1])) {
             finish(undefined, { ms: performance.now() - t0, bytes: Number(length[1]) });
           }
         };
