@@ -17,7 +17,7 @@ import { cpus, platform, release, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort } from '../test/helpers/ports.js';
-import { cpuSeconds, median, request } from './child-process.js';
+import { cpuSeconds, median, request, serverCpuUs, settle } from './child-process.js';
 import { NODE_FLAGS } from '../src/node-flags.js';
 import type { Command, Topology } from './load.js';
 import { type BenchResults, chartSvg, markdownReport, refreshDocs } from './report.js';
@@ -264,13 +264,6 @@ async function scrapeSeries(
   } finally {
     scraper.close();
   }
-}
-
-/** Waits (at most 10 s) until the server holds no connection, so closing one run's connections
- * does not eat into the next run on the shared core. */
-async function settle(server: Server): Promise<void> {
-  const until = performance.now() + 10_000;
-  while ((await request<{ live: number }>(server.child, 'live')).live > 0 && performance.now() < until) await sleep(50);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -674,11 +667,6 @@ interface UpgradeTarget {
   settle(): Promise<void>;
 }
 
-/** CPU of one of our node servers: process.cpuUsage() over IPC (µs resolution, all threads). */
-function nodeCpuUs(server: Server): () => Promise<number> {
-  return async () => (await request<{ cpuUs: number }>(server.child, 'cpu')).cpuUs;
-}
-
 /**
  * Upgrade rate: binaries, then their phones, 64 handshakes in flight at any moment, against the
  * relay, the bare ws server (which accepts and holds) and, when RELAY_BENCH_REFERENCE_CMD names
@@ -693,8 +681,8 @@ function nodeCpuUs(server: Server): () => Promise<number> {
 async function upgradeSection(loader: ChildProcess, relay: Server, bare: Server): Promise<Record<string, number>> {
   const load = (command: Command): Promise<Record<string, number>> => request(loader, command);
   const targets: UpgradeTarget[] = [
-    { name: 'bare', port: bare.port, cpuUs: nodeCpuUs(bare), settle: () => settle(bare) },
-    { name: 'relay', port: relay.port, cpuUs: nodeCpuUs(relay), settle: () => settle(relay) },
+    { name: 'bare', port: bare.port, cpuUs: () => serverCpuUs(bare.child), settle: () => settle(bare.child) },
+    { name: 'relay', port: relay.port, cpuUs: () => serverCpuUs(relay.child), settle: () => settle(relay.child) },
   ];
   const reference = await startReference();
   if (reference !== null) targets.push(reference.target);

@@ -8,23 +8,14 @@
 //          name=path/to/dist ...   e.g. `--bare base=/tmp/base/dist new=dist` (the common options
 //          and AB_WRAP: bench/ab.ts; a name starting with "bare" runs that tree's bare ws server).
 
-import type { ChildProcess } from 'node:child_process';
 import { flag, isBare, startAb } from './ab.js';
-import { median, request } from './child-process.js';
+import { median, serverCpuUs, settle } from './child-process.js';
 
 const rounds = Number(flag('rounds', '7'));
 /** Phones and binaries per run (17 a server-id: the binary and its 16 phones). */
 const ids = Math.ceil(Number(flag('connections', String(128 * 17))) / 17);
 
 const { load, servers } = await startAb();
-
-const cpuUs = async (child: ChildProcess): Promise<number> => (await request<{ cpuUs: number }>(child, 'cpu')).cpuUs;
-async function settle(child: ChildProcess): Promise<void> {
-  const until = performance.now() + 10_000;
-  while ((await request<{ live: number }>(child, 'live')).live > 0 && performance.now() < until) {
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 const samples = new Map<string, number[]>();
 // Rounds 0 and 1 warm every process up (a fresh process pays its JIT on its first few thousand
@@ -38,9 +29,9 @@ for (let round = 1 - WARMUP_ROUNDS; round <= rounds; round++) {
       ids,
       phonesPerId: 16,
     } as const;
-    const cpu0 = await cpuUs(server.child);
+    const cpu0 = await serverCpuUs(server.child);
     const run = await load({ cmd: 'connect', topology, concurrency: 64, client: 'raw' });
-    const us = ((await cpuUs(server.child)) - cpu0) / run.connections!;
+    const us = ((await serverCpuUs(server.child)) - cpu0) / run.connections!;
     await load({ cmd: 'teardown' });
     await settle(server.child);
     if (round > 0) samples.set(server.name, [...(samples.get(server.name) ?? []), us]);
