@@ -6,7 +6,7 @@
 // readers on both sides (every byte after the upgrade) and with real ws clients.
 
 import { describe, expect, it } from 'vitest';
-import { binaryHeaders, phoneHeaders, type TestRelay, useRelays } from '../helpers/relays.js';
+import { binaryHeaders, phoneConnId, phoneHeaders, type TestRelay, useRelays } from '../helpers/relays.js';
 import { clientFrame, RawWs } from '../helpers/ws-frames.js';
 import { waitFor } from '../helpers/wait.js';
 import { IN_FLIGHT_VIEW_MIN_BYTES } from '../../src/session/retained.js';
@@ -112,8 +112,7 @@ describe('large phone frames reach the binary byte for byte, one text frame each
     const r = await boot();
     const binary = await wsBinary(r, 'large-p2b-ws');
     const phone = await wsPhone(r, 'large-p2b-ws');
-    phone.send('{"hello":1}');
-    const connId = (JSON.parse(await binary.message(1)) as { conn_id: string }).conn_id;
+    const connId = await phoneConnId(phone, binary);
     const frames = SIZES.map((size, i) => compactFrame(size, i).toString('utf8'));
     for (const frame of frames) phone.send(frame);
     await binary.message(1 + frames.length, 10_000);
@@ -142,8 +141,7 @@ describe('large binary-to-phone frames reach the phone byte for byte, one text f
     const r = await boot();
     const binary = await wsBinary(r, 'large-b2p-ws');
     const phone = await wsPhone(r, 'large-b2p-ws');
-    phone.send('{"hello":1}');
-    const connId = (JSON.parse(await binary.message(1)) as { conn_id: string }).conn_id;
+    const connId = await phoneConnId(phone, binary);
     const frames = SIZES.filter((s) => s <= 200 * 1024).map((size, i) => compactFrame(size, i).toString('utf8'));
     for (const frame of frames) binary.send(`{"conn_id":"${connId}","frame":${frame}}`);
     await phone.message(frames.length, 10_000);
