@@ -58,7 +58,8 @@ export function markdownReport(r: BenchResults): string {
     ratio >= target ? 'met' : ratio >= floor ? '**missed**, inside the A/A noise floor (see below)' : '**missed**';
   lines.push(
     `Measured ${String(r.meta.date).slice(0, 10)} on ${String(r.meta.cpus)} × ${String(r.meta.cpu_model)}, Node ${String(r.meta.node)}, ` +
-      `${String(r.meta.pinned)}; ${String(r.meta.mode)} run, median of ${String(plan.repeats)} interleaved repeats, ${Number(plan.measureMs) / 1000} s each.`,
+      `${String(r.meta.pinned)}; ${String(r.meta.mode)} run, median of ${String(plan.repeats)} interleaved repeats, ${Number(plan.measureMs) / 1000} s each` +
+      `${Number(plan.warmupRepeats ?? 0) > 0 ? ', after a warm-up pass that is not counted' : ''}.`,
     '',
     `![Per-core capacity, relay against the bare ws forwarder, per scenario](${CHART_FILE})`,
     '',
