@@ -185,7 +185,17 @@ export class Peer {
   private sends: PendingSends | undefined;
   private sendTimer: ReturnType<typeof setTimeout> | undefined;
 
+  /** The read deadline's timer: armed while a message is unfinished, left to lapse (not cleared)
+   * when messages complete, so a busy stream costs no timer work per chunk. */
   private messageTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Messages ws has delivered from this peer: tells one unfinished message from the next. */
+  private messagesRead = 0;
+  /** `messagesRead` when the unfinished message was first seen at the end of a chunk; -1 while
+   * the relay is between messages (or not reading). */
+  private unfinishedMark = -1;
+  /** When that message was first seen unfinished (performance.now()): its first bytes came in
+   * that chunk, so its deadline runs from there. */
+  private unfinishedSince = 0;
   private paused = false;
   private corked = false;
   /** Uncorks the socket at the end of the tick; made on the first send (a closure, not an
@@ -233,6 +243,7 @@ export class Peer {
   static handleWsEvent(peer: Peer, event: string | symbol, a: unknown, b: unknown): void {
     switch (event) {
       case 'message':
+        peer.messagesRead++;
         peer.events.onMessage(a as Buffer, b as boolean);
         return;
       case 'pong':
@@ -408,8 +419,10 @@ export class Peer {
     if (this.paused || this.closed) return;
     this.paused = true;
     this.ws.pause();
-    // Bytes we are not reading cannot count against the peer's message deadline.
+    // Bytes we are not reading cannot count against the peer's message deadline: on resume an
+    // unfinished message gets a whole deadline again.
     this.clearMessageTimer();
+    this.unfinishedMark = -1;
   }
 
   resume(): void {
@@ -503,19 +516,47 @@ export class Peer {
     this.events.onClose(closedByRelay ? this.relayCloseCode : peerCode, closedByRelay);
   }
 
+  /** Runs after ws consumed each chunk. A message must complete within messageReadTimeoutMs of
+   * its first bytes: the deadline belongs to the message, so a peer that streams without a read
+   * ever ending between two messages is never cut while each message completes in time. */
   private checkMessageDeadline(): void {
     const receiver = this.receiver;
     if (receiver === undefined || this.closed || this.paused) return;
-    const midMessage = receiver._state !== 0 || receiver._bufferedBytes > 0 || receiver._fragmented !== 0;
-    if (!midMessage) {
-      this.clearMessageTimer();
-    } else if (this.messageTimer === undefined) {
-      this.messageTimer = setTimeout(Peer.onMessageDeadline, this.messageReadTimeoutMs, this);
+    if (!Peer.midMessage(receiver)) {
+      this.unfinishedMark = -1; // an armed timer finds nothing unfinished and lapses
+      return;
     }
+    if (this.unfinishedMark !== this.messagesRead) {
+      // Not the message seen unfinished last time (if any): this one started in this chunk.
+      this.unfinishedMark = this.messagesRead;
+      this.unfinishedSince = performance.now();
+    }
+    if (this.messageTimer === undefined) this.armMessageTimer();
+  }
+
+  private static midMessage(receiver: WsReceiverState): boolean {
+    return receiver._state !== 0 || receiver._bufferedBytes > 0 || receiver._fragmented !== 0;
+  }
+
+  private armMessageTimer(): void {
+    const left = this.unfinishedSince + this.messageReadTimeoutMs - performance.now();
+    this.messageTimer = setTimeout(Peer.onMessageDeadline, Math.max(1, left), this);
   }
 
   private static onMessageDeadline(peer: Peer): void {
     peer.messageTimer = undefined;
+    const receiver = peer.receiver;
+    if (peer.closed || peer.paused || receiver === undefined || !Peer.midMessage(receiver)) return;
+    if (peer.unfinishedMark !== peer.messagesRead) {
+      // A message completed since the last chunk looked (ws delivered it without a new chunk):
+      // the unfinished one is younger than its mark; give it a whole deadline from now.
+      peer.unfinishedMark = peer.messagesRead;
+      peer.unfinishedSince = performance.now();
+    }
+    if (performance.now() - peer.unfinishedSince < peer.messageReadTimeoutMs) {
+      peer.armMessageTimer(); // a later message than the one the timer was armed for
+      return;
+    }
     peer.close(READ_TIMEOUT_CODE, READ_TIMEOUT_REASON);
     // The peer is stuck inside a frame and cannot send a parseable close back: flush our close
     // frame and drop TCP now instead of waiting out the close handshake.

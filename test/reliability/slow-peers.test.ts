@@ -407,4 +407,33 @@ describe('peers that start a message and never finish it (read deadline)', () =>
     await waitFor(() => r.relay.counts().phones === 1 && r.relay.cap.used === 2, 3_000, 'slots back');
     expect(healthy.closed).toBeUndefined();
   });
+  it('a phone streaming for 4 deadlines with every TCP segment ending inside its next message is never cut (each message completes in 40 ms); the message it then leaves unfinished is cut one deadline after its first byte', async () => {
+    const r = await boot({ messageReadTimeoutMs: DEADLINE });
+    const binary = track(await connectBinary(r, 'sp-rd-stream'));
+    const phone = track(await RawWs.open(r.port, '/v1/client', phoneHeaders('sp-rd-stream')));
+    phone.socket.setNoDelay(true);
+    await waitFor(() => r.relay.counts().phones === 1, 3_000, 'registration');
+    const frames = Array.from({ length: 31 }, (_, k) => clientFrame(0x1, Buffer.from(`{"k":${k}}`)));
+    // Segment k carries the rest of message k-1 and the first half of message k: the relay never
+    // reads up to a message boundary, yet every message completes 40 ms after it started.
+    const half = (f: Buffer): number => Math.floor(f.length / 2);
+    const nBin = binary.messages.length;
+    phone.write(frames[0]!.subarray(0, half(frames[0]!)));
+    for (let k = 1; k < frames.length; k++) {
+      await sleep(40);
+      const prev = frames[k - 1]!;
+      phone.write(Buffer.concat([prev.subarray(half(prev)), frames[k]!.subarray(0, half(frames[k]!))]));
+    }
+    const stalledAt = Date.now(); // message 30 is left half-sent from here on
+    expect(phone.closeFrame()).toBeUndefined(); // 1,200 ms of streaming, 4 deadlines
+    await waitFor(() => binary.messages.length >= nBin + 30, 3_000, 'binary got messages 0-29');
+    const got = binary.messages.slice(nBin).map((m) => JSON.parse(m).frame.k as number);
+    expect(got).toEqual(Array.from({ length: 30 }, (_, k) => k));
+    const cut = await cutAfter(phone, stalledAt);
+    figure('read deadline 300 ms: streaming phone, unfinished last message cut after (ms)', cut.frameMs);
+    expect(cut.code).toBe(1008);
+    expect(cut.reason).toBe('message read timeout');
+    expect(cut.frameMs).toBeGreaterThanOrEqual(DEADLINE - 50);
+    expect(cut.frameMs).toBeLessThan(DEADLINE + SLACK);
+  });
 });
