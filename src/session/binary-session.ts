@@ -91,21 +91,26 @@ export class BinarySession implements BinaryLink, PeerEvents, HeartbeatOwner {
   }
 
   private readonly decided = (decision: Awaited<ReturnType<Directory['claim']>>): void => {
-    if (decision.kind === 'unavailable') {
-      this.unavailable();
-      return;
-    }
-    if (this.state !== 'probing') {
-      // A cluster answer arrived after this connection ended: give the slot back (grace).
-      if (decision.kind === 'claimed') this.lateClaim(decision.evicted);
-      return;
-    }
+    if (this.settledAside(decision) || decision.kind === 'unavailable') return; // (the second test only narrows the type)
     if (decision.kind === 'claimed') {
       this.claimed(decision.evicted, decision.graceStartedAtMs);
       return;
     }
     void this.runProbe(decision.incumbent);
   };
+
+  /** What a claim or takeover answer means whatever was asked: the engine could not decide, or
+   * the answer came after this connection ended. True when that was the case (and handled). */
+  private settledAside(decision: { kind: string; evicted?: PhoneLink[] }): boolean {
+    if (decision.kind === 'unavailable') {
+      this.unavailable();
+      return true;
+    }
+    if (this.state === 'probing') return false;
+    // A cluster answer arrived after this connection ended: give the slot back (grace).
+    if (decision.kind === 'claimed') this.lateClaim(decision.evicted!);
+    return true;
+  }
 
   private lateClaim(evicted: PhoneLink[]): void {
     for (const phone of evicted) phone.closeWith(RECLAIM_EVICT_CODE, RECLAIM_EVICT_REASON, 'evicted_4404');
@@ -131,14 +136,7 @@ export class BinarySession implements BinaryLink, PeerEvents, HeartbeatOwner {
     if (!alive) {
       const answer = this.ctx.directory.takeover(this.serverId, this, incumbent);
       const decision = answer instanceof Promise ? await answer : answer;
-      if (decision.kind === 'unavailable') {
-        this.unavailable();
-        return;
-      }
-      if (this.state !== 'probing') {
-        if (decision.kind === 'claimed') this.lateClaim(decision.evicted);
-        return;
-      }
+      if (this.settledAside(decision) || decision.kind === 'unavailable') return; // (the second test only narrows the type)
       if (decision.kind === 'claimed') {
         this.ctx.log.info('server_id_takeover', { server_id: this.serverId, remote: this.handshake.remote });
         // Same code and reason the heartbeat would have sent the dead incumbent.
