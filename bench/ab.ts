@@ -5,8 +5,11 @@
 //
 // Common options: name=path/to/dist ... (a built tree, the directory holding
 // bench/relay-process.js, with the project's node_modules beside it), --bare (the bare forwarder of
-// this tree first), --prof=dir (a `--cpu-prof` profile per target), --node-args=a,b (more Node
-// flags for the servers), --log=dir (each server's stdout to dir/<name>.log). AB_WRAP='cmd {name}'
+// this tree first), --reference (throughput-ab only: the server RELAY_BENCH_REFERENCE_CMD names, e.g. the Go
+// reference relay, as the last target "reference"; see child-process.ts), --prof=dir (a
+// `--cpu-prof` profile per target), --node-args=a,b (more Node flags for the servers), --log=dir
+// (each server's stdout to dir/<name>.log), --metrics (relays with their Prometheus endpoint on,
+// as the daemon runs; default off). AB_WRAP='cmd {name}'
 // runs each server under that command ({name}: the target's name), e.g. `strace -f -c -o
 // /tmp/st-{name}.txt` to count system calls, or a script that adds V8 flags per target.
 
@@ -16,7 +19,7 @@ import { cpus } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { NODE_FLAGS } from '../src/node-flags.js';
-import { request } from './child-process.js';
+import { request, startReferenceServer } from './child-process.js';
 import type { Command } from './load.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -76,7 +79,7 @@ function ready(child: ChildProcess, what: string): Promise<number> {
   });
 }
 
-/** Starts the load generator and every target named on the command line (metrics off). */
+/** Starts the load generator and every target named on the command line. */
 export async function startAb(): Promise<{
   load(command: Command): Promise<Record<string, number>>;
   servers: AbServer[];
@@ -98,10 +101,17 @@ export async function startAb(): Promise<{
     targets.map(async (t) => {
       const script = join(t.dist, 'bench', isBare(t.name) ? 'bare-forwarder.js' : 'relay-process.js');
       const prof = profDir !== '' ? ['--cpu-prof', `--cpu-prof-dir=${profDir}/${t.name}`] : [];
-      const child = startNode(script, isBare(t.name) ? ['0'] : ['0', 'off'], 0, [...prof, ...nodeArgs], t.name);
+      const metrics = process.argv.includes('--metrics') ? '0' : 'off';
+      const child = startNode(script, isBare(t.name) ? ['0'] : ['0', metrics], 0, [...prof, ...nodeArgs], t.name);
       if (logDir !== '') child.stdout!.pipe(createWriteStream(join(logDir, `${t.name}.log`)));
       return { name: t.name, child, port: await ready(child, t.name) };
     }),
   );
+  if (process.argv.includes('--reference')) {
+    const reference = await startReferenceServer(PIN);
+    if (reference === null) throw new Error('--reference needs RELAY_BENCH_REFERENCE_CMD');
+    children.push(reference.child);
+    servers.push({ name: 'reference', ...reference });
+  }
   return { load: (command) => request(loadgen, command, 60_000), servers };
 }

@@ -16,8 +16,7 @@ import { connect as connectTcp } from 'node:net';
 import { cpus, platform, release, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { freePort } from '../test/helpers/ports.js';
-import { cpuSeconds, median, request, serverCpuUs, settle } from './child-process.js';
+import { cpuSeconds, median, request, serverCpuUs, settle, startReferenceServer } from './child-process.js';
 import { NODE_FLAGS } from '../src/node-flags.js';
 import type { Command, Topology } from './load.js';
 import { type BenchResults, chartSvg, markdownReport, refreshDocs } from './report.js';
@@ -701,13 +700,21 @@ async function upgradeSection(loader: ChildProcess, relay: Server, bare: Server)
   const ws = series();
   const cpu = series();
   let connections = 0;
-  /** Binaries first, then 16 phones each (the bare server takes the same connections). */
-  const topologyOf = (t: UpgradeTarget): Topology => ({
-    target: t.name === 'relay' ? 'relay' : 'bare',
-    port: t.port,
-    ids,
-    phonesPerId: 16,
-  });
+  let runs = 0;
+  /** Binaries first, then 16 phones each (the bare server takes the same connections), from 128
+   * source addresses of their own for every run (127.<20 + run>.0.1-128, at most 17 connections
+   * each): the Go reference limits upgrade attempts per client IP (20, then one per 6 s) and has
+   * no switch for it. Every target gets the same. */
+  const topologyOf = (t: UpgradeTarget): Topology => {
+    const block = 20 + runs++;
+    return {
+      target: t.name === 'relay' ? 'relay' : 'bare',
+      port: t.port,
+      ids,
+      phonesPerId: 16,
+      localAddresses: Array.from({ length: 128 }, (_, i) => `127.${block}.0.${i + 1}`),
+    };
+  };
   try {
     // Two discarded runs per server first: a fresh process pays its JIT warm-up on its first few
     // thousand handshakes (the first run after one discarded run still cost about twice the CPU
@@ -721,16 +728,15 @@ async function upgradeSection(loader: ChildProcess, relay: Server, bare: Server)
     }
     for (let repeat = 0; repeat < PLAN.upgradeRepeats; repeat++) {
       for (const t of targets) {
-        const topology = topologyOf(t);
         const cpu0 = await t.cpuUs();
-        const run = await load({ cmd: 'connect', topology, concurrency: 64, client: 'raw' });
+        const run = await load({ cmd: 'connect', topology: topologyOf(t), concurrency: 64, client: 'raw' });
         const cpu1 = await t.cpuUs();
         connections = run.connections!;
         raw[t.name].push(run.perSec!);
         cpu[t.name].push((cpu1 - cpu0) / connections);
         await load({ cmd: 'teardown' });
         await t.settle();
-        const full = await load({ cmd: 'connect', topology, concurrency: 64, client: 'ws' });
+        const full = await load({ cmd: 'connect', topology: topologyOf(t), concurrency: 64, client: 'ws' });
         ws[t.name].push(full.perSec!);
         await load({ cmd: 'teardown' });
         await t.settle();
@@ -758,45 +764,19 @@ async function upgradeSection(loader: ChildProcess, relay: Server, bare: Server)
   return out;
 }
 
-/**
- * The optional external reference server (e.g. the Go reference relay, built outside the
- * repository): RELAY_BENCH_REFERENCE_CMD is a shell command with `{port}` where its listen port
- * goes. It runs pinned to the servers' CPU; its CPU comes from /proc (10 ms ticks); absent by
- * default and in CI.
- */
+/** The optional external reference server as an upgrade target (child-process.ts). */
 async function startReference(): Promise<{ child: ChildProcess; target: UpgradeTarget } | null> {
-  const template = process.env.RELAY_BENCH_REFERENCE_CMD;
-  if (template === undefined || template === '') return null;
-  const port = await freePort();
-  // `exec` keeps the pid: /proc/<pid>/stat is the server's own CPU.
-  const shell = ['sh', '-c', `exec ${template.replaceAll('{port}', String(port))}`];
-  const command = PIN ? ['taskset', '-c', '0', ...shell] : shell;
-  const child = spawn(command[0]!, command.slice(1), { stdio: ['ignore', 'ignore', 'inherit'] });
-  const until = performance.now() + 15_000;
-  while (!(await tcpOpen(port))) {
-    if (child.exitCode !== null || performance.now() > until) throw new Error('reference server did not start');
-    await sleep(100);
-  }
-  const pid = child.pid!;
+  const reference = await startReferenceServer(PIN);
+  if (reference === null) return null;
+  const pid = reference.child.pid!;
   return {
-    child,
+    child: reference.child,
     target: {
       name: 'reference',
-      port,
+      port: reference.port,
       cpuUs: async () => cpuSeconds(pid) * 1e6,
       // Nothing to ask it: give its closes a moment on the shared core.
       settle: () => sleep(1_000),
     },
   };
-}
-
-function tcpOpen(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = connectTcp({ host: '127.0.0.1', port });
-    socket.once('connect', () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.once('error', () => resolve(false));
-  });
 }

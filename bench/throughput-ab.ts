@@ -31,6 +31,7 @@ const TOPOLOGIES = [
 const { load, servers } = await startAb();
 
 const samples = new Map<string, Map<string, number[]>>();
+let setups = 0;
 for (let round = 0; round < rounds; round++) {
   for (const topo of TOPOLOGIES) {
     if (topologyNames.length > 0 && !topologyNames.includes(topo.name)) continue;
@@ -42,8 +43,12 @@ for (let round = 0; round < rounds; round++) {
           port: server.port,
           ids: topo.ids,
           phonesPerId: topo.phonesPerId,
+          // 64 source addresses of its own per setup (at most 16 connections each): the Go
+          // reference limits upgrades per client IP (20, then one per 6 s). Same for every target.
+          localAddresses: Array.from({ length: 64 }, (_, i) => `127.${100 + (setups % 150)}.0.${i + 1}`),
         },
       });
+      setups++;
       for (const size of sizes) {
         for (const direction of directions) {
           const key = `${direction} ${size} B, ${topo.name}`;
