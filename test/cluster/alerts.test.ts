@@ -8,7 +8,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Instance, type Nats, natsServerAvailable, startInstance, startNats } from '../helpers/cluster.js';
+import {
+  type Instance,
+  type Nats,
+  natsServerAvailable,
+  startInstance,
+  startNats,
+  stopInstances,
+} from '../helpers/cluster.js';
 
 const RULES = fileURLToPath(new URL('../../docs/ops/cluster/alerts.yml', import.meta.url));
 const TESTS = fileURLToPath(new URL('../../docs/ops/cluster/alerts.test.yml', import.meta.url));
@@ -52,6 +59,7 @@ describe.skipIf(!available)('the cluster alerts select series a real instance ex
   }, 30_000);
   afterAll(async () => {
     await a?.daemon.stop();
+    await stopInstances();
     await nats?.dispose();
   });
 

@@ -10,6 +10,7 @@ import {
   phoneAt,
   startInstance,
   startNats,
+  stopInstances,
   sumOf,
 } from '../helpers/cluster.js';
 import { binaryHeaders, phoneConnId, TestClient } from '../helpers/relays.js';
@@ -42,7 +43,7 @@ describe.skipIf(!available)('cluster failover (real nats-server)', () => {
   afterAll(async () => {
     for (const client of clients) client.ws.terminate();
     for (const instance of extra) instance.daemon.child.kill('SIGCONT');
-    await Promise.all([b?.daemon.stop(), c?.daemon.stop(), ...extra.map((i) => i.daemon.stop())]);
+    await Promise.all([b?.daemon.stop(), c?.daemon.stop(), ...extra.map((i) => i.daemon.stop()), stopInstances()]);
     await nats?.dispose();
   });
 

@@ -11,6 +11,7 @@ import {
   phoneAt,
   startInstance,
   startNats,
+  stopInstances,
   sumOf,
   upgradeStatusOf,
 } from '../helpers/cluster.js';
@@ -31,6 +32,7 @@ function track<T extends TestClient>(client: T): T {
 afterEach(async () => {
   for (const client of clients.splice(0)) client.ws.terminate();
   await Promise.all(instances.map((i) => i.daemon.stop()));
+  await stopInstances(); // also any a failed cluster() start left running
   instances = [];
   await nats?.dispose();
   nats = undefined;

@@ -11,6 +11,7 @@ import {
   phoneAt,
   startInstance,
   startNats,
+  stopInstances,
   sumOf,
 } from '../helpers/cluster.js';
 import { binaryHeaders, phoneConnId, TestClient } from '../helpers/relays.js';
@@ -40,7 +41,7 @@ describe.skipIf(!available)('cluster routing across instances (real nats-server)
 
   afterAll(async () => {
     for (const client of clients) client.ws.terminate();
-    await Promise.all([a?.daemon.stop(), b?.daemon.stop(), c?.daemon.stop()]);
+    await Promise.all([a?.daemon.stop(), b?.daemon.stop(), c?.daemon.stop(), stopInstances()]);
     await nats?.dispose();
   });
 

@@ -88,6 +88,18 @@ export const CLUSTER_TEST_ARGS = [
   '1000',
 ];
 
+/** Every instance started and not yet exited, so a test file can stop them all, also those a
+ * failed `Promise.all` of several starts never handed back (one start failing left the others
+ * running after the test run). */
+const liveInstances = new Set<DaemonHandle>();
+
+/** Stops (SIGKILL) every instance still running; for a test file's afterEach/afterAll. */
+export async function stopInstances(): Promise<void> {
+  const all = [...liveInstances];
+  liveInstances.clear();
+  await Promise.all(all.map((d) => d.stop()));
+}
+
 export async function startInstance(
   id: string,
   natsUrl: string,
@@ -98,6 +110,8 @@ export async function startInstance(
     ['--cluster', natsUrl, '--instance-id', id, '--log-format', 'json', ...CLUSTER_TEST_ARGS, ...extraArgs],
     { env },
   );
+  liveInstances.add(running.d);
+  void running.d.exited.then(() => liveInstances.delete(running.d));
   const scrape = async (): Promise<string> => (await fetch(running.metrics)).text();
   return {
     id,
