@@ -19,9 +19,13 @@ export interface Topology {
 }
 
 export type Command =
-  | { cmd: 'setup'; topology: Topology }
+  /** Connections of one topology, learned conn_ids included. `slot` (default 0) keeps several
+   * servers' connections open side by side: a setup replaces only its own slot's. */
+  | { cmd: 'setup'; topology: Topology; slot?: number }
   | {
       cmd: 'throughput';
+      /** The slot whose connections carry the run (default: the last one set up). */
+      slot?: number;
       direction: 'p2b' | 'b2p' | 'echo';
       frameBytes: number;
       warmupMs: number;
@@ -65,8 +69,12 @@ interface Group {
   next: number;
 }
 
+/** The connections a run uses: one slot's (below). */
 let topology: Topology | undefined;
 let groups: Group[] = [];
+/** Every slot's connections, so the orchestrator can switch servers between runs without
+ * reconnecting (the same cell measured on every server within seconds). */
+const slots = new Map<number, { topology: Topology; groups: Group[] }>();
 let received = 0;
 let onPhoneMessage: ((group: Group, index: number, data: Buffer) => void) | undefined;
 let onBinaryMessage: ((group: Group, data: Buffer) => void) | undefined;
@@ -201,9 +209,11 @@ async function rawSetup(t: Topology, concurrency: number): Promise<{ connectMs: 
   return { connectMs };
 }
 
-/** Opens every binary, then every phone, `concurrency` handshakes in flight at any moment. */
-async function setup(t: Topology, concurrency = 64, learn = true): Promise<{ connectMs: number }> {
-  await teardown();
+/** Opens every binary, then every phone, `concurrency` handshakes in flight at any moment. Without
+ * a slot every earlier connection is closed first; with one, only that slot's. */
+async function setup(t: Topology, concurrency = 64, learn = true, slot?: number): Promise<{ connectMs: number }> {
+  if (slot === undefined) await teardown();
+  else await closeAll(slots.get(slot)?.groups ?? []);
   topology = t;
   const base = `ws://127.0.0.1:${t.port}`;
   const sources = t.localAddresses ?? [];
@@ -232,6 +242,7 @@ async function setup(t: Topology, concurrency = 64, learn = true): Promise<{ con
     prefixes: [],
     next: 0,
   }));
+  slots.set(slot ?? 0, { topology: t, groups });
   const connectMs = performance.now() - started;
   for (const group of groups) {
     group.binary.on('message', (data: Buffer) => onBinaryMessage?.(group, data));
@@ -471,8 +482,8 @@ async function latency(
 }
 
 async function teardown(): Promise<void> {
-  const all: WebSocket[] = [];
-  for (const group of groups) all.push(group.binary, ...group.phones);
+  const all = [...slots.values()].flatMap((s) => s.groups);
+  slots.clear();
   groups = [];
   const raw = rawSockets;
   rawSockets = [];
@@ -486,6 +497,12 @@ async function teardown(): Promise<void> {
         }),
     ),
   );
+  await closeAll(all);
+}
+
+async function closeAll(closing: Group[]): Promise<void> {
+  const all: WebSocket[] = [];
+  for (const group of closing) all.push(group.binary, ...group.phones);
   await Promise.all(
     all.map(
       (ws) =>
@@ -505,7 +522,7 @@ function sleep(ms: number): Promise<void> {
 async function handle(command: Command): Promise<unknown> {
   switch (command.cmd) {
     case 'setup':
-      return setup(command.topology);
+      return setup(command.topology, 64, true, command.slot);
     case 'connect': {
       // Connections only (idle holding, upgrade rate): no frame is sent.
       const { connectMs } =
@@ -516,6 +533,11 @@ async function handle(command: Command): Promise<unknown> {
       return { connectMs, connections, perSec: connections / (connectMs / 1000) };
     }
     case 'throughput':
+      if (command.slot !== undefined) {
+        const chosen = slots.get(command.slot);
+        if (chosen === undefined) throw new Error(`no connections in slot ${command.slot}`);
+        ({ topology, groups } = chosen);
+      }
       return throughput(command.direction, command.frameBytes, command.warmupMs, command.measureMs, command.ratePerSec);
     case 'latency':
       return latency(command.ratePerSec, command.frameBytes, command.warmupMs, command.measureMs);

@@ -350,27 +350,39 @@ for (const topo of TOPOLOGIES) {
   const cpuSamples = new Map<string, Record<TargetName, number[]>>();
   // Repeats below 0 are a warm-up pass, measured and dropped: a fresh process spends its first
   // seconds compiling (every target's first repeat cost up to twice the CPU per frame of the
-  // ones after it). Nine short repeats rather than five long ones: the machine has slow stretches
-  // of a few seconds that hit whichever targets run then, and a median of nine outvotes them.
+  // ones after it).
   for (let repeat = -PLAN.warmupRepeats; repeat < PLAN.repeats; repeat++) {
-    // The order of the targets turns with each repeat, so whatever drifts within a repeat (the load
-    // generator's heap, the machine) does not always land on the same target.
-    const order = TARGETS.map((_, i) => TARGETS[(i + repeat + PLAN.warmupRepeats) % TARGETS.length]!);
-    for (const target of order) {
-      const topology: Topology = {
-        target: target === 'bare' ? 'bare' : 'relay',
-        port: servers.get(target)!.port,
-        ids: topo.ids,
-        phonesPerId: topo.phonesPerId,
-      };
-      await load({ cmd: 'setup', topology });
-      for (const size of FRAME_SIZES) {
-        for (const direction of DIRECTIONS) {
-          const key = `${direction} ${size} B, ${topo.name}`;
+    // Every target's connections are open at once (one load-generator slot each), so each cell
+    // runs on the four targets back to back, within seconds of each other. This machine has slow
+    // stretches of a few seconds (16 KiB frames then cost up to twice the CPU in whichever process
+    // runs, the bare forwarder included, at the same system calls per frame): measured this close
+    // together the four share them, where a whole target's block of cells at a time did not.
+    for (const [slot, target] of TARGETS.entries()) {
+      await load({
+        cmd: 'setup',
+        slot,
+        topology: {
+          target: target === 'bare' ? 'bare' : 'relay',
+          port: servers.get(target)!.port,
+          ids: topo.ids,
+          phonesPerId: topo.phonesPerId,
+        },
+      });
+    }
+    let cell = 0;
+    for (const size of FRAME_SIZES) {
+      for (const direction of DIRECTIONS) {
+        const key = `${direction} ${size} B, ${topo.name}`;
+        // The order turns with each cell and repeat, so no target always runs first or last.
+        const turn = repeat + PLAN.warmupRepeats + cell++;
+        for (let i = 0; i < TARGETS.length; i++) {
+          const slot = (i + turn) % TARGETS.length;
+          const target = TARGETS[slot]!;
           const pid = servers.get(target)!.child.pid!;
           const cpu0 = cpuSeconds(pid);
           const run = await load({
             cmd: 'throughput',
+            slot,
             direction,
             frameBytes: size,
             warmupMs: PLAN.warmupMs,
@@ -386,8 +398,8 @@ for (const topo of TOPOLOGIES) {
           cpuSamples.set(key, cpuEntry);
         }
       }
-      await load({ cmd: 'teardown' });
     }
+    await load({ cmd: 'teardown' });
   }
   for (const [key, entry] of samples) {
     throughput[key] = medians(entry);
