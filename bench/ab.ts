@@ -18,7 +18,7 @@ import { createWriteStream } from 'node:fs';
 import { cpus } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { NODE_FLAGS } from '../src/node-flags.js';
+import { GLIBC_TUNABLES, NODE_FLAGS } from '../src/node-flags.js';
 import { request, startReferenceServer } from './child-process.js';
 import type { Command } from './load.js';
 
@@ -48,14 +48,15 @@ process.on('exit', () => {
   for (const child of children) child.kill('SIGTERM');
 });
 
-/** Servers (`name` given) run with the daemon's own Node flags and AB_WRAP; the load generator
- * runs plain. */
+/** Servers (`name` given) run with the daemon's own Node flags, its GLIBC_TUNABLES and AB_WRAP;
+ * the load generator runs plain. */
 function startNode(script: string, args: string[], cpu: number, nodeArgs: string[] = [], name = ''): ChildProcess {
   const wrap = name !== '' && process.env.AB_WRAP ? process.env.AB_WRAP.replaceAll('{name}', name).split(' ') : [];
   const flags = name !== '' ? NODE_FLAGS : [];
   const argv = [...wrap, process.execPath, ...flags, ...nodeArgs, script, ...args];
   const command = PIN ? ['taskset', '-c', String(cpu), ...argv] : argv;
-  const child = spawn(command[0]!, command.slice(1), { stdio: ['ignore', 'pipe', 'inherit', 'ipc'] });
+  const env = name !== '' ? { ...process.env, GLIBC_TUNABLES } : process.env;
+  const child = spawn(command[0]!, command.slice(1), { stdio: ['ignore', 'pipe', 'inherit', 'ipc'], env });
   children.push(child);
   return child;
 }

@@ -17,7 +17,7 @@ import { cpus, platform, release, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { cpuSeconds, median, request, serverCpuUs, settle, startReferenceServer } from './child-process.js';
-import { NODE_FLAGS } from '../src/node-flags.js';
+import { GLIBC_TUNABLES, NODE_FLAGS } from '../src/node-flags.js';
 import type { Command, Topology } from './load.js';
 import { type BenchResults, chartSvg, markdownReport, refreshDocs } from './report.js';
 
@@ -124,7 +124,9 @@ function startNode(
     const raise = 'ulimit -n "$0" 2>/dev/null || ulimit -n "$(ulimit -H -n)"; exec "$@"';
     command = ['sh', '-c', raise, String(options.fileLimit), ...command];
   }
-  return spawn(command[0]!, command.slice(1), { stdio: ['ignore', stdout, 'inherit', 'ipc'] });
+  // The daemon's environment too (GLIBC_TUNABLES), for the relay and the bare forwarder alike.
+  const env = options.daemonFlags ? { ...process.env, GLIBC_TUNABLES } : process.env;
+  return spawn(command[0]!, command.slice(1), { stdio: ['ignore', stdout, 'inherit', 'ipc'], env });
 }
 
 /** Starts a load generator on CPU 1 and waits until it listens for commands. */

@@ -1,4 +1,4 @@
-#!/usr/bin/env -S node --initial-old-space-size=64
+#!/usr/bin/env -S GLIBC_TUNABLES=glibc.malloc.trim_threshold=67108864:glibc.malloc.mmap_threshold=1048576 node --initial-old-space-size=64
 // The daemon's composition root: flags -> checks -> telemetry -> relay -> listeners -> signals.
 // Exit codes: 0 after a signal-triggered drain (or --version/--help), 1 when a listener fails,
 // 2 when the configuration is refused.

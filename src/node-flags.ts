@@ -15,3 +15,16 @@
 // cannot be set from inside the process (the heap is configured before any script runs) nor
 // through NODE_OPTIONS (Node refuses it there).
 export const NODE_FLAGS: readonly string[] = ['--initial-old-space-size=64'];
+
+// GLIBC_TUNABLES, set by the same launchers in the daemon's environment (glibc reads it once, at
+// process start; other C libraries ignore it). glibc's malloc gives the top of its heap back to
+// the kernel whenever more than 128 KiB there is free, and takes fresh pages again on the next
+// allocation: at 16 KiB frames (64 KiB socket reads, 16 KiB messages that span two reads) a
+// process could settle into doing that on every few frames, 1-2 minor page faults per frame at
+// 10-25 µs each on this VM, doubling the CPU per frame for minutes at a time while an identical
+// process next to it did not (docs/performance.md, "Where the targets stand"). trim_threshold
+// 64 MiB keeps up to 64 MiB of freed heap top for reuse; setting it also stops glibc's dynamic
+// mmap threshold, so mmap_threshold is set too (1 MiB: every message, envelope and socket buffer
+// of the relay comes from the heap instead of a fresh mapping). The cost: up to 64 MiB of freed
+// memory may stay in the process after a burst, as with the V8 flag above.
+export const GLIBC_TUNABLES = 'glibc.malloc.trim_threshold=67108864:glibc.malloc.mmap_threshold=1048576';
