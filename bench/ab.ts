@@ -95,6 +95,7 @@ export async function startAb(): Promise<{
     .split(',')
     .filter((a) => a !== '');
   const logDir = flag('log', '');
+  const metrics = process.argv.includes('--metrics') ? '0' : 'off';
 
   const loadgen = startNode(join(here, 'load.js'), [], 1);
   await ready(loadgen, 'load generator');
@@ -102,7 +103,6 @@ export async function startAb(): Promise<{
     targets.map(async (t) => {
       const script = join(t.dist, 'bench', isBare(t.name) ? 'bare-forwarder.js' : 'relay-process.js');
       const prof = profDir !== '' ? ['--cpu-prof', `--cpu-prof-dir=${profDir}/${t.name}`] : [];
-      const metrics = process.argv.includes('--metrics') ? '0' : 'off';
       const child = startNode(script, isBare(t.name) ? ['0'] : ['0', metrics], 0, [...prof, ...nodeArgs], t.name);
       if (logDir !== '') child.stdout!.pipe(createWriteStream(join(logDir, `${t.name}.log`)));
       return { name: t.name, child, port: await ready(child, t.name) };

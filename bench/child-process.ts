@@ -42,6 +42,13 @@ export async function settle(child: ChildProcess): Promise<void> {
   }
 }
 
+/** `count` loopback source addresses of block `block` (127.<block>.0.1 onwards, count <= 254) for
+ * a load-generator run. A fresh block per run because the Go reference limits upgrade attempts per
+ * client IP (20, then one per 6 s) and has no switch for it; every target gets the same. */
+export function loopbackBlock(block: number, count: number): string[] {
+  return Array.from({ length: count }, (_, i) => `127.${block}.0.${i + 1}`);
+}
+
 /** The middle value (the upper one of an even count). */
 export function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);

@@ -16,7 +16,15 @@ import { connect as connectTcp } from 'node:net';
 import { cpus, platform, release, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { cpuSeconds, median, request, serverCpuUs, settle, startReferenceServer } from './child-process.js';
+import {
+  cpuSeconds,
+  loopbackBlock,
+  median,
+  request,
+  serverCpuUs,
+  settle,
+  startReferenceServer,
+} from './child-process.js';
 import { GLIBC_TUNABLES, NODE_FLAGS } from '../src/node-flags.js';
 import type { Command, Topology } from './load.js';
 import { type BenchResults, chartSvg, markdownReport, refreshDocs } from './report.js';
@@ -716,9 +724,7 @@ async function upgradeSection(loader: ChildProcess, relay: Server, bare: Server)
   let connections = 0;
   let runs = 0;
   /** Binaries first, then 16 phones each (the bare server takes the same connections), from 128
-   * source addresses of their own for every run (127.<20 + run>.0.1-128, at most 17 connections
-   * each): the Go reference limits upgrade attempts per client IP (20, then one per 6 s) and has
-   * no switch for it. Every target gets the same. */
+   * source addresses of their own for every run (at most 17 connections each, loopbackBlock). */
   const topologyOf = (t: UpgradeTarget): Topology => {
     const block = 20 + runs++;
     return {
@@ -726,7 +732,7 @@ async function upgradeSection(loader: ChildProcess, relay: Server, bare: Server)
       port: t.port,
       ids,
       phonesPerId: 16,
-      localAddresses: Array.from({ length: 128 }, (_, i) => `127.${block}.0.${i + 1}`),
+      localAddresses: loopbackBlock(block, 128),
     };
   };
   try {

@@ -10,7 +10,7 @@
 // round's figure.
 
 import { flag, isBare, startAb } from './ab.js';
-import { cpuSeconds, median } from './child-process.js';
+import { cpuSeconds, loopbackBlock, median } from './child-process.js';
 
 const rounds = Number(flag('rounds', '5'));
 const sizes = flag('sizes', '16384').split(',').map(Number);
@@ -43,9 +43,8 @@ for (let round = 0; round < rounds; round++) {
           port: server.port,
           ids: topo.ids,
           phonesPerId: topo.phonesPerId,
-          // 64 source addresses of its own per setup (at most 16 connections each): the Go
-          // reference limits upgrades per client IP (20, then one per 6 s). Same for every target.
-          localAddresses: Array.from({ length: 64 }, (_, i) => `127.${100 + (setups % 150)}.0.${i + 1}`),
+          // 64 source addresses of its own per setup (at most 16 connections each, loopbackBlock).
+          localAddresses: loopbackBlock(100 + (setups % 150), 64),
         },
       });
       setups++;

@@ -531,15 +531,15 @@ export class Peer {
       this.unfinishedMark = this.messagesRead;
       this.unfinishedSince = performance.now();
     }
-    if (this.messageTimer === undefined) this.armMessageTimer();
+    if (this.messageTimer === undefined) this.armMessageTimer(performance.now());
   }
 
   private static midMessage(receiver: WsReceiverState): boolean {
     return receiver._state !== 0 || receiver._bufferedBytes > 0 || receiver._fragmented !== 0;
   }
 
-  private armMessageTimer(): void {
-    const left = this.unfinishedSince + this.messageReadTimeoutMs - performance.now();
+  private armMessageTimer(now: number): void {
+    const left = this.unfinishedSince + this.messageReadTimeoutMs - now;
     this.messageTimer = setTimeout(Peer.onMessageDeadline, Math.max(1, left), this);
   }
 
@@ -547,14 +547,15 @@ export class Peer {
     peer.messageTimer = undefined;
     const receiver = peer.receiver;
     if (peer.closed || peer.paused || receiver === undefined || !Peer.midMessage(receiver)) return;
+    const now = performance.now();
     if (peer.unfinishedMark !== peer.messagesRead) {
       // A message completed since the last chunk looked (ws delivered it without a new chunk):
       // the unfinished one is younger than its mark; give it a whole deadline from now.
       peer.unfinishedMark = peer.messagesRead;
-      peer.unfinishedSince = performance.now();
+      peer.unfinishedSince = now;
     }
-    if (performance.now() - peer.unfinishedSince < peer.messageReadTimeoutMs) {
-      peer.armMessageTimer(); // a later message than the one the timer was armed for
+    if (now - peer.unfinishedSince < peer.messageReadTimeoutMs) {
+      peer.armMessageTimer(now); // a later message than the one the timer was armed for
       return;
     }
     peer.close(READ_TIMEOUT_CODE, READ_TIMEOUT_REASON);

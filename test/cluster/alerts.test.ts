@@ -58,7 +58,6 @@ describe.skipIf(!available)('the cluster alerts select series a real instance ex
     a = await startInstance('a', nats.url);
   }, 30_000);
   afterAll(async () => {
-    await a?.daemon.stop();
     await stopInstances();
     await nats?.dispose();
   });

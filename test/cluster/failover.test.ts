@@ -43,7 +43,7 @@ describe.skipIf(!available)('cluster failover (real nats-server)', () => {
   afterAll(async () => {
     for (const client of clients) client.ws.terminate();
     for (const instance of extra) instance.daemon.child.kill('SIGCONT');
-    await Promise.all([b?.daemon.stop(), c?.daemon.stop(), ...extra.map((i) => i.daemon.stop()), stopInstances()]);
+    await stopInstances();
     await nats?.dispose();
   });
 

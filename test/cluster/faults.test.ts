@@ -31,8 +31,7 @@ function track<T extends TestClient>(client: T): T {
 
 afterEach(async () => {
   for (const client of clients.splice(0)) client.ws.terminate();
-  await Promise.all(instances.map((i) => i.daemon.stop()));
-  await stopInstances(); // also any a failed cluster() start left running
+  await stopInstances(); // every instance started, also any a failed cluster() start left running
   instances = [];
   await nats?.dispose();
   nats = undefined;

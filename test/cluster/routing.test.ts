@@ -41,7 +41,7 @@ describe.skipIf(!available)('cluster routing across instances (real nats-server)
 
   afterAll(async () => {
     for (const client of clients) client.ws.terminate();
-    await Promise.all([a?.daemon.stop(), b?.daemon.stop(), c?.daemon.stop(), stopInstances()]);
+    await stopInstances();
     await nats?.dispose();
   });
 
