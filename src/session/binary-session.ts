@@ -274,8 +274,22 @@ export class BinarySession implements BinaryLink, PeerEvents, HeartbeatOwner {
     this.closeWith(WRITE_TIMEOUT_CODE, WRITE_TIMEOUT_REASON, 'write_failed');
   }
 
+  /** The binary closed: its grace window starts now, not when its TCP connection ends (up to the
+   * 5 s close-handshake wait later, for clients that keep TCP open), as in the reference, whose
+   * read loop ends at the close frame. A successor arriving meanwhile reclaims; no probe. */
+  onCloseFrame(): void {
+    this.end();
+  }
+
   onClose(code: number, closedByRelay: boolean): void {
     this.ctx.metrics.connectionClosed('server', this.closeReason ?? closeReasonFor(code, closedByRelay));
+    this.end();
+    this.onEnded(this);
+  }
+
+  /** Gives the server-id back (grace window) once, at the close frame or at the socket's end. */
+  private end(): void {
+    if (this.state === 'ended') return;
     const wasClaimed = this.state === 'claimed';
     this.state = 'ended';
     this.heartbeat.stop();
@@ -284,7 +298,6 @@ export class BinarySession implements BinaryLink, PeerEvents, HeartbeatOwner {
     }
     // Paused phones resume; their next sends fail fast and they disconnect.
     this.resumePhones();
-    this.onEnded(this);
   }
 
   /** Relay-initiated close; `why` is what the close counts as. */

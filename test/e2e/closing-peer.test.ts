@@ -5,7 +5,14 @@
 // relay, 1 s heartbeat.
 
 import { describe, expect, it } from 'vitest';
-import { binaryHeaders, connectBinary, phoneHeaders, type TestClient, useRelays } from '../helpers/relays.js';
+import {
+  binaryHeaders,
+  connectBinary,
+  connectPhone,
+  phoneHeaders,
+  type TestClient,
+  useRelays,
+} from '../helpers/relays.js';
 import { closedCell } from '../helpers/scrape.js';
 import { clientFrame, closePayload, RawWs } from '../helpers/ws-frames.js';
 import { sleep, waitFor } from '../helpers/wait.js';
@@ -82,6 +89,49 @@ describe('a peer that sent its close frame and holds TCP open', () => {
       'connections_closed{server,too_big_1009} = 1',
     );
     expect(await r.metric(closedCell('server', 'heartbeat_timeout'))).toBe(0);
+  });
+
+  it('binary: its grace window starts when its close frame arrives, not when TCP finally ends', async () => {
+    const GRACE_MS = 500;
+    const r = await boot({ heartbeatIntervalMs: HEARTBEAT_MS, gracePeriodMs: GRACE_MS });
+    const binary = await RawWs.open(r.port, '/v1/server', binaryHeaders('hold-grace'), HOLD);
+    track(binary);
+    await waitFor(() => r.relay.registry.binaryFor('hold-grace') !== undefined, 3_000, 'claim');
+    const phone = await connectPhone(r, 'hold-grace');
+
+    const closedAt = Date.now();
+    closeAndHold(binary, 1000, 'bye');
+    await waitFor(() => binary.closeFrame(), 3_000, "relay's reciprocal close frame");
+    expect(binary.closeFrame()).toEqual({ code: 1000, reason: 'bye' });
+    // The window expires one grace period after the close frame: the phone is closed 1000, empty
+    // reason, while the binary still holds its TCP connection (the relay waits up to 5 s for it).
+    const closed = await waitFor(() => phone.closed, CLOSE_HANDSHAKE_TIMEOUT_MS + 3_000, 'phone closed at expiry');
+    const afterMs = Date.now() - closedAt;
+    expect(closed).toEqual({ code: 1000, reason: '' });
+    expect(afterMs).toBeGreaterThanOrEqual(GRACE_MS - 50);
+    expect(afterMs).toBeLessThan(CLOSE_HANDSHAKE_TIMEOUT_MS - 1_000);
+    expect(await r.metric('pyrycode_relay_grace_expiries_total')).toBe(1);
+  });
+
+  it('binary: a successor arriving while the old binary holds TCP after its close frame reclaims at once (no probe)', async () => {
+    const r = await boot({ heartbeatIntervalMs: HEARTBEAT_MS, gracePeriodMs: 10_000, probeTimeoutMs: 2_000 });
+    const old = await RawWs.open(r.port, '/v1/server', binaryHeaders('hold-reclaim'), HOLD);
+    track(old);
+    await waitFor(() => r.relay.registry.binaryFor('hold-reclaim') !== undefined, 3_000, 'claim');
+    const phone = await connectPhone(r, 'hold-reclaim');
+
+    closeAndHold(old, 1001, 'restarting');
+    await waitFor(() => old.closeFrame(), 3_000, "relay's reciprocal close frame");
+    const successor = await connectBinary(r, 'hold-reclaim');
+    // A reclaim: the phone is closed 4404 "binary reclaimed server-id" and the successor holds the id.
+    expect(await waitFor(() => phone.closed, 3_000, 'phone evicted')).toEqual({
+      code: 4404,
+      reason: 'binary reclaimed server-id',
+    });
+    expect(successor.closed).toBeUndefined();
+    expect(await r.metric('pyrycode_relay_grace_reclaims_total')).toBe(1);
+    expect(r.logs.filter((l) => l.msg === 'server_id_takeover')).toHaveLength(0);
+    expect(r.logs.filter((l) => l.msg === 'server_id_conflict')).toHaveLength(0);
   });
 
   it('a phone closing with 1000 while its heartbeat is overdue is still reported with 1000', async () => {
