@@ -274,10 +274,11 @@ export class BinarySession implements BinaryLink, PeerEvents, HeartbeatOwner {
     this.closeWith(WRITE_TIMEOUT_CODE, WRITE_TIMEOUT_REASON, 'write_failed');
   }
 
-  /** The binary closed: its grace window starts now, not when its TCP connection ends (up to the
-   * 5 s close-handshake wait later, for clients that keep TCP open), as in the reference, whose
-   * read loop ends at the close frame. A successor arriving meanwhile reclaims; no probe. */
-  onCloseFrame(): void {
+  /** Either side's close frame ends the binary's claim: its grace window starts now, not when
+   * its TCP connection ends (up to the 5 s close-handshake wait later: a dead binary never
+   * answers, some clients keep TCP open), as in the reference, whose handler arms the grace timer
+   * before it closes the socket. A successor arriving meanwhile reclaims; no probe. */
+  onClosing(): void {
     this.end();
   }
 

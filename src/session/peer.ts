@@ -54,6 +54,10 @@ export interface PeerEvents {
   /** The peer's close frame arrived first (`code` 1005 without a status); onClose follows when
    * the socket is gone, at most CLOSE_HANDSHAKE_TIMEOUT_MS later. */
   onCloseFrame?(code: number): void;
+  /** The connection started closing, once: the relay sent its close frame (or ws did, for a
+   * protocol violation) or the peer's close frame arrived. onClose follows when the socket is
+   * gone, up to CLOSE_HANDSHAKE_TIMEOUT_MS later (a dead peer never answers). */
+  onClosing?(): void;
 }
 
 /** The close code ws attached to a protocol-violation error (its `status-code` symbol). */
@@ -263,6 +267,7 @@ export class Peer {
           peer.closed = true;
           peer.relayCloseCode = code;
           peer.stopTimers();
+          peer.events.onClosing?.();
         }
         return;
       }
@@ -405,6 +410,7 @@ export class Peer {
     } else if (state !== WebSocket.CLOSED) {
       this.ws.terminate();
     }
+    this.events.onClosing?.();
   }
 
   /** Drops the TCP connection without a close handshake. */
@@ -501,6 +507,7 @@ export class Peer {
     this.peerCloseCode = code;
     this.stopTimers();
     this.events.onCloseFrame?.(code);
+    this.events.onClosing?.();
   }
 
   private handleClose(peerCode: number): void {

@@ -157,3 +157,32 @@ describe('a peer that sent its close frame and holds TCP open', () => {
     expect(await r.metric(closedCell('client', 'heartbeat_timeout'))).toBe(0);
   });
 });
+
+describe('a binary the relay closes that never answers', () => {
+  it('heartbeat timeout: the grace window starts at the relay close frame, not when the 5 s close wait ends', async () => {
+    const HB_MS = 300;
+    const GRACE_MS = 500;
+    const r = await boot({ heartbeatIntervalMs: HB_MS, gracePeriodMs: GRACE_MS });
+    // A raw binary that answers nothing: no pong, no reciprocal close frame, TCP kept open.
+    const binary = await RawWs.open(r.port, '/v1/server', binaryHeaders('dead-binary'), HOLD);
+    track(binary);
+    await waitFor(() => r.relay.registry.binaryFor('dead-binary') !== undefined, 3_000, 'claim');
+    const phone = await connectPhone(r, 'dead-binary');
+
+    await waitFor(() => binary.closeFrame(), 3 * HB_MS + 2_000, 'heartbeat close frame');
+    const closedAt = Date.now();
+    expect(binary.closeFrame()).toEqual({ code: 1011, reason: 'heartbeat timeout' });
+    const closed = await waitFor(() => phone.closed, CLOSE_HANDSHAKE_TIMEOUT_MS + 3_000, 'phone closed at expiry');
+    const afterMs = Date.now() - closedAt;
+    expect(closed).toEqual({ code: 1000, reason: '' });
+    expect(afterMs).toBeGreaterThanOrEqual(GRACE_MS - 100);
+    expect(afterMs).toBeLessThan(CLOSE_HANDSHAKE_TIMEOUT_MS - 1_000);
+    expect(await r.metric('pyrycode_relay_grace_expiries_total')).toBe(1);
+    // The socket itself is counted when it is gone, after the close wait, as heartbeat_timeout.
+    await waitFor(
+      async () => (await r.metric(closedCell('server', 'heartbeat_timeout'))) === 1,
+      CLOSE_HANDSHAKE_TIMEOUT_MS + 3_000,
+      'connections_closed{server,heartbeat_timeout} = 1',
+    );
+  });
+});
