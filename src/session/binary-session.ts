@@ -224,14 +224,17 @@ export class BinarySession implements BinaryLink, PeerEvents, HeartbeatOwner {
 
   onMessage(data: Buffer, isBinary: boolean): void {
     const metrics = this.ctx.metrics;
-    // A displaced or closing binary must not reach the phones of its successor.
+    const envelope = decodeBinaryEnvelope(data, isBinary);
+    // A displaced or closing binary must not reach the phones of its successor. What it sends is
+    // dropped; control messages (push wakes, close directives without a frame) are not frames
+    // here either, so they are not counted.
     if (this.state !== 'claimed' || this.peer.isClosed) {
+      if (envelope.kind === 'wake' || (envelope.kind === 'route' && envelope.frame === null)) return;
       metrics.framesReceivedBinaryToPhone++;
       metrics.bytesReceivedBinaryToPhone += data.length;
       metrics.droppedBinaryToPhone.closing++;
       return;
     }
-    const envelope = decodeBinaryEnvelope(data, isBinary);
     switch (envelope.kind) {
       case 'malformed':
         metrics.framesReceivedBinaryToPhone++;

@@ -51,12 +51,10 @@ export interface PeerEvents {
   onSendTimeout(): void;
   /** The peer has more than MAX_PENDING_PONGS pings unanswered; the caller closes it (1008). */
   onPingFlood(): void;
-  /** The peer's close frame arrived first (`code` 1005 without a status); onClose follows when
-   * the socket is gone, at most CLOSE_HANDSHAKE_TIMEOUT_MS later. */
-  onCloseFrame?(code: number): void;
   /** The connection started closing, once: the relay sent its close frame (or ws did, for a
-   * protocol violation) or the peer's close frame arrived. onClose follows when the socket is
-   * gone, up to CLOSE_HANDSHAKE_TIMEOUT_MS later (a dead peer never answers). */
+   * protocol violation) or the peer's close frame arrived first (closeCode then holds the
+   * peer's status, 1005 without one). onClose follows when the socket is gone, up to
+   * CLOSE_HANDSHAKE_TIMEOUT_MS later (a dead peer never answers). */
   onClosing?(): void;
 }
 
@@ -506,7 +504,6 @@ export class Peer {
     this.closed = true;
     this.peerCloseCode = code;
     this.stopTimers();
-    this.events.onCloseFrame?.(code);
     this.events.onClosing?.();
   }
 

@@ -281,9 +281,10 @@ export class PhoneSession implements PhoneLink, PeerEvents, HeartbeatOwner {
     this.teardown(this.peer.closeCode || code);
   }
 
-  /** The phone closed: the binary learns now, not when the phone's TCP connection ends. */
-  onCloseFrame(code: number): void {
-    this.teardown(code);
+  /** The phone's close frame arrived, or the relay's (or ws's, for a protocol violation) went
+   * out: the binary learns now, not when the phone's TCP connection ends up to 5 s later. */
+  onClosing(): void {
+    this.teardown(this.peer.closeCode);
   }
 
   onClose(code: number, closedByRelay: boolean): void {

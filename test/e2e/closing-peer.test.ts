@@ -158,6 +158,28 @@ describe('a peer that sent its close frame and holds TCP open', () => {
   });
 });
 
+describe('a phone the relay closes for a protocol violation that never ends TCP', () => {
+  it('an oversize message: the binary is told 1009 at the close frame, not when the 5 s close wait ends', async () => {
+    const r = await boot({ heartbeatIntervalMs: 10_000 });
+    const binary = await connectBinary(r, 'big-phone');
+    const before = r.relay.metrics.phonesSinceBoot;
+    const phone = await RawWs.open(r.port, '/v1/client', phoneHeaders('big-phone'), HOLD);
+    track(phone);
+    await waitFor(() => r.relay.metrics.phonesSinceBoot > before, 3_000, 'phone registration');
+    phone.sendText('{"hello":1}');
+    const connId = (JSON.parse(await binary.message(1)) as { conn_id: string }).conn_id;
+
+    // One byte over the 262,144-byte limit: ws closes the phone 1009 itself; the raw phone never
+    // answers that close frame and keeps TCP open.
+    const sentAt = Date.now();
+    phone.sendText(Buffer.alloc(262_145, 0x31));
+    await waitFor(() => phone.closeFrame(), 3_000, "the relay's 1009 close frame");
+    expect(phone.closeFrame()).toEqual({ code: 1009, reason: '' });
+    expect(await noticeFor(binary, connId)).toBe(`{"conn_id":"${connId}","close_code":1009}`);
+    expect(Date.now() - sentAt).toBeLessThan(CLOSE_HANDSHAKE_TIMEOUT_MS / 2);
+  });
+});
+
 describe('a binary the relay closes that never answers', () => {
   it('heartbeat timeout: the grace window starts at the relay close frame, not when the 5 s close wait ends', async () => {
     const HB_MS = 300;

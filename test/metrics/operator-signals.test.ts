@@ -638,8 +638,14 @@ describe('frames and bytes: received = forwarded + dropped once idle', () => {
     binaries.push(bc2);
     await bc2.open();
     await waitFor(() => r.logs.some((l) => l.msg === 'server_id_takeover'), 3_000, 'takeover of mix-c');
-    for (const m of ['{"conn_id":"client-mix-c-00000000","frame":1}', 'garbage', '{"push_wake":{}}', '{}'])
-      fromBinary(bc1, m);
+    for (const m of ['{"conn_id":"client-mix-c-00000000","frame":1}', 'garbage', '{}']) fromBinary(bc1, m);
+    // Control messages (push wakes, even invalid ones, and frameless close directives) from a
+    // binary that lost its slot are not frames there either.
+    fromBinary(bc1, '{"push_wake":{}}', false);
+    fromBinary(bc1, '{"push_wake":{"platform":"fcm","token":"tok"}}', false);
+    fromBinary(bc1, '{"conn_id":"client-mix-c-00000000","close_code":4000}', false);
+    // A frame behind them, so that reading it means they were read too.
+    fromBinary(bc1, '{"conn_id":"client-mix-c-00000000","frame":2}');
     await allRead();
     bc1.ws.terminate();
 
