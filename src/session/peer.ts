@@ -31,6 +31,10 @@ export const CLOSE_HANDSHAKE_TIMEOUT_MS = 5_000;
 export const MAX_PENDING_PONGS = 60;
 /** Close reasons are limited to 123 bytes by RFC 6455. */
 const MAX_CLOSE_REASON_BYTES = 123;
+/** An unfinished message is held in at most about this many pieces (socket reads, fragments):
+ * ws keeps each as its own Buffer (~150-300 B of overhead, plus its read's memory), so a message
+ * dribbled a byte per TCP segment was 262,144 of them. Above this, the newest pieces are merged. */
+export const MAX_UNFINISHED_PIECES = 64;
 
 const SEND_OPTIONS = { binary: false } as const;
 
@@ -73,8 +77,25 @@ interface WsReceiverState {
   _state: number;
   _bufferedBytes: number;
   _fragmented: number;
+  /** Socket reads not consumed yet (an unfinished frame's payload, read by read). */
+  _buffers: Buffer[];
+  /** The payloads of an unfinished message's fragments so far. */
+  _fragments: Buffer[];
   /** ws's receiver emits 'conclude' with the status of the peer's close frame (1005 without one). */
   on(event: 'conclude', listener: (code: number) => void): unknown;
+}
+
+/** Merges the newest half of `pieces` into one Buffer, then each merged run into the one before it
+ * while it is at least as big, so runs shrink from oldest to newest (like a binary counter): a
+ * byte dribbled into a 256 KiB message is copied about log2(256 Ki / 32) times, not once per
+ * merge, and the list stays short. Same bytes in the same order: ws reads on as before. */
+function mergePieces(pieces: Buffer[]): void {
+  pieces.push(Buffer.concat(pieces.splice(pieces.length >>> 1)));
+  while (pieces.length >= 2 && pieces.at(-1)!.length >= pieces.at(-2)!.length) {
+    const newer = pieces.pop()!;
+    const older = pieces.pop()!;
+    pieces.push(Buffer.concat([older, newer]));
+  }
 }
 
 /** What ws makes each accepted connection (the relay's WebSocketServer passes this class as its
@@ -525,7 +546,11 @@ export class Peer {
    * ever ending between two messages is never cut while each message completes in time. */
   private checkMessageDeadline(): void {
     const receiver = this.receiver;
-    if (receiver === undefined || this.closed || this.paused) return;
+    if (receiver === undefined) return;
+    // Also while closing: ws reads on until the peer's close frame, for up to 5 s.
+    if (receiver._buffers.length > MAX_UNFINISHED_PIECES) mergePieces(receiver._buffers);
+    if (receiver._fragments.length > MAX_UNFINISHED_PIECES) mergePieces(receiver._fragments);
+    if (this.closed || this.paused) return;
     if (!Peer.midMessage(receiver)) {
       this.unfinishedMark = -1; // an armed timer finds nothing unfinished and lapses
       return;

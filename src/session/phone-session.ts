@@ -26,6 +26,7 @@ import { phoneConnId } from '../protocol/conn-id.js';
 import type { RelayContext } from './context.js';
 import { closeNotice, connIdPrefix, PAYLOAD_AS_IS, phoneEnvelope } from '../protocol/envelope.js';
 import { mayWriteAsView } from './retained.js';
+import { HeldMessages } from './held-messages.js';
 import { Heartbeat, type HeartbeatOwner } from './heartbeat.js';
 import { closeReasonFor, type CloseReason } from '../metrics/metrics.js';
 import { Outbox } from './outbox.js';
@@ -57,6 +58,10 @@ export class PhoneSession implements PhoneLink, PeerEvents, HeartbeatOwner {
   /** Why the relay closed this phone (first decision wins); undefined if the peer closed first. */
   private closeReason: CloseReason | undefined;
   private forwardTarget: BinaryLink | undefined;
+  /** The binary asked this phone to wait (it is backed up): nothing more is forwarded. */
+  private heldBack = false;
+  /** What ws delivered after the phone was held back, until it is let go. */
+  private held: HeldMessages | undefined;
   /** Only the registration logs read it: dropped once registration is decided (an idle phone
    * does not keep it). */
   private handshake: PhoneHandshake | undefined;
@@ -148,6 +153,17 @@ export class PhoneSession implements PhoneLink, PeerEvents, HeartbeatOwner {
       metrics.droppedPhoneToBinary.closing++;
       return;
     }
+    // Held back, yet ws still delivers what was left in the read it was parsing: it waits.
+    if (this.heldBack || this.held !== undefined) {
+      if (this.held === undefined) this.held = new HeldMessages(data, isBinary);
+      else this.held.push(data, isBinary);
+      return;
+    }
+    this.route(data, isBinary);
+  }
+
+  private route(data: Buffer, isBinary: boolean): void {
+    const metrics = this.ctx.metrics;
     this.prefix ??= connIdPrefix(this.connId);
     const envelope = phoneEnvelope(this.prefix, data, isBinary);
     if (envelope === null) {
@@ -204,11 +220,28 @@ export class PhoneSession implements PhoneLink, PeerEvents, HeartbeatOwner {
   }
 
   pauseReading(): void {
+    this.heldBack = true;
     this.peer.pause();
   }
 
   resumeReading(): void {
-    this.peer.resume();
+    this.heldBack = false;
+    const held = this.held;
+    if (held !== undefined) {
+      // What waited goes first, in order, until the binary backs up again (or the phone ends).
+      const route = (data: Buffer, isBinary: boolean): void => this.route(data, isBinary);
+      while (held.size > 0 && !this.heldBack && !this.ended) held.shift(route);
+      if (held.size > 0 && !this.ended) return;
+      this.dropHeld();
+    }
+    if (!this.heldBack) this.peer.resume();
+  }
+
+  /** Held messages that will never go out (the phone ended) are counted as dropped. */
+  private dropHeld(): void {
+    if (this.held === undefined) return;
+    this.ctx.metrics.droppedPhoneToBinary.closing += this.held.size;
+    this.held = undefined;
   }
 
   // ---- Binary -> phone ----
@@ -314,6 +347,7 @@ export class PhoneSession implements PhoneLink, PeerEvents, HeartbeatOwner {
       });
     }
     // (b) unregister, (c) close the socket, (d) stop the outbox, (e) log.
+    this.dropHeld();
     directory.unregisterPhone(this.serverId, this);
     this.peer.close(CLOSE_NORMAL);
     this.outbox?.stop(this.closeReason === 'shutdown' ? 'shutdown' : 'phone_gone');

@@ -7,12 +7,31 @@
 
 import type { Socket } from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { connectBinary, connectPhone, phoneConnId, type TestClient, useRelays } from '../helpers/relays.js';
-import { underlying } from '../helpers/ws-frames.js';
+import {
+  connectBinary,
+  connectPhone,
+  phoneConnId,
+  phoneHeaders,
+  type TestClient,
+  useRelays,
+} from '../helpers/relays.js';
+import { clientFrame, RawWs, underlying } from '../helpers/ws-frames.js';
 import { sleep, waitFor } from '../helpers/wait.js';
-import { BINARY_SEND_HIGH_WATER_BYTES, BINARY_SEND_LOW_WATER_BYTES } from '../../src/session/binary-session.js';
+import { figure } from '../helpers/figures.js';
+import { fullGc, MiB } from '../helpers/resources.js';
+import {
+  BINARY_SEND_HIGH_WATER_BYTES,
+  BINARY_SEND_HIGH_WATER_FRAMES,
+  BINARY_SEND_LOW_WATER_BYTES,
+} from '../../src/session/binary-session.js';
 
 const { boot, track } = useRelays();
+
+function heldAfterGc(): number {
+  fullGc();
+  const m = process.memoryUsage();
+  return m.heapUsed + m.arrayBuffers;
+}
 
 // `<` is written as \u003c in a conn_id: a 256-byte id of them makes every close notice ~1.6 KB.
 const SERVER_ID = `held${'<'.repeat(252)}`;
@@ -132,5 +151,81 @@ describe('phones held back behind a slow binary', () => {
     }
     expect(binary.messages.filter((m) => m.endsWith('"close_code":1000}'))).toHaveLength(churned);
     expect(binary.closed).toBeUndefined();
+  });
+});
+
+describe('what a held-back phone had already sent', () => {
+  it('messages left in the read being parsed when a phone is held back wait for it, not in the binary queue; all arrive in order afterwards', async () => {
+    const PHONES = 8;
+    // 4-byte JSON numbers in 10-byte masked frames: 6,500 of them in one 65,000-byte write, which
+    // the relay reads in one or two socket reads.
+    const PER_PHONE = 6_500;
+    const FIRST = 1_000;
+    const r = await boot({ heartbeatIntervalMs: 60_000, rateLimitBurst: 1_000 });
+    const binary = track(await connectBinary(r, 'overrun'));
+    const binarySession = r.relay.registry.binaryFor('overrun')!;
+    const filler = track(await connectPhone(r, 'overrun'));
+    const fillerId = await phoneConnId(filler, binary);
+    const phones: { raw: RawWs; connId: string }[] = [];
+    for (let i = 0; i < PHONES; i++) {
+      const raw = track(await RawWs.open(r.port, '/v1/client', phoneHeaders('overrun')));
+      await waitFor(() => r.relay.metrics.phonesSinceBoot === 2 + i, 3_000, `phone ${i} registration`);
+      raw.sendText(`"hello ${i}"`);
+      const hello = await waitFor(
+        () => binary.messages.find((m) => m.endsWith(`"frame":"hello ${i}"}`)),
+        3_000,
+        `hello from phone ${i}`,
+      );
+      phones.push({ raw, connId: (JSON.parse(hello) as { conn_id: string }).conn_id });
+    }
+
+    // The binary stops reading; the filler sends 64 KiB frames until the relay holds it back.
+    underlying(binary).pause();
+    const big = `"${'f'.repeat(64 * 1024)}"`;
+    for (let i = 0; !r.relay.registry.phoneFor('overrun', fillerId)!.peer.isPaused; i++) {
+      if (i >= 2_000) throw new Error('2,000 x 64 KiB and the filler was never held back');
+      filler.send(big);
+      await sleep(i < 200 ? 0 : 5);
+    }
+    const sentBefore = r.relay.metrics.framesReceivedPhoneToBinary;
+    const heldBefore = heldAfterGc();
+
+    // Every other phone sends all its frames in one write.
+    for (const { raw } of phones) {
+      const frames = Array.from({ length: PER_PHONE }, (_, k) => clientFrame(0x1, Buffer.from(String(FIRST + k))));
+      raw.write(Buffer.concat(frames));
+    }
+    await waitFor(
+      () => r.relay.metrics.framesReceivedPhoneToBinary === sentBefore + PHONES * PER_PHONE,
+      10_000,
+      'the relay to read every phone write',
+    );
+    // Queued towards the binary: the high-water mark plus one envelope per phone that got through
+    // before it was held back. Before: every message of every read, 52,000 envelopes (+25 MiB).
+    expect(binarySession.peer.pendingSends).toBeLessThanOrEqual(BINARY_SEND_HIGH_WATER_FRAMES + PHONES + 1);
+    const grown = heldAfterGc() - heldBefore;
+    figure(
+      'held-back overrun',
+      `${PHONES} x ${PER_PHONE} frames read while held back: ${(grown / MiB).toFixed(2)} MiB held`,
+    );
+    // Before: 13.8 MiB (each a wrapped envelope in a pending socket write); now about 1.8 MiB.
+    expect(grown).toBeLessThan(4 * MiB);
+
+    // The binary reads again: every message arrives once, in order, per phone.
+    underlying(binary).resume();
+    const from = (connId: string): string[] =>
+      binary.messages.filter((m) => m.startsWith(`{"conn_id":"${connId}","frame":`));
+    await waitFor(
+      () => phones.every(({ connId }) => from(connId).length >= 1 + PER_PHONE),
+      20_000,
+      'every held message at the binary',
+    );
+    for (const { connId } of phones) {
+      const prefix = `{"conn_id":"${connId}","frame":`;
+      const got = from(connId).slice(1); // after its hello
+      expect(got.length).toBe(PER_PHONE);
+      expect(got.every((m, k) => m === `${prefix}${FIRST + k}}`)).toBe(true);
+    }
+    for (const { raw } of phones) expect(raw.closeFrame()).toBeUndefined();
   });
 });
