@@ -207,6 +207,9 @@ export function createPipeline(deps: PipelineDeps): {
         writeRawError(socket, failure.status, failure.body, extra);
         return;
       }
+      // The gate takes `websocket` as one token of a list, as the reference's library does; ws
+      // wants the whole value to be it and would answer its own 400.
+      req.headers.upgrade = 'websocket';
       // The slot covers the socket's whole life: a failed handshake (ws answers 400/405 and
       // destroys the socket) and a finished WebSocket both end with 'close'.
       let released = false;

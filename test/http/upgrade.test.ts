@@ -569,6 +569,25 @@ describe('routing (2.1) and handshake (2.4)', () => {
     expect((await upgradeStatus(r, '/v1/server', binaryHeaders('hs-id'))).status).toBe(429);
   });
 
+  it("an Upgrade header listing websocket among other tokens is upgraded, as by the reference (not ws's own 400)", async () => {
+    const r = await boot();
+    for (const [id, upgrade] of [
+      ['tok-1', 'websocket, foo'],
+      ['tok-2', 'foo, WebSocket'],
+    ] as const) {
+      const res = await rawHttp(
+        r.port,
+        requestText('GET', '/v1/server', [
+          ...pairs(binaryHeaders(id)),
+          ...WS_HANDSHAKE.map(([k, v]): [string, string] => (k === 'Upgrade' ? [k, upgrade] : [k, v])),
+        ]),
+      );
+      expect(res.statusLine).toMatch(/^HTTP\/1\.1 101 /);
+      expect(one(res, 'sec-websocket-accept')).toBe(WS_ACCEPT);
+    }
+    await expectCounters(r, { [upgradeCell('server', 'accept')]: 2 });
+  });
+
   it('no subprotocol is echoed and permessage-deflate is not negotiated', async () => {
     const r = await boot();
     const res = await rawHttp(
