@@ -11,6 +11,7 @@ import {
   connectPhone,
   phoneHeaders,
   type TestClient,
+  type TestRelay,
   useRelays,
 } from '../helpers/relays.js';
 import { closedCell } from '../helpers/scrape.js';
@@ -29,6 +30,28 @@ function closeAndHold(raw: RawWs, code: number, reason: string): void {
   raw.write(clientFrame(0x8, closePayload(code, reason)));
 }
 
+/** The grace window ran from `startedAt`: the phone is closed 1000 (empty reason) one grace period
+ * later, well before the 5 s close wait of the binary's socket would have ended. */
+async function expectExpiry(r: TestRelay, phone: TestClient, startedAt: number, graceMs: number): Promise<void> {
+  const closed = await waitFor(() => phone.closed, CLOSE_HANDSHAKE_TIMEOUT_MS + 3_000, 'phone closed at expiry');
+  const afterMs = Date.now() - startedAt;
+  expect(closed).toEqual({ code: 1000, reason: '' });
+  expect(afterMs).toBeGreaterThanOrEqual(graceMs - 100);
+  expect(afterMs).toBeLessThan(CLOSE_HANDSHAKE_TIMEOUT_MS - 1_000);
+  expect(await r.metric('pyrycode_relay_grace_expiries_total')).toBe(1);
+}
+
+/** A raw phone that keeps TCP open after the relay's FIN, registered on `serverId`; its conn_id
+ * learned from one routed frame. */
+async function rawPhone(r: TestRelay, binary: TestClient, serverId: string): Promise<{ phone: RawWs; connId: string }> {
+  const before = r.relay.metrics.phonesSinceBoot;
+  const phone = track(await RawWs.open(r.port, '/v1/client', phoneHeaders(serverId), HOLD));
+  await waitFor(() => r.relay.metrics.phonesSinceBoot > before, 3_000, 'phone registration');
+  phone.sendText('{"hello":1}');
+  const connId = (JSON.parse(await binary.message(1)) as { conn_id: string }).conn_id;
+  return { phone, connId };
+}
+
 async function noticeFor(binary: TestClient, connId: string): Promise<string> {
   const prefix = `{"conn_id":"${connId}","close_code":`;
   return waitFor(
@@ -42,14 +65,7 @@ describe('a peer that sent its close frame and holds TCP open', () => {
   it('phone: the binary is told 1009 and the close counts as too_big_1009, across several heartbeat ticks', async () => {
     const r = await boot({ heartbeatIntervalMs: HEARTBEAT_MS });
     const binary = await connectBinary(r, 'hold-phone');
-    const before = r.relay.metrics.phonesSinceBoot;
-    const phone = await RawWs.open(r.port, '/v1/client', phoneHeaders('hold-phone'), HOLD);
-    track(phone);
-    await waitFor(() => r.relay.metrics.phonesSinceBoot > before, 3_000, 'phone registration');
-    // Learn the phone's conn_id from one routed frame.
-    phone.sendText('{"hello":1}');
-    const hello = JSON.parse(await binary.message(1)) as { conn_id: string };
-    const connId = hello.conn_id;
+    const { phone, connId } = await rawPhone(r, binary, 'hold-phone');
 
     const closedAt = Date.now();
     closeAndHold(phone, 1009, 'message too big');
@@ -105,12 +121,7 @@ describe('a peer that sent its close frame and holds TCP open', () => {
     expect(binary.closeFrame()).toEqual({ code: 1000, reason: 'bye' });
     // The window expires one grace period after the close frame: the phone is closed 1000, empty
     // reason, while the binary still holds its TCP connection (the relay waits up to 5 s for it).
-    const closed = await waitFor(() => phone.closed, CLOSE_HANDSHAKE_TIMEOUT_MS + 3_000, 'phone closed at expiry');
-    const afterMs = Date.now() - closedAt;
-    expect(closed).toEqual({ code: 1000, reason: '' });
-    expect(afterMs).toBeGreaterThanOrEqual(GRACE_MS - 50);
-    expect(afterMs).toBeLessThan(CLOSE_HANDSHAKE_TIMEOUT_MS - 1_000);
-    expect(await r.metric('pyrycode_relay_grace_expiries_total')).toBe(1);
+    await expectExpiry(r, phone, closedAt, GRACE_MS);
   });
 
   it('binary: a successor arriving while the old binary holds TCP after its close frame reclaims at once (no probe)', async () => {
@@ -139,12 +150,7 @@ describe('a peer that sent its close frame and holds TCP open', () => {
     // the next tick would find the ping unanswered and the peer CLOSING.
     const r = await boot({ heartbeatIntervalMs: HEARTBEAT_MS });
     const binary = await connectBinary(r, 'hold-late');
-    const before = r.relay.metrics.phonesSinceBoot;
-    const phone = await RawWs.open(r.port, '/v1/client', phoneHeaders('hold-late'), HOLD);
-    track(phone);
-    await waitFor(() => r.relay.metrics.phonesSinceBoot > before, 3_000, 'phone registration');
-    phone.sendText('1');
-    const connId = (JSON.parse(await binary.message(1)) as { conn_id: string }).conn_id;
+    const { phone, connId } = await rawPhone(r, binary, 'hold-late');
     await waitFor(() => phone.frames().some((f) => f.opcode === 0x9), 3 * HEARTBEAT_MS, 'first ping');
     closeAndHold(phone, 1000, '');
     await sleep(50);
@@ -162,12 +168,7 @@ describe('a phone the relay closes for a protocol violation that never ends TCP'
   it('an oversize message: the binary is told 1009 at the close frame, not when the 5 s close wait ends', async () => {
     const r = await boot({ heartbeatIntervalMs: 10_000 });
     const binary = await connectBinary(r, 'big-phone');
-    const before = r.relay.metrics.phonesSinceBoot;
-    const phone = await RawWs.open(r.port, '/v1/client', phoneHeaders('big-phone'), HOLD);
-    track(phone);
-    await waitFor(() => r.relay.metrics.phonesSinceBoot > before, 3_000, 'phone registration');
-    phone.sendText('{"hello":1}');
-    const connId = (JSON.parse(await binary.message(1)) as { conn_id: string }).conn_id;
+    const { phone, connId } = await rawPhone(r, binary, 'big-phone');
 
     // One byte over the 262,144-byte limit: ws closes the phone 1009 itself; the raw phone never
     // answers that close frame and keeps TCP open.
@@ -194,12 +195,7 @@ describe('a binary the relay closes that never answers', () => {
     await waitFor(() => binary.closeFrame(), 3 * HB_MS + 2_000, 'heartbeat close frame');
     const closedAt = Date.now();
     expect(binary.closeFrame()).toEqual({ code: 1011, reason: 'heartbeat timeout' });
-    const closed = await waitFor(() => phone.closed, CLOSE_HANDSHAKE_TIMEOUT_MS + 3_000, 'phone closed at expiry');
-    const afterMs = Date.now() - closedAt;
-    expect(closed).toEqual({ code: 1000, reason: '' });
-    expect(afterMs).toBeGreaterThanOrEqual(GRACE_MS - 100);
-    expect(afterMs).toBeLessThan(CLOSE_HANDSHAKE_TIMEOUT_MS - 1_000);
-    expect(await r.metric('pyrycode_relay_grace_expiries_total')).toBe(1);
+    await expectExpiry(r, phone, closedAt, GRACE_MS);
     // The socket itself is counted when it is gone, after the close wait, as heartbeat_timeout.
     await waitFor(
       async () => (await r.metric(closedCell('server', 'heartbeat_timeout'))) === 1,

@@ -18,7 +18,7 @@ import {
 import { clientFrame, RawWs, underlying } from '../helpers/ws-frames.js';
 import { sleep, waitFor } from '../helpers/wait.js';
 import { figure } from '../helpers/figures.js';
-import { fullGc, MiB } from '../helpers/resources.js';
+import { MiB, settledHeapAndBuffers } from '../helpers/resources.js';
 import {
   BINARY_SEND_HIGH_WATER_BYTES,
   BINARY_SEND_HIGH_WATER_FRAMES,
@@ -26,12 +26,6 @@ import {
 } from '../../src/session/binary-session.js';
 
 const { boot, track } = useRelays();
-
-function heldAfterGc(): number {
-  fullGc();
-  const m = process.memoryUsage();
-  return m.heapUsed + m.arrayBuffers;
-}
 
 // `<` is written as \u003c in a conn_id: a 256-byte id of them makes every close notice ~1.6 KB.
 const SERVER_ID = `held${'<'.repeat(252)}`;
@@ -188,7 +182,7 @@ describe('what a held-back phone had already sent', () => {
       await sleep(i < 200 ? 0 : 5);
     }
     const sentBefore = r.relay.metrics.framesReceivedPhoneToBinary;
-    const heldBefore = heldAfterGc();
+    const heldBefore = settledHeapAndBuffers();
 
     // Every other phone sends all its frames in one write.
     for (const { raw } of phones) {
@@ -203,7 +197,7 @@ describe('what a held-back phone had already sent', () => {
     // Queued towards the binary: the high-water mark plus one envelope per phone that got through
     // before it was held back. Before: every message of every read, 52,000 envelopes (+25 MiB).
     expect(binarySession.peer.pendingSends).toBeLessThanOrEqual(BINARY_SEND_HIGH_WATER_FRAMES + PHONES + 1);
-    const grown = heldAfterGc() - heldBefore;
+    const grown = settledHeapAndBuffers() - heldBefore;
     figure(
       'held-back overrun',
       `${PHONES} x ${PER_PHONE} frames read while held back: ${(grown / MiB).toFixed(2)} MiB held`,

@@ -31,6 +31,13 @@ export function settledHeap(): number {
   return process.memoryUsage().heapUsed;
 }
 
+/** Heap in use plus ArrayBuffer memory (Buffers live outside the heap) after a full GC, in bytes. */
+export function settledHeapAndBuffers(): number {
+  fullGc();
+  const m = process.memoryUsage();
+  return m.heapUsed + m.arrayBuffers;
+}
+
 /** The maximum of every probe value, sampled on every event-loop turn (setImmediate) until stop(). */
 export class Sampler<K extends string> {
   readonly max: Record<K, number>;

@@ -11,17 +11,11 @@ import { setImmediate as tick } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
 import { figure } from '../helpers/figures.js';
 import { connectBinary, phoneHeaders, useRelays } from '../helpers/relays.js';
-import { fullGc, MiB } from '../helpers/resources.js';
+import { MiB, settledHeapAndBuffers } from '../helpers/resources.js';
 import { clientFrame, RawWs } from '../helpers/ws-frames.js';
 import { waitFor } from '../helpers/wait.js';
 
 const { boot, track } = useRelays();
-
-function heldAfterGc(): number {
-  fullGc();
-  const m = process.memoryUsage();
-  return m.heapUsed + m.arrayBuffers;
-}
 
 /** Writes `bytes` one at a time, letting the relay read each on its own. */
 async function dribble(phone: RawWs, bytes: Buffer): Promise<void> {
@@ -42,10 +36,10 @@ describe('a message dribbled in tiny pieces', () => {
     const PAYLOAD = 40_000;
     const text = `"${'a'.repeat(PAYLOAD - 2)}"`;
     const frame = clientFrame(0x1, Buffer.from(text));
-    const before = heldAfterGc();
+    const before = settledHeapAndBuffers();
     const HELD_BACK = 1_000;
     await dribble(phone, frame.subarray(0, frame.length - HELD_BACK));
-    const grown = heldAfterGc() - before;
+    const grown = settledHeapAndBuffers() - before;
     figure(
       'dribble',
       `one unfinished 40 KB frame in ~${frame.length - HELD_BACK} reads: ${(grown / MiB).toFixed(2)} MiB held`,
@@ -70,12 +64,12 @@ describe('a message dribbled in tiny pieces', () => {
     const FRAGMENTS = 16_000;
     const text = `"${'b'.repeat(FRAGMENTS * 4 - 2)}"`;
     const bytes = Buffer.from(text);
-    const before = heldAfterGc();
+    const before = settledHeapAndBuffers();
     for (let i = 0; i < FRAGMENTS - 1; i++) {
       phone.write(clientFrame(i === 0 ? 0x1 : 0x0, bytes.subarray(i * 4, i * 4 + 4), { fin: false }));
       await tick();
     }
-    const grown = heldAfterGc() - before;
+    const grown = settledHeapAndBuffers() - before;
     figure('dribble', `one unfinished message in ${FRAGMENTS - 1} fragments: ${(grown / MiB).toFixed(2)} MiB held`);
     // Before: one Buffer per fragment, each a view of its own socket read: ~3.5 MiB.
     expect(grown).toBeLessThan(1 * MiB);
