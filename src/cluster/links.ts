@@ -25,6 +25,8 @@ export class RemotePhone implements PhoneLink {
   seqOut = 0;
   seqIn = 0;
   closed = false;
+  /** Audits in a row that found its holder not holding it (role.ts, "Audits"). */
+  auditMisses = 0;
 
   constructor(
     private readonly sender: LinkSender,

@@ -10,6 +10,7 @@ import type { Logger } from '../log.js';
 import type { ClusterMetrics, ClusterGaugeSource, LinkDrop } from '../metrics/cluster-metrics.js';
 import type { CloseReason } from '../metrics/metrics.js';
 import {
+  CLOSE_GOING_AWAY,
   CLOSE_INTERNAL_ERROR,
   CLOSE_NORMAL,
   CLOSE_SERVICE_RESTART,
@@ -36,6 +37,11 @@ export const REGISTER_TIMEOUT_MS = 2_000;
 export const PROBE_MARGIN_MS = 1_000;
 /** Claims retry a lost compare-and-swap this many times before giving up with 503-like 1013. */
 const CLAIM_ATTEMPTS = 4;
+/** A cross-instance phone is given up after this many audits in a row found the other side
+ * without it (two: a record or a reply in flight during one audit is settled by the next). */
+export const AUDIT_MISSES_TO_DROP = 2;
+/** An audit asks about at most this many conn_ids at once (one request stays small). */
+const AUDIT_BATCH = 1_000;
 /** A batch is sent at once when it reaches this size (NATS max_payload is 1 MiB by default). */
 export const BATCH_FLUSH_BYTES = 64 * 1024;
 
@@ -67,6 +73,8 @@ interface HeldPhone {
   remote: RemoteBinary;
   seqOut: number;
   seqIn: number;
+  /** Audits in a row that found the home without this phone. */
+  auditMisses: number;
 }
 
 type ProbeReply = { state: 'alive' | 'dead' | 'grace' | 'absent'; graceStartedAtMs?: number };
@@ -103,6 +111,7 @@ export class ClusterRoleImpl implements ClusterRole, Directory, LinkSender, Clus
   private leaseDeadline: number;
   private renewTimer: ReturnType<typeof setInterval> | undefined;
   private renewing = false;
+  private auditing = false;
   private renewCount = 0;
   instancesSeen = 1;
   private dropCounter = 0;
@@ -311,7 +320,9 @@ export class ClusterRoleImpl implements ClusterRole, Directory, LinkSender, Clus
       encoder.encode(JSON.stringify(body)),
       REGISTER_TIMEOUT_MS,
     );
-    if (outcome.kind === 'down') return 'unavailable';
+    // No answer in time (a stalled home): try again later, not "no server"; if the home still
+    // registers it, its next audit finds this instance without the phone and drops it.
+    if (outcome.kind === 'down' || outcome.kind === 'timeout') return 'unavailable';
     if (outcome.kind !== 'reply') return 'no_server';
     const reply = JSON.parse(decoder.decode(outcome.body)) as RegisterReply;
     if (reply.result !== 'ok') return reply.result;
@@ -322,7 +333,7 @@ export class ClusterRoleImpl implements ClusterRole, Directory, LinkSender, Clus
       this.keyToServer.set(key, serverId);
     }
     remote.phones++;
-    this.held.set(phone.connId, { phone, remote, seqOut: 0, seqIn: 0 });
+    this.held.set(phone.connId, { phone, remote, seqOut: 0, seqIn: 0, auditMisses: 0 });
     return 'ok';
   }
 
@@ -335,8 +346,15 @@ export class ClusterRoleImpl implements ClusterRole, Directory, LinkSender, Clus
     if (--remote.phones === 0 && this.remotes.get(serverId) === remote) {
       clearTimeout(remote.orphanTimer);
       this.remotes.delete(serverId);
+      this.forgetKey(serverId);
     }
     return true;
+  }
+
+  /** The key of a server-id neither homed nor reached here any more is forgotten (the map would
+   * otherwise gain an entry per server-id ever seen). */
+  private forgetKey(serverId: string): void {
+    if (!this.homed.has(serverId) && !this.remotes.has(serverId)) this.keyToServer.delete(ownerKey(serverId));
   }
 
   binaryFor(serverId: string): BinaryLink | undefined {
@@ -355,6 +373,7 @@ export class ClusterRoleImpl implements ClusterRole, Directory, LinkSender, Clus
   graceExpired(serverId: string, phones: PhoneLink[], expired: (phones: PhoneLink[]) => void): void {
     const homed = this.homed.get(serverId);
     this.homed.delete(serverId);
+    this.forgetKey(serverId);
     if (homed === undefined) {
       expired(phones);
       return;
@@ -620,6 +639,7 @@ export class ClusterRoleImpl implements ClusterRole, Directory, LinkSender, Clus
     const homed = this.homed.get(serverId);
     if (homed !== undefined && homed.epoch < epoch) {
       this.homed.delete(serverId);
+      this.forgetKey(serverId);
       const { binary, phones } = this.local.forget(serverId);
       if (binary !== undefined) {
         this.options.metrics.fenced('superseded');
@@ -632,6 +652,7 @@ export class ClusterRoleImpl implements ClusterRole, Directory, LinkSender, Clus
     if (remote !== undefined && remote.epoch < epoch) {
       clearTimeout(remote.orphanTimer);
       this.remotes.delete(serverId);
+      this.forgetKey(serverId);
       for (const phone of this.phonesOf(remote)) {
         phone.closeWith(RECLAIM_EVICT_CODE, RECLAIM_EVICT_REASON, 'evicted_4404');
       }
@@ -647,9 +668,134 @@ export class ClusterRoleImpl implements ClusterRole, Directory, LinkSender, Clus
       connId?: string;
       holder?: string;
       epoch?: number;
+      /** audit: who asks (a home about its proxies, a holder about its phones), and about what. */
+      from?: string;
+      as?: 'home' | 'holder';
+      connIds?: string[];
     };
+    if (req.op === 'audit') return encoder.encode(JSON.stringify(this.answerAudit(req)));
     const reply = req.op === 'probe' ? await this.answerProbe(req.serverId) : this.answerRegister(req);
     return encoder.encode(JSON.stringify(reply));
+  }
+
+  // ---- Audits ----
+  // A home and the instance holding one of its phones know about each other only through records,
+  // so when one side's state goes away out of band (a holder killed, a registration the holder
+  // gave up on, one instance's engine connection dropping) the other side kept its half for good:
+  // dead phones filled the phone cap and their binary was never told, or a phone stayed open with
+  // every frame lost. On every lease renewal each side asks the other which of its cross-instance
+  // phones it still knows; one missing AUDIT_MISSES_TO_DROP times in a row is given up.
+
+  /** The conn_ids of `connIds` this instance does not know in the asked role. */
+  private answerAudit(req: { from?: string; as?: 'home' | 'holder'; connIds?: string[] }): { missing: string[] } {
+    const missing: string[] = [];
+    for (const connId of req.connIds ?? []) {
+      // A home asks its phones' holder; a holder asks the home of its phones.
+      const known =
+        req.as === 'home'
+          ? this.held.get(connId)?.remote.home === req.from
+          : this.proxies.get(connId)?.holder === req.from;
+      if (!known) missing.push(connId);
+    }
+    return { missing };
+  }
+
+  private async audit(): Promise<void> {
+    this.auditing = true;
+    try {
+      await this.auditHolders();
+      await this.auditHomes();
+    } catch {
+      // The engine could not answer: the next renewal audits again.
+    } finally {
+      this.auditing = false;
+    }
+  }
+
+  /** As a home: which of my proxies do their holders still hold? */
+  private async auditHolders(): Promise<void> {
+    const byHolder = new Map<string, RemotePhone[]>();
+    for (const proxy of this.proxies.values()) {
+      const list = byHolder.get(proxy.holder);
+      if (list === undefined) byHolder.set(proxy.holder, [proxy]);
+      else list.push(proxy);
+    }
+    for (const [holder, proxies] of byHolder) {
+      const missing = await this.askAudit(
+        holder,
+        'home',
+        proxies.map((p) => p.connId),
+      );
+      if (missing === undefined) continue;
+      for (const proxy of proxies) {
+        if (!missing.has(proxy.connId) || this.proxies.get(proxy.connId) !== proxy) {
+          proxy.auditMisses = 0;
+          continue;
+        }
+        if (++proxy.auditMisses < AUDIT_MISSES_TO_DROP) continue;
+        // Its socket is gone with nothing said (the holder died, gave up on it, or lost its engine
+        // connection): for its binary that is a phone whose TCP ended without a close frame.
+        this.options.metrics.auditDropped('home');
+        proxy.closed = true;
+        this.proxies.delete(proxy.connId);
+        this.local.unregisterPhone(proxy.serverId, proxy);
+        const binary = this.local.binaryFor(proxy.serverId);
+        if (binary !== undefined && binary === proxy.binaryAtRegistration) {
+          binary.notify(closeNotice(proxy.connId, CLOSE_GOING_AWAY), () => {});
+        }
+      }
+    }
+  }
+
+  /** As a holder: which of my phones do their homes still know? */
+  private async auditHomes(): Promise<void> {
+    const byHome = new Map<string, HeldPhone[]>();
+    for (const held of this.held.values()) {
+      const list = byHome.get(held.remote.home);
+      if (list === undefined) byHome.set(held.remote.home, [held]);
+      else list.push(held);
+    }
+    for (const [home, helds] of byHome) {
+      const missing = await this.askAudit(
+        home,
+        'holder',
+        helds.map((h) => h.phone.connId),
+      );
+      if (missing === undefined) continue;
+      for (const held of helds) {
+        if (!missing.has(held.phone.connId) || this.held.get(held.phone.connId) !== held) {
+          held.auditMisses = 0;
+          continue;
+        }
+        if (++held.auditMisses < AUDIT_MISSES_TO_DROP) continue;
+        // Its home no longer knows it: nothing it sends arrives, nothing for it comes.
+        this.options.metrics.auditDropped('holder');
+        held.phone.closeWith(CLOSE_SERVICE_RESTART, LINK_LOST_REASON, 'other_code');
+      }
+    }
+  }
+
+  /** The conn_ids `instance` does not know, or undefined when it could not say (no answer in
+   * time, or the engine is down). A holder with no responder is gone, and so are its phones' sockets;
+   * a home with no responder is left to the lease watch (checkHomes): its phones wait out the grace
+   * window, as for any home that died. */
+  private async askAudit(instance: string, as: 'home' | 'holder', connIds: string[]): Promise<Set<string> | undefined> {
+    const missing = new Set<string>();
+    for (let i = 0; i < connIds.length; i += AUDIT_BATCH) {
+      const slice = connIds.slice(i, i + AUDIT_BATCH);
+      const body = encoder.encode(JSON.stringify({ op: 'audit', serverId: '', from: this.self, as, connIds: slice }));
+      const outcome = await this.options.bus.request(instance, body, REGISTER_TIMEOUT_MS);
+      if (outcome.kind === 'no_responders') {
+        if (as === 'holder') return undefined;
+        for (const connId of slice) missing.add(connId);
+        continue;
+      }
+      if (outcome.kind !== 'reply') return undefined;
+      for (const connId of (JSON.parse(decoder.decode(outcome.body)) as { missing: string[] }).missing) {
+        missing.add(connId);
+      }
+    }
+    return missing;
   }
 
   private async answerProbe(serverId: string): Promise<ProbeReply> {
@@ -721,6 +867,8 @@ export class ClusterRoleImpl implements ClusterRole, Directory, LinkSender, Clus
       }
       if (this.renewCount++ % 3 === 0) this.instancesSeen = await this.options.store.countLeases();
       await this.checkHomes();
+      // On its own: an audit waits on other instances, and must never hold up the next renewal.
+      if (!this.auditing) void this.audit();
     } catch {
       // The deadline check above fences once the lease is really gone.
     } finally {
@@ -752,6 +900,7 @@ export class ClusterRoleImpl implements ClusterRole, Directory, LinkSender, Clus
     this.options.log.warn('cluster_fenced', { instance_id: this.self, reason });
     for (const serverId of [...this.homed.keys()]) {
       this.homed.delete(serverId);
+      this.forgetKey(serverId);
       const { binary, phones } = this.local.forget(serverId);
       binary?.closeWith(CLOSE_SERVICE_RESTART, FENCED_REASON, 'other_code');
       for (const phone of phones) phone.closeWith(CLOSE_SERVICE_RESTART, FENCED_REASON, 'other_code');

@@ -13,6 +13,7 @@ export type LinkDrop = 'engine_down' | 'seq_gap' | 'stale_epoch' | 'unknown_conn
 export type FenceReason = 'lease_lost' | 'superseded';
 export type RefusalReason = 'engine_down' | 'fenced';
 export type ClusterEndpoint = 'client' | 'server';
+export type AuditSide = 'holder' | 'home';
 
 const DIRECTORY_OPS: readonly DirectoryOp[] = ['create', 'delete', 'get', 'lease', 'update'];
 const DIRECTORY_RESULTS: readonly DirectoryResult[] = ['conflict', 'error', 'ok'];
@@ -21,11 +22,14 @@ const LINK_DROPS: readonly LinkDrop[] = ['engine_down', 'seq_gap', 'stale_epoch'
 const FENCE_REASONS: readonly FenceReason[] = ['lease_lost', 'superseded'];
 const REFUSAL_REASONS: readonly RefusalReason[] = ['engine_down', 'fenced'];
 const ENDPOINTS: readonly ClusterEndpoint[] = ['client', 'server'];
+const AUDIT_SIDES: readonly AuditSide[] = ['holder', 'home'];
 
 /** Directory operations are milliseconds on a LAN; the top buckets catch an engine in trouble. */
 const DIRECTORY_BUCKETS_SECONDS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5];
 
 export const CLUSTER_HELP = {
+  auditDrops:
+    'Cross-instance phones given up because an audit found the other side no longer knew them, by the side that gave up (home: a phone its holder no longer held, its binary told 1001; holder: a phone its home no longer knew, closed 1012).',
   directoryOpDuration: 'Latency of directory operations on the cluster engine, by operation.',
   directoryOps:
     'Directory operations on the cluster engine by operation and result (conflict: a compare-and-swap lost).',
@@ -72,9 +76,19 @@ export class ClusterMetrics {
   private readonly refusals: Counter;
   private readonly refusalCells = new Map<string, Attributes>();
   private readonly reconnects: Counter;
+  private readonly auditDrops: Counter;
+  private readonly auditCells = new Map<AuditSide, Attributes>();
 
   constructor(meter: Meter, source: ClusterGaugeSource) {
     // Name order, like metrics.ts.
+    this.auditDrops = meter.createCounter('pyrycode_relay_cluster_audit_drops_total', {
+      description: CLUSTER_HELP.auditDrops,
+    });
+    for (const side of AUDIT_SIDES) {
+      const attrs = Object.freeze({ side });
+      this.auditCells.set(side, attrs);
+      this.auditDrops.add(0, attrs);
+    }
     this.opDuration = meter.createHistogram('pyrycode_relay_cluster_directory_op_duration_seconds', {
       description: CLUSTER_HELP.directoryOpDuration,
       unit: 's',
@@ -175,6 +189,10 @@ export class ClusterMetrics {
 
   refused(endpoint: ClusterEndpoint, reason: RefusalReason): void {
     this.refusals.add(1, this.refusalCells.get(`${endpoint}/${reason}`));
+  }
+
+  auditDropped(side: AuditSide): void {
+    this.auditDrops.add(1, this.auditCells.get(side));
   }
 
   reconnected(): void {

@@ -13,7 +13,7 @@ import {
   stopInstances,
   sumOf,
 } from '../helpers/cluster.js';
-import { binaryHeaders, phoneConnId, TestClient } from '../helpers/relays.js';
+import { binaryHeaders, phoneConnId, phoneHeaders, TestClient } from '../helpers/relays.js';
 import { sleep, waitFor } from '../helpers/wait.js';
 
 const available = natsServerAvailable();
@@ -119,6 +119,43 @@ describe.skipIf(!available)('cluster failover (real nats-server)', () => {
     const connId = await phoneConnId(phone, newBinary);
     newBinary.send(`{"conn_id":"${connId}","frame":"fresh"}`);
     expect(await phone.message(1)).toBe('"fresh"');
+  }, 40_000);
+
+  it('SIGKILL of an instance holding phones: the home finds them gone (audit), tells their binary 1001 and frees the phone cap', async () => {
+    const a = await home('a5');
+    const holder = await home('h5');
+    const binary = track(await binaryAt(a, 'f-holder'));
+    const max = 16;
+    const connIds: string[] = [];
+    for (let i = 0; i < max; i++) {
+      const phone = track(await phoneAt(holder, 'f-holder'));
+      connIds.push(await phoneConnId(phone, binary));
+    }
+    expect(await a.metric('pyrycode_relay_cluster_homed_remote_phones')).toBe(max);
+    // The id is full: a 17th phone is refused.
+    const full = track(new TestClient(`${b.wsUrl}/v1/client`, phoneHeaders('f-holder')));
+    expect(await full.waitClose()).toEqual({ code: 4429, reason: 'too many phones for server-id' });
+
+    holder.daemon.child.kill('SIGKILL');
+    await holder.daemon.waitExit(5_000);
+    // Two audits (one per lease renewal, every lease / 3 = 1 s here) find the holder gone.
+    await waitFor(
+      async () => (await a.metric('pyrycode_relay_cluster_homed_remote_phones')) === 0,
+      10_000,
+      "the home to give up the dead holder's phones",
+    );
+    for (const connId of connIds) {
+      expect(binary.messages.filter((m) => m.startsWith(`{"conn_id":"${connId}","close_code":`))).toEqual([
+        `{"conn_id":"${connId}","close_code":1001}`,
+      ]);
+    }
+    expect(await a.metric('pyrycode_relay_cluster_audit_drops_total{side="home"}')).toBe(max);
+    expect(binary.closed).toBeUndefined();
+    // The cap is free again: phones register on another instance and on the home.
+    const again = track(await phoneAt(b, 'f-holder'));
+    expect(again.closed).toBeUndefined();
+    const atHome = track(await phoneAt(a, 'f-holder'));
+    expect(atHome.closed).toBeUndefined();
   }, 40_000);
 
   it('rolling restart: SIGTERM on the home drains it (1001); the binary reclaims on B within grace; its phones elsewhere get 4404 and the id never left', async () => {
