@@ -47,11 +47,11 @@ export function checkCluster(
   for (const part of raw.split(',')) {
     const reason = checkNatsUrl(part.trim());
     if (reason !== null) {
-      // The value is echoed only when it cannot carry a credential.
-      const value = part.includes('@') ? '(withheld)' : part;
+      // Never echoed: a URL can carry a credential in its user info, its query or its fragment,
+      // and a value that failed the check cannot be trusted to be cut up right.
       refuse(REFUSAL_EVENTS.invalidFlagValue, {
         flag: source,
-        value,
+        value: '(withheld)',
         reason,
         fix: 'pass nats://HOST:PORT (or tls://HOST:PORT), comma-separated; credentials go in PYRYCODE_RELAY_CLUSTER_USER/PASSWORD/TOKEN or --cluster-creds',
       });

@@ -163,7 +163,8 @@ function buildConfig(
     if (!checkAcmeDirectory(get('acme-directory'))) {
       invalidValue(
         'acme-directory',
-        get('acme-directory'),
+        // Never echoed: a refused URL may carry a password (user info) or a token (fragment).
+        '(withheld)',
         'not an absolute https:// URL without user info or fragment',
         `pass the CA's ACME directory URL, e.g. --acme-directory=${DEFAULT_ACME_DIRECTORY}`,
       );

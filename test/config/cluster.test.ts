@@ -66,10 +66,12 @@ describe('cluster flags', () => {
     ['nats://127.0.0.1', 'port is missing (NATS listens on 4222 by default: write it)'],
     ['nats://127.0.0.1:4222/x', 'a path, query or fragment is not allowed'],
     ['not a url', 'not a URL (expected nats://HOST:PORT)'],
-  ])('--cluster %s is refused: %s', (value, reason) => {
+    ['nats://127.0.0.1:4222/?token=S3CRET', 'a path, query or fragment is not allowed'],
+  ])('--cluster %s is refused: %s (the value withheld: it may carry a credential)', (value, reason) => {
     const out = refuse([...INSECURE, '--cluster', value]);
     expect(out.event).toBe('refusing to start: invalid flag value');
-    expect(out.fields).toMatchObject({ flag: '--cluster', value, reason });
+    expect(out.fields).toMatchObject({ flag: '--cluster', value: '(withheld)', reason });
+    expect(JSON.stringify(out)).not.toContain('S3CRET');
   });
 
   it('credentials in the URL are refused and never echoed', () => {

@@ -505,9 +505,10 @@ describe('listener mode and conflicting flags', () => {
     reason,
     fix: 'pass the public DNS name the certificate is for, e.g. --domain=relay.example.com',
   });
-  const badDirectory = (value: string): LogFields => ({
+  // A refused directory URL is never echoed: it may carry a password or a token.
+  const badDirectory = (_value: string): LogFields => ({
     flag: '--acme-directory',
-    value,
+    value: '(withheld)',
     reason: 'not an absolute https:// URL without user info or fragment',
     fix: "pass the CA's ACME directory URL, e.g. --acme-directory=https://acme-v02.api.letsencrypt.org/directory",
   });
@@ -538,6 +539,11 @@ describe('listener mode and conflicting flags', () => {
       'directory with user info',
       ['--domain', 'd.example', '--acme-directory', 'https://u:p@ca.example/dir'],
       badDirectory('https://u:p@ca.example/dir'),
+    ],
+    [
+      'directory with a fragment',
+      ['--domain', 'd.example', '--acme-directory', 'https://ca.example/dir#S3CRET'],
+      badDirectory('https://ca.example/dir#S3CRET'),
     ],
     [
       '--cert-cache=""',
