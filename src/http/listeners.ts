@@ -1,6 +1,7 @@
 // HTTP(S) servers with the reference relay's timeouts (docs/decisions.md, "HTTP timeouts"), the autocert
 // mode's Host check (2.1) and the listener port allowlist (6.4).
 
+import { constants as cryptoConstants } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createServer as createHttpServer, type Server } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
@@ -15,6 +16,9 @@ const TIMEOUT_CHECK_INTERVAL_MS = 500;
 const SERVER_OPTIONS = {
   // TLS listeners only: a handshake gets the same bound as the headers (Node's default is 120 s).
   handshakeTimeout: HEADER_READ_TIMEOUT_MS,
+  // TLS listeners only: no client-initiated renegotiation (Node allows three per connection, each
+  // a full handshake of server CPU; the reference never renegotiates).
+  secureOptions: cryptoConstants.SSL_OP_NO_RENEGOTIATION,
   maxHeaderSize: MAX_HEADER_BYTES,
   headersTimeout: HEADER_READ_TIMEOUT_MS,
   requestTimeout: REQUEST_TIMEOUT_MS,
