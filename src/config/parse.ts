@@ -217,6 +217,23 @@ function buildConfig(
     else metricsListen = c.value;
   }
 
+  // Two listeners on one address pass every check above, then the second fails to bind (exit 1
+  // after a drain): refuse it here, in one line.
+  const listeners: [string, ListenAddress][] = [
+    mode === 'insecure' ? ['--insecure-listen', insecureListen!] : ['--https-listen', httpsListen],
+  ];
+  if (mode === 'autocert') listeners.push(['--http-listen', httpListen]);
+  if (metricsListen !== null) listeners.push(['--metrics-listen', metricsListen]);
+  for (let i = 0; i < listeners.length; i++) {
+    for (let j = i + 1; j < listeners.length; j++) {
+      const [a, x] = listeners[i]!;
+      const [b, y] = listeners[j]!;
+      if (x.port !== 0 && x.port === y.port && (x.host === y.host || isWildcard(x.host) || isWildcard(y.host))) {
+        refuse(REFUSAL_EVENTS.conflictingFlags, { reason: `${a} and ${b} name the same port (${x.port})` });
+      }
+    }
+  }
+
   // Environment.
   const flagEnv = (name: string): boolean => {
     const v = env[name];
@@ -288,4 +305,9 @@ function buildConfig(
     fcmCredentials,
     cluster,
   };
+}
+
+/** A listener host that binds every address of its family ('' is ":PORT"). */
+function isWildcard(host: string): boolean {
+  return host === '' || host === '0.0.0.0' || host === '::';
 }

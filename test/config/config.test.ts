@@ -363,6 +363,24 @@ describe('listener mode and conflicting flags', () => {
       { reason: 'one of --insecure-listen, --tls-cert with --tls-key, or --domain is required' },
     ],
     [
+      'metrics on the public address',
+      ['--insecure-listen', '127.0.0.1:8080', '--metrics-listen', '127.0.0.1:8080'],
+      REFUSAL_EVENTS.conflictingFlags,
+      conflicting('--insecure-listen and --metrics-listen name the same port (8080)'),
+    ],
+    [
+      'the default metrics address inside the public wildcard listener',
+      ['--insecure-listen', ':9090'],
+      REFUSAL_EVENTS.conflictingFlags,
+      conflicting('--insecure-listen and --metrics-listen name the same port (9090)'),
+    ],
+    [
+      'autocert: HTTP-01 on the HTTPS port',
+      ['--domain', 'relay.example.com', '--https-listen', ':8443', '--http-listen', ':8443'],
+      REFUSAL_EVENTS.conflictingFlags,
+      conflicting('--https-listen and --http-listen name the same port (8443)'),
+    ],
+    [
       'insecure + domain',
       [...INSECURE, '--domain', 'relay.example.com'],
       REFUSAL_EVENTS.conflictingFlags,
