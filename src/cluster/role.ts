@@ -540,9 +540,7 @@ export class ClusterRoleImpl implements ClusterRole, Directory, LinkSender, Clus
       case REC.gone: {
         const proxy = this.proxies.get(r.connId);
         if (proxy === undefined || proxy.epoch !== r.epoch) return;
-        proxy.closed = true;
-        this.proxies.delete(r.connId);
-        this.local.unregisterPhone(proxy.serverId, proxy);
+        this.dropProxy(proxy);
         return;
       }
       case REC.close: {
@@ -736,13 +734,7 @@ export class ClusterRoleImpl implements ClusterRole, Directory, LinkSender, Clus
         // Its socket is gone with nothing said (the holder died, gave up on it, or lost its engine
         // connection): for its binary that is a phone whose TCP ended without a close frame.
         this.options.metrics.auditDropped('home');
-        proxy.closed = true;
-        this.proxies.delete(proxy.connId);
-        this.local.unregisterPhone(proxy.serverId, proxy);
-        const binary = this.local.binaryFor(proxy.serverId);
-        if (binary !== undefined && binary === proxy.binaryAtRegistration) {
-          binary.notify(closeNotice(proxy.connId, CLOSE_GOING_AWAY), () => {});
-        }
+        this.dropProxy(proxy, CLOSE_GOING_AWAY);
       }
     }
   }
@@ -921,14 +913,19 @@ export class ClusterRoleImpl implements ClusterRole, Directory, LinkSender, Clus
     // Cross-instance phones cannot be served: close them here (1012)...
     this.closeHeld(LINK_LOST_REASON);
     // ...and tell the binaries homed here about their phones held elsewhere.
-    for (const proxy of [...this.proxies.values()]) {
-      proxy.closed = true;
-      this.proxies.delete(proxy.connId);
-      this.local.unregisterPhone(proxy.serverId, proxy);
-      const binary = this.local.binaryFor(proxy.serverId);
-      if (binary !== undefined && binary === proxy.binaryAtRegistration) {
-        binary.notify(closeNotice(proxy.connId, CLOSE_SERVICE_RESTART), () => {});
-      }
+    for (const proxy of [...this.proxies.values()]) this.dropProxy(proxy, CLOSE_SERVICE_RESTART);
+  }
+
+  /** Forgets a phone held elsewhere; with `noticeCode`, its binary is told (if it is still the
+   * binary the phone registered with). */
+  private dropProxy(proxy: RemotePhone, noticeCode?: number): void {
+    proxy.closed = true;
+    this.proxies.delete(proxy.connId);
+    this.local.unregisterPhone(proxy.serverId, proxy);
+    if (noticeCode === undefined) return;
+    const binary = this.local.binaryFor(proxy.serverId);
+    if (binary !== undefined && binary === proxy.binaryAtRegistration) {
+      binary.notify(closeNotice(proxy.connId, noticeCode), () => {});
     }
   }
 
