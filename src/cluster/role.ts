@@ -711,58 +711,63 @@ export class ClusterRoleImpl implements ClusterRole, Directory, LinkSender, Clus
   }
 
   /** As a home: which of my proxies do their holders still hold? */
-  private async auditHolders(): Promise<void> {
-    const byHolder = new Map<string, RemotePhone[]>();
-    for (const proxy of this.proxies.values()) {
-      const list = byHolder.get(proxy.holder);
-      if (list === undefined) byHolder.set(proxy.holder, [proxy]);
-      else list.push(proxy);
-    }
-    for (const [holder, proxies] of byHolder) {
-      const missing = await this.askAudit(
-        holder,
-        'home',
-        proxies.map((p) => p.connId),
-      );
-      if (missing === undefined) continue;
-      for (const proxy of proxies) {
-        if (!missing.has(proxy.connId) || this.proxies.get(proxy.connId) !== proxy) {
-          proxy.auditMisses = 0;
-          continue;
-        }
-        if (++proxy.auditMisses < AUDIT_MISSES_TO_DROP) continue;
+  private auditHolders(): Promise<void> {
+    return this.auditAgainst(
+      'home',
+      this.proxies.values(),
+      (proxy) => proxy.holder,
+      (proxy) => proxy.connId,
+      (proxy) => this.proxies.get(proxy.connId) === proxy,
+      (proxy) => {
         // Its socket is gone with nothing said (the holder died, gave up on it, or lost its engine
         // connection): for its binary that is a phone whose TCP ended without a close frame.
-        this.options.metrics.auditDropped('home');
         this.dropProxy(proxy, CLOSE_GOING_AWAY);
-      }
-    }
+      },
+    );
   }
 
   /** As a holder: which of my phones do their homes still know? */
-  private async auditHomes(): Promise<void> {
-    const byHome = new Map<string, HeldPhone[]>();
-    for (const held of this.held.values()) {
-      const list = byHome.get(held.remote.home);
-      if (list === undefined) byHome.set(held.remote.home, [held]);
-      else list.push(held);
+  private auditHomes(): Promise<void> {
+    return this.auditAgainst(
+      'holder',
+      this.held.values(),
+      (held) => held.remote.home,
+      (held) => held.phone.connId,
+      (held) => this.held.get(held.phone.connId) === held,
+      (held) => {
+        // Its home no longer knows it: nothing it sends arrives, nothing for it comes.
+        held.phone.closeWith(CLOSE_SERVICE_RESTART, LINK_LOST_REASON, 'other_code');
+      },
+    );
+  }
+
+  /** One side of an audit: asks each other instance about the entries it shares with this one;
+   * an entry still here that the other side missed AUDIT_MISSES_TO_DROP times in a row is given up. */
+  private async auditAgainst<T extends { auditMisses: number }>(
+    as: 'home' | 'holder',
+    entries: Iterable<T>,
+    otherSide: (entry: T) => string,
+    connIdOf: (entry: T) => string,
+    stillHere: (entry: T) => boolean,
+    giveUp: (entry: T) => void,
+  ): Promise<void> {
+    const byInstance = new Map<string, T[]>();
+    for (const entry of entries) {
+      const list = byInstance.get(otherSide(entry));
+      if (list === undefined) byInstance.set(otherSide(entry), [entry]);
+      else list.push(entry);
     }
-    for (const [home, helds] of byHome) {
-      const missing = await this.askAudit(
-        home,
-        'holder',
-        helds.map((h) => h.phone.connId),
-      );
+    for (const [instance, list] of byInstance) {
+      const missing = await this.askAudit(instance, as, list.map(connIdOf));
       if (missing === undefined) continue;
-      for (const held of helds) {
-        if (!missing.has(held.phone.connId) || this.held.get(held.phone.connId) !== held) {
-          held.auditMisses = 0;
+      for (const entry of list) {
+        if (!missing.has(connIdOf(entry)) || !stillHere(entry)) {
+          entry.auditMisses = 0;
           continue;
         }
-        if (++held.auditMisses < AUDIT_MISSES_TO_DROP) continue;
-        // Its home no longer knows it: nothing it sends arrives, nothing for it comes.
-        this.options.metrics.auditDropped('holder');
-        held.phone.closeWith(CLOSE_SERVICE_RESTART, LINK_LOST_REASON, 'other_code');
+        if (++entry.auditMisses < AUDIT_MISSES_TO_DROP) continue;
+        this.options.metrics.auditDropped(as);
+        giveUp(entry);
       }
     }
   }

@@ -41,6 +41,13 @@ async function expectExpiry(r: TestRelay, phone: TestClient, startedAt: number, 
   expect(await r.metric('pyrycode_relay_grace_expiries_total')).toBe(1);
 }
 
+/** A raw binary that keeps TCP open after the relay's FIN, holding `serverId`. */
+async function rawBinary(r: TestRelay, serverId: string): Promise<RawWs> {
+  const binary = track(await RawWs.open(r.port, '/v1/server', binaryHeaders(serverId), HOLD));
+  await waitFor(() => r.relay.registry.binaryFor(serverId) !== undefined, 3_000, 'claim');
+  return binary;
+}
+
 /** A raw phone that keeps TCP open after the relay's FIN, registered on `serverId`; its conn_id
  * learned from one routed frame. */
 async function rawPhone(r: TestRelay, binary: TestClient, serverId: string): Promise<{ phone: RawWs; connId: string }> {
@@ -92,9 +99,7 @@ describe('a peer that sent its close frame and holds TCP open', () => {
 
   it('binary: the close counts as the code it sent (too_big_1009), not heartbeat_timeout', async () => {
     const r = await boot({ heartbeatIntervalMs: HEARTBEAT_MS, gracePeriodMs: 10_000 });
-    const binary = await RawWs.open(r.port, '/v1/server', binaryHeaders('hold-binary'), HOLD);
-    track(binary);
-    await waitFor(() => r.relay.registry.binaryFor('hold-binary') !== undefined, 3_000, 'claim');
+    const binary = await rawBinary(r, 'hold-binary');
 
     closeAndHold(binary, 1009, 'message too big');
     await waitFor(() => binary.closeFrame(), 3_000, "relay's reciprocal close frame");
@@ -110,9 +115,7 @@ describe('a peer that sent its close frame and holds TCP open', () => {
   it('binary: its grace window starts when its close frame arrives, not when TCP finally ends', async () => {
     const GRACE_MS = 500;
     const r = await boot({ heartbeatIntervalMs: HEARTBEAT_MS, gracePeriodMs: GRACE_MS });
-    const binary = await RawWs.open(r.port, '/v1/server', binaryHeaders('hold-grace'), HOLD);
-    track(binary);
-    await waitFor(() => r.relay.registry.binaryFor('hold-grace') !== undefined, 3_000, 'claim');
+    const binary = await rawBinary(r, 'hold-grace');
     const phone = await connectPhone(r, 'hold-grace');
 
     const closedAt = Date.now();
@@ -126,9 +129,7 @@ describe('a peer that sent its close frame and holds TCP open', () => {
 
   it('binary: a successor arriving while the old binary holds TCP after its close frame reclaims at once (no probe)', async () => {
     const r = await boot({ heartbeatIntervalMs: HEARTBEAT_MS, gracePeriodMs: 10_000, probeTimeoutMs: 2_000 });
-    const old = await RawWs.open(r.port, '/v1/server', binaryHeaders('hold-reclaim'), HOLD);
-    track(old);
-    await waitFor(() => r.relay.registry.binaryFor('hold-reclaim') !== undefined, 3_000, 'claim');
+    const old = await rawBinary(r, 'hold-reclaim');
     const phone = await connectPhone(r, 'hold-reclaim');
 
     closeAndHold(old, 1001, 'restarting');
@@ -187,9 +188,7 @@ describe('a binary the relay closes that never answers', () => {
     const GRACE_MS = 500;
     const r = await boot({ heartbeatIntervalMs: HB_MS, gracePeriodMs: GRACE_MS });
     // A raw binary that answers nothing: no pong, no reciprocal close frame, TCP kept open.
-    const binary = await RawWs.open(r.port, '/v1/server', binaryHeaders('dead-binary'), HOLD);
-    track(binary);
-    await waitFor(() => r.relay.registry.binaryFor('dead-binary') !== undefined, 3_000, 'claim');
+    const binary = await rawBinary(r, 'dead-binary');
     const phone = await connectPhone(r, 'dead-binary');
 
     await waitFor(() => binary.closeFrame(), 3 * HB_MS + 2_000, 'heartbeat close frame');
